@@ -1,0 +1,1 @@
+"""usclean_gui package."""
