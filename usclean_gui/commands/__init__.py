@@ -1,0 +1,1 @@
+"""Sub-commands of the usclean CLI (one module each)."""
