@@ -1,0 +1,44 @@
+"""Atomic file writes: a temporary file in the destination folder, then ``os.replace``."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import DicomError
+
+
+@contextlib.contextmanager
+def atomic_path(out_path: str | os.PathLike, protect: tuple[str | os.PathLike | None, ...] = ()) -> Iterator[Path]:
+    """Yield a temporary path next to ``out_path``; on success it replaces ``out_path``.
+
+    On any exception the temporary file is removed and ``out_path`` is left as it was.
+
+    Args:
+        out_path: the final destination.
+        protect: paths that must never be written (the source file of an export).
+
+    Raises:
+        DicomError: when ``out_path`` is one of ``protect``, is a folder, or its folder is missing.
+    """
+    out = Path(out_path)
+    for p in protect:
+        if p is not None and Path(p).exists() and out.exists() and out.resolve() == Path(p).resolve():
+            raise DicomError("refusing to write %s: it is the source file (choose another output name)" % out)
+    if out.is_dir():
+        raise DicomError("%s is a folder, not a file name" % out)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise DicomError("cannot write %s: folder %s does not exist" % (out, parent))
+    fd, tmp = tempfile.mkstemp(prefix="." + out.name + ".", suffix=".part", dir=parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
