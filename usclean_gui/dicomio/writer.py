@@ -6,13 +6,13 @@
 """
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -207,3 +207,248 @@ def write_npy(path: str | os.PathLike, array: np.ndarray, protect: Sequence[str 
         with open(tmp, "wb") as fh:
             np.save(fh, a, allow_pickle=False)
     return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived series
+#: std (grey units, [0, 1] scale) stored as pixel value 255 in an uncertainty series/PNG.
+UNCERTAINTY_FULL_SCALE = 0.25
+PURPOSE_SOURCE_IMAGE = ("121322", "DCM", "Source image for image processing operation")
+_MULTIFRAME_SC = {"MONO8": "1.2.840.10008.5.1.4.1.1.7.2", "MONO16": "1.2.840.10008.5.1.4.1.1.7.3", "RGB": "1.2.840.10008.5.1.4.1.1.7.4"}
+_DROP_KEYWORDS = (
+    "RedPaletteColorLookupTableDescriptor", "GreenPaletteColorLookupTableDescriptor",
+    "BluePaletteColorLookupTableDescriptor", "RedPaletteColorLookupTableData",
+    "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData",
+    "SegmentedRedPaletteColorLookupTableData", "SegmentedGreenPaletteColorLookupTableData",
+    "SegmentedBluePaletteColorLookupTableData", "PaletteColorLookupTableUID", "IconImageSequence",
+    "DigitalSignaturesSequence", "MACParametersSequence", "StartTrim", "StopTrim",
+    "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "PixelData", "FloatPixelData",
+    "DoubleFloatPixelData", "SmallestImagePixelValue", "LargestImagePixelValue",
+)
+
+
+def _unit_stack(clip, frames_unit, n: int) -> list[np.ndarray]:
+    """Validate processed frames: full-frame (H, W) or B-mode crop (h, w) float in [0, 1]."""
+    frames = list(frames_unit) if not isinstance(frames_unit, np.ndarray) or frames_unit.ndim == 3 else [frames_unit]
+    if len(frames) != n:
+        raise ValueError("got %d processed frame(s) for %d frame index(es)" % (len(frames), n))
+    x0, y0, x1, y1 = clip.bmode_region
+    ok = (clip.shape, (y1 - y0, x1 - x0))
+    out = []
+    for k, f in enumerate(frames):
+        a = np.asarray(f)
+        if a.ndim != 2 or a.shape not in ok:
+            raise ValueError("processed frame %d has shape %s; expected %s (full frame) or %s (B-mode crop)" % (k, a.shape, ok[0], ok[1]))
+        if a.dtype.kind != "f":
+            raise ValueError("processed frames must be float in [0, 1], got %s" % a.dtype)
+        if not np.all(np.isfinite(a)):
+            raise ValueError("processed frame %d contains NaN or inf" % k)
+        out.append(a)
+    return out
+
+
+def _full(clip, unit: np.ndarray) -> np.ndarray:
+    if unit.shape == clip.shape:
+        return unit
+    full = np.zeros(clip.shape, dtype=np.float32)
+    x0, y0, x1, y1 = clip.bmode_region
+    full[y0:y1, x0:x1] = unit
+    return full
+
+
+def compose_frame(clip, index: int, unit: np.ndarray) -> np.ndarray:
+    """Source frame ``index`` (as decoded) with the pixels of ``clip.process_mask(index)``
+    replaced by the processed grey values ``unit`` (full frame or B-mode crop, [0, 1]).
+
+    Colour frames get the grey value in R, G and B; every other pixel is the decoded source.
+    """
+    (u,) = _unit_stack(clip, [unit], 1)
+    out = np.array(clip.frame(index))
+    mask = clip.process_mask(index)
+    values = clip.from_unit(_full(clip, u)[mask])
+    out[mask] = values[:, None] if out.ndim == 3 else values
+    return out
+
+
+def uncertainty_frame(clip, index: int, std: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) uncertainty image: ``255 * std / UNCERTAINTY_FULL_SCALE`` on the processed
+    pixels, 0 elsewhere."""
+    (u,) = _unit_stack(clip, [std], 1)
+    out = np.zeros(clip.shape, dtype=np.uint8)
+    mask = clip.process_mask(index)
+    out[mask] = np.clip(np.rint(_full(clip, u)[mask] / UNCERTAINTY_FULL_SCALE * 255.0), 0, 255).astype(np.uint8)
+    return out
+
+
+def _to_integer(frame: np.ndarray) -> np.ndarray:
+    """Float frames (an NPY source) are stored as 8 bit; integer frames as they are."""
+    if frame.dtype.kind == "f":
+        return np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
+    return frame
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+def _fresh_dataset(clip, multi: bool, rgb: bool, deep: bool) -> Dataset:
+    """Header for a derived image of a PNG/NPY source: Secondary Capture, new study."""
+    ds = Dataset()
+    if not multi:
+        ds.SOPClassUID = SC_IMAGE_STORAGE
+    else:
+        ds.SOPClassUID = _MULTIFRAME_SC["RGB" if rgb else ("MONO16" if deep else "MONO8")]
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.Modality = "US"
+    ds.ConversionType = "WSD"
+    ds.PatientName = "ANONYMOUS"
+    ds.PatientID = ""
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = generate_uid()
+    ds.StudyID = ""
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    ds.SeriesNumber = 0
+    ds.PatientOrientation = ""
+    ds.BurnedInAnnotation = "NO"
+    if clip.spacing_mm is not None:
+        ds.PixelSpacing = [float(clip.spacing_mm[0]), float(clip.spacing_mm[1])]
+    return ds
+
+
+def write_derived(
+    clip,
+    frames_unit,
+    out_path: str | os.PathLike,
+    description: str,
+    frame_indices: Sequence[int] | None = None,
+    uncertainty: bool = False,
+    series_description: str | None = None,
+) -> Path:
+    """Write processed frames of ``clip`` as a derived DICOM series (atomically).
+
+    The output has the source's SOP class (a PNG/NPY source gives Secondary Capture), the same
+    StudyInstanceUID, new Series/SOP Instance UIDs, ImageType DERIVED\\SECONDARY,
+    DerivationDescription ``description``, a SourceImageSequence (purpose 121322 DCM),
+    LossyImageCompression "01" when the source was lossy, and the source's ultrasound regions
+    and frame timing.  It is Explicit VR Little Endian in the decoded colour model (RGB stays
+    RGB, YBR and PALETTE COLOR become RGB, MONOCHROME1/2 stay).
+
+    Only pixels where ``clip.process_mask(i)`` is True take the processed grey value (in R, G
+    and B for colour); all others are byte-identical to the decoded source.  With
+    ``uncertainty=True`` the frames are a per-pixel std and the series is MONOCHROME2 8-bit,
+    pixel ``255 * std / UNCERTAINTY_FULL_SCALE`` on processed pixels and 0 elsewhere.
+
+    Args:
+        clip: the opened source (:func:`usclean_gui.dicom.open_image`).
+        frames_unit: (F, H, W) or (F, h, w) (B-mode crop) float in [0, 1], or a list of 2D arrays.
+        out_path: destination file; must not be the source.
+        description: DerivationDescription (model, sampler, steps, members).
+        frame_indices: the source frame of each processed frame (default 0..F-1).
+        uncertainty: write an uncertainty map series instead of a despeckled one.
+        series_description: SeriesDescription (default: the source's + " despeckled"/" uncertainty").
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: shapes, dtypes or indices that do not match the clip; DicomError for
+            an output that would overwrite the source.
+    """
+    n_in = len(frames_unit)
+    indices = list(range(n_in)) if frame_indices is None else [int(i) for i in frame_indices]
+    if not indices:
+        raise ValueError("write_derived: no frames to write")
+    if any(not 0 <= i < clip.n_frames for i in indices):
+        raise ValueError("write_derived: frame indices must lie in 0..%d" % (clip.n_frames - 1))
+    units = _unit_stack(clip, frames_unit, len(indices))
+
+    if uncertainty:
+        pixels = np.stack([uncertainty_frame(clip, i, u) for i, u in zip(indices, units)])
+    else:
+        pixels = np.stack([_to_integer(compose_frame(clip, i, u)) for i, u in zip(indices, units)])
+    rgb = pixels.ndim == 4
+    multi = len(indices) > 1
+
+    src = clip.dataset
+    date, time = _now()
+    sop_uid = generate_uid()
+    suffix = " uncertainty" if uncertainty else " despeckled"
+    if src is not None:
+        ds = copy.deepcopy(src)  # the header (read without pixel data)
+        for kw in _DROP_KEYWORDS:
+            if kw in ds:
+                delattr(ds, kw)
+        sop_class = str(src.get("SOPClassUID", SC_IMAGE_STORAGE))
+        multi_class = "NumberOfFrames" in src or sop_class == US_MULTIFRAME_STORAGE
+        if multi and not multi_class:
+            raise ValueError("write_derived: the source is a single-frame image, but %d frames were given" % len(indices))
+        ds.SOPClassUID = sop_class
+        old_series = src.get("SeriesNumber", None)
+        try:
+            ds.SeriesNumber = int(old_series or 0) + (2000 if uncertainty else 1000)
+        except (TypeError, ValueError):
+            ds.SeriesNumber = 2000 if uncertainty else 1000
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = sop_class
+        ref.ReferencedSOPInstanceUID = str(src.get("SOPInstanceUID", ""))
+        if multi_class:
+            ref.ReferencedFrameNumber = [i + 1 for i in indices] if len(indices) > 1 else indices[0] + 1
+        ref.PurposeOfReferenceCodeSequence = DicomSequence([_code(*PURPOSE_SOURCE_IMAGE)])
+        ds.SourceImageSequence = DicomSequence([ref])
+        if "FrameTimeVector" in src and multi_class:
+            vec = [float(v) for v in (src.FrameTimeVector if hasattr(src.FrameTimeVector, "__iter__") else [src.FrameTimeVector])]
+            if len(vec) == clip.n_frames:
+                ds.FrameTimeVector = [0.0] + [vec[i] for i in indices[1:]]
+        old_desc = str(src.get("SeriesDescription", "") or "")
+        old_type = list(src.get("ImageType", []) or [])
+    else:
+        ds = _fresh_dataset(clip, multi, rgb, pixels.dtype == np.uint16)
+        sop_class = str(ds.SOPClassUID)
+        multi_class = multi
+        ds.SeriesNumber = 2 if uncertainty else 1
+        old_desc = clip.path.stem
+        old_type = []
+        description = "%s; source file %s" % (description, clip.path.name)
+        if clip.frame_time_ms and multi:
+            ds.FrameTime = "%.6g" % clip.frame_time_ms
+            ds.FrameIncrementPointer = FRAME_TIME_TAG
+
+    ds.file_meta = _file_meta(sop_class, sop_uid)
+    ds.SOPInstanceUID = sop_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.InstanceNumber = 1
+    ds.SeriesDate = ds.ContentDate = date
+    ds.SeriesTime = ds.ContentTime = time
+    if uncertainty:
+        ds.ImageType = ["DERIVED", "SECONDARY", "UNCERTAINTY"]
+        description = "%s; pixel value = 255 x std / %g (grey scale [0, 1])" % (description, UNCERTAINTY_FULL_SCALE)
+        for kw in ("WindowCenter", "WindowWidth", "VOILUTSequence", "WindowCenterWidthExplanation", "VOILUTFunction"):
+            if kw in ds:
+                delattr(ds, kw)
+    else:
+        ds.ImageType = ["DERIVED", "SECONDARY"] + [str(v) for v in old_type[2:]]
+    ds.DerivationDescription = description[:1024]
+    ds.SeriesDescription = (series_description if series_description is not None else (old_desc + suffix).strip())[:64]
+    ds.LossyImageCompression = "01" if clip.lossy else "00"
+    if not clip.lossy:
+        for kw in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
+            if kw in ds:
+                delattr(ds, kw)
+
+    if uncertainty:
+        photometric, bits = "MONOCHROME2", 8
+    elif rgb:
+        photometric, bits = "RGB", 8
+    else:
+        photometric = "MONOCHROME1" if src is not None and str(src.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1" else "MONOCHROME2"
+        bits = 8 if pixels.dtype in (np.uint8, np.int8) else int(src.get("BitsStored", 16)) if src is not None else 16
+    ds.set_pixel_data(np.ascontiguousarray(pixels if multi_class else pixels[0]), photometric, bits, generate_instance_uid=False)
+    if multi_class:
+        ds.NumberOfFrames = len(indices)
+    return save_dataset(ds, out_path, protect=(clip.path,))
