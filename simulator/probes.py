@@ -154,6 +154,19 @@ def _check_size(size: int) -> int:
     return int(size)
 
 
+def check_angles(angles_deg) -> tuple[float, ...]:
+    """Validate compounding angles (degrees): a non-empty sequence, each within +-MAX_ANGLE_DEG."""
+    try:
+        angles = tuple(float(a) for a in np.atleast_1d(np.asarray(angles_deg, dtype=float)))
+    except (TypeError, ValueError):
+        angles = ()
+    if len(angles) == 0 or not all(np.isfinite(a) and abs(a) <= MAX_ANGLE_DEG for a in angles):
+        raise ValueError(
+            f"compounding angles must be a non-empty list of values within +-{MAX_ANGLE_DEG:g} deg, got {angles_deg!r}"
+        )
+    return angles
+
+
 def _half_wavelength_pitch(c: float, fc_hz: float) -> float:
     """Half the wavelength in mm, rounded down to 0.01 mm."""
     return float(np.floor(c / fc_hz * 1e3 / 2 * 100 + 1e-9) / 100)
@@ -197,11 +210,7 @@ def get_probe(
         raise ValueError(
             f"depth must be between {depth_range[0]:g} and {depth_range[1]:g} mm for {name}, got {depth_mm!r}"
         )
-    angles = (0.0,) if angles_deg is None else tuple(float(a) for a in np.atleast_1d(angles_deg))
-    if len(angles) == 0 or not all(np.isfinite(a) and abs(a) <= MAX_ANGLE_DEG for a in angles):
-        raise ValueError(
-            f"compounding angles must be a non-empty list of values within +-{MAX_ANGLE_DEG:g} deg, got {angles_deg!r}"
-        )
+    angles = (0.0,) if angles_deg is None else check_angles(angles_deg)
     pitch = _half_wavelength_pitch(SPEED_OF_SOUND, fc)
     return Probe(
         name=name,
