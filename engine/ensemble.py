@@ -1,0 +1,295 @@
+"""The despeckling ensemble: K independently trained members evaluated in one batched forward pass.
+
+``load_ensemble(name_or_folder)`` → :class:`Ensemble`; ``ens.despeckle(frames)`` returns the
+member mean (the despeckled image) and the per-pixel std across members (the uncertainty).
+Members are stored side by side as grouped convolutions (see :mod:`engine.network`), so one network
+evaluation serves all K members.  A step count is network evaluations per member; ``progress(done,
+total)`` counts them and ``cancel()`` is polled after each one.  Frames larger than
+``untiled_max_pixels`` are processed in overlapping ``tile``² tiles blended with raised-cosine
+windows (no seams); frames above 4096 × 4096 are refused.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import normalize as _norm
+from .network import build, select_members
+from .samplers import SAMPLERS, get_sampler, start_state
+from .sde import Schedule, make_schedule
+from .weights import DEFAULT_MODEL, read_model
+
+MIN_SIDE = 16
+MAX_SIDE = 4096
+MODES = ("irsde", "regression", "dncnn")
+
+
+class Cancelled(Exception):
+    """Raised by :meth:`Ensemble.despeckle` when the ``cancel`` callable returned True."""
+
+
+@dataclass
+class DespeckleResult:
+    """Member mean and per-pixel std, float32, same shape as the input frames."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def validate_frames(frames) -> np.ndarray:
+    """Check and convert frames to a float32 (F, H, W) array in [0, 1]; ValueError with the reason."""
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu().numpy()
+    if not isinstance(frames, np.ndarray):
+        raise ValueError("frames must be a numpy array, got %s" % type(frames).__name__)
+    if frames.size == 0:
+        raise ValueError("frames are empty (shape %s)" % (frames.shape,))
+    if frames.ndim in (3, 4) and frames.shape[-1] in (3, 4) and frames.shape[-2] >= MIN_SIDE:
+        raise ValueError("frames look like colour images (shape %s, last axis %d channels); convert to "
+                         "grayscale (H, W) or (F, H, W) first" % (frames.shape, frames.shape[-1]))
+    if frames.ndim not in (2, 3):
+        raise ValueError("frames must be (H, W) or (F, H, W); got %d dimensions %s" % (frames.ndim, frames.shape))
+    if not np.issubdtype(frames.dtype, np.floating):
+        raise ValueError("frames must be floating point in [0, 1] (got dtype %s; for uint8 divide by 255)"
+                         % frames.dtype)
+    h, w = frames.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        raise ValueError("frames of %d x %d are too small: the minimum is %d x %d" % (h, w, MIN_SIDE, MIN_SIDE))
+    if max(h, w) > MAX_SIDE:
+        raise ValueError("frames of %d x %d are too large: the maximum is %d x %d" % (h, w, MAX_SIDE, MAX_SIDE))
+    if not np.all(np.isfinite(frames)):
+        raise ValueError("frames contain NaN or infinite values")
+    lo, hi = float(frames.min()), float(frames.max())
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        raise ValueError("frame values must lie in [0, 1] (got %.4g … %.4g)" % (lo, hi))
+    out = np.clip(frames.astype(np.float32, copy=False), 0.0, 1.0)
+    return out[None] if out.ndim == 2 else out
+
+
+def _window_1d(n: int, start: int, stop: int, total: int, overlap: int) -> np.ndarray:
+    """1 inside, raised-cosine ramps over ``overlap`` pixels at tile edges that are not image edges."""
+    w = np.ones(n, dtype=np.float64)
+    if overlap > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
+        if start > 0:
+            w[:overlap] = ramp
+        if stop < total:
+            w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
+    return w
+
+
+def _tile_starts(total: int, tile: int, overlap: int) -> list[int]:
+    if total <= tile:
+        return [0]
+    step = tile - overlap
+    n = math.ceil((total - tile) / step) + 1
+    return [int(round(i * (total - tile) / (n - 1))) for i in range(n)]
+
+
+def resolve_threads(threads: int | str | None) -> Optional[int]:
+    """``"auto"`` = cores − 1 (at least 1), an int = that many, None = leave torch's setting."""
+    if threads is None:
+        return None
+    if threads == "auto":
+        return max(1, (os.cpu_count() or 2) - 1)
+    return max(1, int(threads))
+
+
+class Ensemble:
+    """K-member despeckler (IR-SDE, direct regression or DnCNN) with mean/std output.
+
+    ``net`` is a grouped network (``net.members`` = K); ``mode`` says how it is used; ``schedule`` is
+    required for ``irsde``.  ``default_sampler``/``default_steps`` are what ``despeckle`` uses when
+    its ``sampler``/``steps`` are None.  ``normalize`` ("auto" | "off"): real-frame gain / dynamic
+    range / speckle-grain normalisation against ``reference`` (see :mod:`engine.normalize`).
+    """
+
+    def __init__(self, net: torch.nn.Module, mode: str = "irsde", schedule: Optional[Schedule] = None,
+                 name: str = "", card: Optional[dict] = None, device: str | torch.device | None = None,
+                 threads: int | str | None = None, default_sampler: str = "posterior", default_steps: int = 1,
+                 tile: int = 256, overlap: int = 32, untiled_max_pixels: int = 512 * 768,
+                 normalize: str = "auto", reference: Optional[dict] = None):
+        if mode not in MODES:
+            raise ValueError("unknown ensemble mode %r" % mode)
+        if mode == "irsde" and schedule is None:
+            raise ValueError("an IR-SDE ensemble needs a schedule")
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        n = resolve_threads(threads)
+        if n is not None:
+            torch.set_num_threads(n)
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.mode, self.schedule, self.name, self.card = mode, schedule, name, card or {}
+        self.default_sampler, self.default_steps = default_sampler, int(default_steps)
+        self.tile, self.overlap, self.untiled_max_pixels = int(tile), int(overlap), int(untiled_max_pixels)
+        self.normalize = normalize
+        self.reference = reference
+        self._subsets: dict[tuple[int, ...], torch.nn.Module] = {}
+
+    @property
+    def members(self) -> int:
+        return int(self.net.members)
+
+    def __repr__(self) -> str:
+        return "Ensemble(%r, mode=%s, members=%d, device=%s)" % (self.name, self.mode, self.members, self.device)
+
+    # ------------------------------------------------------------------ helpers
+    def _member_net(self, members: Optional[int]) -> torch.nn.Module:
+        if members is None or int(members) == self.members:
+            return self.net
+        k = int(members)
+        if not 1 <= k <= self.members:
+            raise ValueError("members must be between 1 and %d (got %r)" % (self.members, members))
+        key = tuple(range(k))
+        if key not in self._subsets:
+            sub = build(self.net.config(), k)
+            sub.load_state_dict(select_members(self.net.state_dict(), self.members, key))
+            self._subsets[key] = sub.to(self.device).eval()
+        return self._subsets[key]
+
+    def _settings(self, steps: Optional[int], sampler: Optional[str]) -> tuple[int, str]:
+        if self.mode != "irsde":
+            if steps not in (None, 1):
+                raise ValueError("a %s model takes exactly one network evaluation (steps=1)" % self.mode)
+            return 1, "direct"
+        sampler = sampler or self.default_sampler
+        if sampler not in SAMPLERS:
+            raise ValueError("unknown sampler %r (choose from %s)" % (sampler, ", ".join(SAMPLERS)))
+        steps = self.default_steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= self.schedule.T:
+            raise ValueError("steps must be an integer between 1 and %d (got %r)" % (self.schedule.T, steps))
+        return int(steps), sampler
+
+    def _tiles(self, h: int, w: int) -> list[tuple[int, int, int, int]]:
+        if h * w <= self.untiled_max_pixels:
+            return [(0, h, 0, w)]
+        t = self.tile
+        return [(y, min(y + t, h), x, min(x + t, w))
+                for y in _tile_starts(h, t, self.overlap) for x in _tile_starts(w, t, self.overlap)]
+
+    @torch.no_grad()
+    def _run_tile(self, net: torch.nn.Module, mu: torch.Tensor, z: torch.Tensor, steps: int, sampler: str,
+                  gen: torch.Generator, tick: Callable[[], None]) -> torch.Tensor:
+        """mu (h, w), z (K, h, w) → member outputs (K, h, w) on the device."""
+        k = net.members
+        mu5 = mu[None, None, None]  # (1, 1, 1, h, w)
+        if self.mode != "irsde":
+            inp = mu5.expand(1, k, 1, *mu.shape)
+            if self.mode == "regression":
+                inp = torch.cat([torch.zeros_like(inp), inp], dim=2)
+            out = net(inp, torch.zeros(1, dtype=torch.long, device=mu.device))
+            tick()
+            return out[0, :, 0].clamp(0.0, 1.0)
+
+        def denoiser(x: torch.Tensor, t: int) -> torch.Tensor:
+            muk = mu5.expand_as(x)
+            return net(torch.cat([x - muk, muk], dim=2),
+                       torch.full((1,), t, dtype=torch.long, device=x.device)).clamp(0.0, 1.0)
+
+        x_T = start_state(self.schedule, mu5, z[None, :, None])
+        out = get_sampler(sampler)(self.schedule, denoiser, mu5, x_T, steps, generator=gen,
+                                   callback=lambda done, total: tick())
+        return out[0, :, 0].clamp(0.0, 1.0)
+
+    # ------------------------------------------------------------------ API
+    def iter_despeckle(self, frames, steps: Optional[int] = None, sampler: Optional[str] = None,
+                       members: Optional[int] = None, seed: int = 0,
+                       progress: Optional[Callable[[int, int], None]] = None,
+                       cancel: Optional[Callable[[], bool]] = None,
+                       normalize: Optional[str] = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Despeckle frame by frame, yielding ``(frame_index, mean, std)`` (float32 (H, W)) as each finishes.
+
+        Arguments as :meth:`despeckle`.  The input is validated before anything runs.
+        """
+        arr = validate_frames(frames)
+        steps, sampler = self._settings(steps, sampler)
+        net = self._member_net(members)
+        k = net.members
+        mode = self.normalize if normalize is None else normalize
+        if mode not in ("auto", "off"):
+            raise ValueError("normalize must be 'auto' or 'off' (got %r)" % (normalize,))
+        plans = [_norm.fit(f, self.reference) if (mode == "auto" and self.reference) else None for f in arr]
+        shapes = [p.work_shape if p is not None else f.shape for p, f in zip(plans, arr)]
+        total = sum(len(self._tiles(*s)) for s in shapes) * steps
+        done = [0]
+
+        def tick() -> None:
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], total)
+            if cancel is not None and cancel():
+                raise Cancelled("despeckling cancelled after %d of %d network evaluations" % (done[0], total))
+
+        if cancel is not None and cancel():
+            raise Cancelled("despeckling cancelled before it started")
+        for fi, frame in enumerate(arr):
+            plan = plans[fi]
+            work = plan.forward(frame) if plan is not None else frame
+            h, w = work.shape
+            gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + fi)
+            z = torch.randn((k, h, w), generator=gen)
+            mu = torch.from_numpy(np.ascontiguousarray(work)).to(self.device)
+            acc = torch.zeros((k, h, w), dtype=torch.float64)
+            wsum = torch.zeros((h, w), dtype=torch.float64)
+            for y0, y1, x0, x1 in self._tiles(h, w):
+                out = self._run_tile(net, mu[y0:y1, x0:x1], z[:, y0:y1, x0:x1].to(self.device),
+                                     steps, sampler, gen, tick).double().cpu()
+                win = torch.from_numpy(np.outer(_window_1d(y1 - y0, y0, y1, h, self.overlap),
+                                                _window_1d(x1 - x0, x0, x1, w, self.overlap)))
+                acc[:, y0:y1, x0:x1] += out * win
+                wsum[y0:y1, x0:x1] += win
+            outs = (acc / wsum).float().numpy()
+            if plan is not None:
+                outs = np.stack([plan.inverse(o) for o in outs])
+            mean = outs.mean(axis=0).astype(np.float32)
+            std = (outs.std(axis=0) if k > 1 else np.zeros_like(mean)).astype(np.float32)
+            yield fi, np.clip(mean, 0.0, 1.0), std
+
+    def despeckle(self, frames, steps: Optional[int] = None, sampler: Optional[str] = None,
+                  members: Optional[int] = None, seed: int = 0,
+                  progress: Optional[Callable[[int, int], None]] = None,
+                  cancel: Optional[Callable[[], bool]] = None, normalize: Optional[str] = None) -> DespeckleResult:
+        """Despeckle ``frames`` (float32 (H, W) or (F, H, W) in [0, 1]).
+
+        steps: network evaluations per member (None = the model's default); sampler: ``posterior`` |
+        ``ddim`` | ``em`` (None = default); members: use the first K members (None = all); seed: all
+        sampling noise (same seed → same result); progress(done, total): after every network
+        evaluation; cancel(): polled after every evaluation, True raises :class:`Cancelled`;
+        normalize: ``auto`` | ``off`` (None = the ensemble's setting).
+        Returns :class:`DespeckleResult` with ``mean`` and ``std`` of the input's shape.
+        """
+        arr = validate_frames(frames)
+        means, stds = [], []
+        for _, m, s in self.iter_despeckle(arr, steps, sampler, members, seed, progress, cancel, normalize):
+            means.append(m)
+            stds.append(s)
+        mean, std = np.stack(means), np.stack(stds)
+        if np.ndim(frames) == 2:
+            mean, std = mean[0], std[0]
+        return DespeckleResult(mean, std)
+
+
+def ensemble_from_card(net: torch.nn.Module, card: dict, device=None, threads=None, name: str = "") -> Ensemble:
+    """Wrap a network and its model card in an :class:`Ensemble`."""
+    sch = card.get("schedule")
+    schedule = make_schedule(sch["lambda"], sch["T"], sch["eps"]) if sch else None
+    return Ensemble(net, mode=card["mode"], schedule=schedule, name=name or card.get("name", ""), card=card,
+                    device=device, threads=threads, default_sampler=card.get("default_sampler", "posterior"),
+                    default_steps=int(card.get("default_steps", 1)), reference=card.get("reference"))
+
+
+def load_ensemble(name_or_folder: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device | None = None,
+                  threads: int | str | None = None) -> Ensemble:
+    """Load a shipped model (``multiprobe`` (default), ``l11-5v``, ``baseline``) or a folder from
+    ``usclean train``; the weights are checked against the model card's SHA-256 (ValueError if not).
+
+    device: None = CUDA when available, else CPU; threads: torch CPU threads (``"auto"`` = cores − 1).
+    """
+    net, card, folder = read_model(name_or_folder)
+    return ensemble_from_card(net, card, device=device, threads=threads, name=card.get("name", folder.name))

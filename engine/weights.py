@@ -1,0 +1,143 @@
+"""Model folders: fp16 safetensors weights + a model card (``model.json`` / ``MODEL_CARD.md``).
+
+A model folder holds ``model.safetensors`` (all K members as grouped tensors, fp16) and ``model.json``
+with the network config, the mode (``irsde`` | ``regression`` | ``dncnn``), the SDE schedule, the
+default sampler/steps, the training record and metrics, and the SHA-256 of every weight file.
+:func:`read_model` refuses a folder whose weights do not match the card (tampered, truncated, corrupt).
+Shipped models live in ``resources/weights/<name>/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .network import build
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model.json"
+CARD_MD = "MODEL_CARD.md"
+SHIPPED = ("multiprobe", "l11-5v", "baseline")
+DEFAULT_MODEL = "multiprobe"
+
+
+def shipped_dir() -> Path:
+    """``resources/weights`` of this checkout / installation."""
+    return Path(__file__).resolve().parent.parent / "resources" / "weights"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def resolve(name_or_folder: str | os.PathLike) -> Path:
+    """Map a shipped model name or a folder path to the model folder (ValueError if neither)."""
+    s = str(name_or_folder)
+    if s.lower() in SHIPPED and not Path(s).is_dir():
+        folder = shipped_dir() / s.lower()
+        if not (folder / CARD_FILE).is_file():
+            raise ValueError("shipped model %r is not installed (missing %s)" % (s, folder / CARD_FILE))
+        return folder
+    folder = Path(s)
+    if not folder.is_dir():
+        raise ValueError("unknown model %r: give one of %s or a folder written by `usclean train`"
+                         % (s, ", ".join(SHIPPED)))
+    if not (folder / CARD_FILE).is_file():
+        raise ValueError("%s is not a model folder (no %s; a training folder gets one when training ends)"
+                         % (folder, CARD_FILE))
+    return folder
+
+
+def save_model(folder: str | os.PathLike, net: torch.nn.Module, card: dict) -> dict:
+    """Write ``net`` as fp16 safetensors plus the card (JSON + markdown); returns the final card."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in net.state_dict().items()}
+    tmp = folder / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "members": str(net.members)})
+    os.replace(tmp, folder / WEIGHTS_FILE)
+    card = dict(card)
+    card.update({"network": net.config(), "members": int(net.members),
+                 "params_per_member": sum(p.numel() for p in net.parameters()) // net.members,
+                 "files": {WEIGHTS_FILE: {"sha256": sha256(folder / WEIGHTS_FILE),
+                                          "bytes": (folder / WEIGHTS_FILE).stat().st_size, "dtype": "float16"}}})
+    _atomic_write(folder / CARD_FILE, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    _atomic_write(folder / CARD_MD, card_markdown(card).encode())
+    return card
+
+
+def read_card(folder: Path) -> dict:
+    try:
+        return json.loads((folder / CARD_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError("cannot read model card %s: %s" % (folder / CARD_FILE, exc)) from exc
+
+
+def read_model(name_or_folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, Path]:
+    """Load and verify a model folder; returns (network in fp32 on CPU, card, folder)."""
+    folder = resolve(name_or_folder)
+    card = read_card(folder)
+    for key in ("network", "members", "mode", "files"):
+        if key not in card:
+            raise ValueError("model card %s lacks %r" % (folder / CARD_FILE, key))
+    for fname, info in card["files"].items():
+        path = folder / fname
+        if not path.is_file():
+            raise ValueError("model %s: weight file %s is missing" % (folder, fname))
+        if sha256(path) != info.get("sha256"):
+            raise ValueError("model %s: %s does not match the SHA-256 in its model card (corrupt, truncated "
+                             "or modified weights); refusing to load it" % (folder, fname))
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError("model %s: cannot read weights: %s" % (folder, exc)) from exc
+    net = build(card["network"], int(card["members"]))
+    try:
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as exc:
+        raise ValueError("model %s: weights do not fit the network in its card: %s" % (folder, exc)) from exc
+    net.eval()
+    return net, card, folder
+
+
+def card_markdown(card: dict) -> str:
+    """Human-readable model card."""
+    tr = card.get("training", {})
+    lines = ["# Model card: %s" % card.get("name", "?"), "",
+             card.get("description", ""), "",
+             "| field | value |", "|---|---|",
+             "| mode | %s |" % card.get("mode"),
+             "| network | %s |" % json.dumps(card.get("network")),
+             "| members | %s (%s parameters each) |" % (card.get("members"), card.get("params_per_member")),
+             "| schedule | %s |" % json.dumps(card.get("schedule")),
+             "| default sampler / steps | %s / %s |" % (card.get("default_sampler"), card.get("default_steps")),
+             "| probes | %s |" % ", ".join(tr.get("probes", [])),
+             "| data | %s |" % tr.get("data", ""),
+             "| member seeds | %s |" % tr.get("member_seeds"),
+             "| optimiser steps | %s |" % tr.get("steps"),
+             "| wall time | %s min |" % tr.get("wall_minutes"),
+             "| loss | %s |" % tr.get("loss"), ""]
+    metrics = card.get("metrics") or {}
+    if metrics:
+        lines += ["## Measured metrics", "", "```", json.dumps(metrics, indent=2), "```", ""]
+    lines += ["## Files (SHA-256)", ""]
+    for fname, info in card.get("files", {}).items():
+        lines.append("- `%s` %s (%d bytes, %s)" % (fname, info["sha256"], info["bytes"], info.get("dtype", "")))
+    return "\n".join(lines) + "\n"
