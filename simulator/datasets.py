@@ -133,10 +133,10 @@ class PairStream:
 
 
 # --------------------------------------------------------------------------- files
-def atomic_savez(path: str | os.PathLike, **arrays: Any) -> Path:
+def atomic_savez(file: str | os.PathLike, /, **arrays: Any) -> Path:
     """Write a compressed ``.npz`` atomically: a temporary file in the same folder, then
     :func:`os.replace`.  If anything fails midway no file (partial or temporary) is left."""
-    path = Path(path)
+    path = Path(file)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
