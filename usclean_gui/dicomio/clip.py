@@ -4,7 +4,7 @@ A :class:`Clip` never holds the whole clip in memory: DICOM frames are decoded o
 with :func:`pydicom.pixels.pixel_array` (``index=i``) and kept in a small LRU cache; NPY
 stacks are memory-mapped.  Frames are returned exactly as decoded (pydicom converts YBR to
 RGB; PALETTE COLOR goes through :func:`pydicom.pixels.apply_color_lut`, 16-bit LUTs are
-rounded to 8 bit), so they can be written back byte-identical where nothing was processed.
+reduced to their high byte), so they can be written back byte-identical where nothing was processed.
 
 Grey mapping (``gray_frame``): stored value ``v`` maps to ``(v - lo) / (hi - lo)`` clipped to
 [0, 1], with ``lo, hi = 0, 255`` for 8-bit and RGB data, the VOI window (WindowCenter/Width)
@@ -238,6 +238,11 @@ class Clip:
             lum = self.to_unit(frames[0])
             region = box_mask(self._bmode_region, self.shape)
             candidates = static & (lum > 0.25) & region
+            # Overlays are strokes of several pixels; lone static pixels are speckle by chance.
+            labels, n = ndimage.label(candidates, structure=np.ones((3, 3), bool))
+            if n:
+                sizes = np.bincount(labels.ravel())
+                candidates = (sizes >= 4)[labels] & candidates
             if region.any() and candidates.sum() < 0.05 * region.sum():
                 mask = ndimage.binary_dilation(candidates, iterations=1)
         with self._lock:
@@ -506,7 +511,9 @@ def _open_dicom(p: Path) -> Clip:
         except Exception as exc:  # pydicom raises several types for a bad LUT
             raise DicomError("%s: its PALETTE COLOR lookup table cannot be read (%s)" % (p, exc)) from exc
         if table.dtype != np.uint8:
-            table = table if table.max() <= 255 else np.rint(table / 257.0)
+            # 16-bit LUT entries: keep the high byte (exact for v * 257 and v << 8 encodings);
+            # some writers declare 16 bits but store 8-bit values, which are kept as they are.
+            table = table if table.max() <= 255 else table >> 8
             table = table.astype(np.uint8)
         lut = table
     color = spp == 3 or lut is not None

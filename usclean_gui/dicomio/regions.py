@@ -156,14 +156,15 @@ def detect_bmode_region(frame: np.ndarray, chroma_tolerance: int = 3) -> Box:
     top = float(np.percentile(lum, 99.5)) if lum.size else 0.0
     if top <= 0:
         return (0, 0, w, h)
-    # Image pixels: grey and above the black background (4 % of the bright level).
-    mask = grey_pixels(a, chroma_tolerance) & (lum > 0.04 * top)
+    # Image pixels: grey and above the black background (1.2 % of the bright level: the
+    # far edges of a sector are faint).
+    mask = grey_pixels(a, chroma_tolerance) & (lum > 0.012 * top)
     # Dilate the colour out a little: anti-aliased edges of coloured overlays are greyish.
     if a.ndim == 3:
         colour = ~grey_pixels(a, chroma_tolerance)
         mask &= ~ndimage.binary_dilation(colour, iterations=1)
-    # Remove strokes (text, calipers, lines) up to ~3 px wide.
-    mask = ndimage.binary_opening(mask, structure=np.ones((4, 4), bool))
+    # Remove strokes (text, calipers, lines) up to ~4 px wide (anti-aliased text included).
+    mask = ndimage.binary_opening(mask, structure=np.ones((5, 5), bool))
     # Close the dark gaps between speckle grains and small anechoic areas.
     k = max(3, min(h, w) // 40)
     density = ndimage.uniform_filter(mask.astype(np.float32), size=2 * k + 1)
