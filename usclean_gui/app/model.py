@@ -1,0 +1,296 @@
+"""Qt-free state of the viewer: the open clip, despeckled results, ROIs and measurements.
+
+The widgets in this package are thin views over these objects (napari's split between a data
+model and its Qt layer), so everything here can be tested and reused without a display.
+
+Conventions follow ``docs/ARCHITECTURE.md``: frames are (H, W) float32 in [0, 1] (or (H, W, 3)
+for colour frames), row 0 is the shallowest depth, pixel spacing is ``(dz_mm, dx_mm)``.
+ROI coordinates are in image pixels: ``x`` is the column, ``y`` the row.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from skimage.draw import ellipse as _draw_ellipse
+from skimage.draw import polygon as _draw_polygon
+
+ROI_KINDS = ("rect", "ellipse", "polygon")
+ROI_ROLES = ("target", "background")
+#: The intensity domain in which the app measures CNR: the displayed, log-compressed grey level.
+MEASURE_DOMAIN = "display [0, 1] (log-compressed grey level)"
+
+
+class ClipLike(Protocol):
+    """What the viewer needs from :class:`usclean_gui.dicom.Clip`."""
+
+    n_frames: int
+    is_color: bool
+
+    def frame(self, i: int) -> np.ndarray: ...
+
+    def gray_frame(self, i: int) -> np.ndarray: ...
+
+    def process_mask(self, i: int) -> np.ndarray: ...
+
+
+def region_box(region: Any, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Return ``(x0, y0, x1, y1)`` (end-exclusive, clamped to ``shape``) for a B-mode region.
+
+    Accepts a 4-sequence ``(x0, y0, x1, y1)``, an object with ``x0, y0, x1, y1`` attributes,
+    or ``None`` (the whole image).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if region is None:
+        return 0, 0, w, h
+    if all(hasattr(region, a) for a in ("x0", "y0", "x1", "y1")):
+        vals = (region.x0, region.y0, region.x1, region.y1)
+    else:
+        vals = tuple(region)
+        if len(vals) != 4:
+            raise ValueError("a B-mode region needs 4 numbers (x0, y0, x1, y1), got %r" % (region,))
+    x0, y0, x1, y1 = (int(round(float(v))) for v in vals)
+    x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))
+    y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise ValueError("the B-mode region %r is empty inside a %dx%d image" % (vals, w, h))
+    return x0, y0, x1, y1
+
+
+def to_unit(frame: np.ndarray) -> np.ndarray:
+    """Scale a frame to float32 in [0, 1] (uint8/uint16 by their dtype range, floats clipped)."""
+    a = np.asarray(frame)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if np.issubdtype(a.dtype, np.integer):
+        top = float(a.max()) if a.size and a.max() > 0 else 1.0
+        return (a.astype(np.float32) / top).clip(0.0, 1.0)
+    return np.clip(a.astype(np.float32), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------- ROIs
+@dataclass
+class RoiShape:
+    """A target or background ROI in image pixel coordinates.
+
+    ``rect``: ``params = (x, y, w, h)``; ``ellipse``: ``params = (x, y, w, h)`` of the bounding box;
+    ``polygon``: ``points = [(x, y), ...]`` (at least three vertices).
+    """
+
+    role: str
+    kind: str
+    params: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    points: list[tuple[float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.role not in ROI_ROLES:
+            raise ValueError("ROI role must be one of %s, got %r" % (ROI_ROLES, self.role))
+        if self.kind not in ROI_KINDS:
+            raise ValueError("ROI kind must be one of %s, got %r" % (ROI_KINDS, self.kind))
+        if self.kind == "polygon" and len(self.points) < 3:
+            raise ValueError("a polygon ROI needs at least 3 vertices")
+
+    def mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """Boolean (H, W) mask of the pixels whose centres lie inside the ROI."""
+        h, w = int(shape[0]), int(shape[1])
+        m = np.zeros((h, w), dtype=bool)
+        if self.kind == "polygon":
+            xs = np.array([p[0] for p in self.points], dtype=float) - 0.5
+            ys = np.array([p[1] for p in self.points], dtype=float) - 0.5
+            rr, cc = _draw_polygon(ys, xs, shape=(h, w))
+        else:
+            x, y, bw, bh = (float(v) for v in self.params)
+            if self.kind == "rect":
+                c0, c1 = math.ceil(x - 0.5), math.floor(x + bw - 0.5)
+                r0, r1 = math.ceil(y - 0.5), math.floor(y + bh - 0.5)
+                m[max(r0, 0):max(min(r1 + 1, h), 0), max(c0, 0):max(min(c1 + 1, w), 0)] = True
+                return m
+            rr, cc = _draw_ellipse(y + bh / 2 - 0.5, x + bw / 2 - 0.5, bh / 2, bw / 2, shape=(h, w))
+        m[rr, cc] = True
+        return m
+
+    def describe(self) -> str:
+        """Geometry as text for CSV provenance (pixels)."""
+        if self.kind == "polygon":
+            return "polygon[" + ";".join("%.1f,%.1f" % p for p in self.points) + "]"
+        return "%s[x=%.1f,y=%.1f,w=%.1f,h=%.1f]" % ((self.kind,) + tuple(self.params))
+
+
+@dataclass
+class RegionStats:
+    """Statistics of one image inside a target/background ROI pair."""
+
+    cnr: float
+    gcnr: float
+    mean_t: float
+    std_t: float
+    mean_b: float
+    std_b: float
+
+
+def region_stats(image: np.ndarray, target: np.ndarray, background: np.ndarray) -> RegionStats:
+    """CNR, gCNR, mean and std of ``image`` (display domain) in the two masks."""
+    from engine.metrics import cnr, gcnr
+
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim == 3:  # a colour frame: measure its luminance-free grey (channels are equal in B-mode)
+        img = img.mean(axis=2)
+    t, b = img[target], img[background]
+    if t.size == 0 or b.size == 0:
+        raise ValueError("an ROI lies outside the image or covers no pixels")
+    return RegionStats(cnr(t, b), gcnr(t, b), float(t.mean()), float(t.std()), float(b.mean()), float(b.std()))
+
+
+@dataclass
+class Measurement:
+    """One row of the measurements table (one frame, original vs despeckled)."""
+
+    frame: int
+    time_ms: float
+    original: RegionStats
+    despeckled: RegionStats | None
+    area_t: float
+    area_b: float
+    area_unit: str
+
+
+def measure(original: np.ndarray, despeckled: np.ndarray | None, target: RoiShape, background: RoiShape,
+            spacing_mm: tuple[float, float] | None, frame: int = 0, time_ms: float = 0.0) -> Measurement:
+    """Measure a target/background ROI pair on one frame (original and, if given, despeckled)."""
+    shape = np.asarray(original).shape[:2]
+    mt, mb = target.mask(shape), background.mask(shape)
+    if not mt.any() or not mb.any():
+        raise ValueError("draw both ROIs inside the image before measuring")
+    orig = region_stats(original, mt, mb)
+    desp = region_stats(despeckled, mt, mb) if despeckled is not None else None
+    if spacing_mm is not None and all(s and s > 0 for s in spacing_mm):
+        px = float(spacing_mm[0]) * float(spacing_mm[1])
+        return Measurement(frame, time_ms, orig, desp, mt.sum() * px, mb.sum() * px, "mm²")
+    return Measurement(frame, time_ms, orig, desp, float(mt.sum()), float(mb.sum()), "px")
+
+
+# ------------------------------------------------------------------------------ clip session
+@dataclass
+class EngineSettings:
+    """What the engine is asked to do (also written into every export's provenance)."""
+
+    model: str = "multiprobe"
+    sampler: str | None = None
+    steps: int | None = None
+    members: int | None = None
+    seed: int = 0
+
+    def describe(self) -> str:
+        return "model=%s sampler=%s steps=%s members=%s seed=%d" % (
+            self.model, self.sampler or "default", self.steps or "default", self.members or "all", self.seed)
+
+
+class ClipSession:
+    """An open clip plus its despeckled frames (means and stds) and the B-mode region in use.
+
+    Despeckled results are stored only for the B-mode region box; :meth:`despeckled_frame`
+    pastes them back into the full frame, changing only the pixels of the clip's
+    ``process_mask`` (grey B-mode pixels), so text, calipers and colour Doppler stay untouched.
+    """
+
+    def __init__(self, clip: ClipLike, path: str = "") -> None:
+        self.clip = clip
+        self.path = path
+        self.n_frames = int(clip.n_frames)
+        first = np.asarray(clip.frame(0))
+        self.shape: tuple[int, int] = tuple(first.shape[:2])  # type: ignore[assignment]
+        self.means: dict[int, np.ndarray] = {}
+        self.stds: dict[int, np.ndarray] = {}
+        self.settings: EngineSettings | None = None
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    def spacing_mm(self) -> tuple[float, float] | None:
+        sp = getattr(self.clip, "spacing_mm", None)
+        if sp is None:
+            return None
+        sp = tuple(float(v) for v in sp)
+        return sp if all(v > 0 and math.isfinite(v) for v in sp) else None  # type: ignore[return-value]
+
+    @property
+    def frame_time_ms(self) -> float:
+        """Time between frames in ms (the clip's, or 1000/30 when it states none)."""
+        ft = getattr(self.clip, "frame_time_ms", None)
+        try:
+            ft = float(np.mean(ft)) if ft is not None else None
+        except (TypeError, ValueError):
+            ft = None
+        return ft if ft and ft > 0 and math.isfinite(ft) else 1000.0 / 30.0
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """The B-mode region ``(x0, y0, x1, y1)`` (half-open) that is despeckled."""
+        return region_box(getattr(self.clip, "bmode_region", None), self.shape)
+
+    def set_box(self, box: tuple[int, int, int, int]) -> bool:
+        """Let the user move the B-mode region; clears results computed for the old one.
+
+        Returns True when the region changed.
+        """
+        new = region_box(box, self.shape)
+        if new == self.box:
+            return False
+        self.clip.bmode_region = new
+        self.clear_results()
+        return True
+
+    def clear_results(self) -> None:
+        self.means.clear()
+        self.stds.clear()
+        self.settings = None
+
+    # -- frames -----------------------------------------------------------------------------
+    def original_frame(self, i: int) -> np.ndarray:
+        """Frame ``i`` for display: float32 [0, 1], (H, W) grey or (H, W, 3) colour."""
+        if self.clip.is_color:
+            return to_unit(self.clip.frame(i))
+        return to_unit(self.clip.gray_frame(i))
+
+    def engine_input(self, i: int) -> np.ndarray:
+        """The grey B-mode box of frame ``i`` that the engine despeckles (float32 [0, 1])."""
+        x0, y0, x1, y1 = self.box
+        return np.ascontiguousarray(to_unit(self.clip.gray_frame(i))[y0:y1, x0:x1])
+
+    def store(self, i: int, mean: np.ndarray, std: np.ndarray) -> None:
+        self.means[i] = np.asarray(mean, dtype=np.float32)
+        self.stds[i] = np.asarray(std, dtype=np.float32)
+
+    def paste_mask(self, i: int) -> np.ndarray:
+        """Pixels of frame ``i`` replaced by the despeckled image: process mask ∩ region box."""
+        x0, y0, x1, y1 = self.box
+        box = np.zeros(self.shape, dtype=bool)
+        box[y0:y1, x0:x1] = True
+        pm = getattr(self.clip, "process_mask", None)
+        return box & np.asarray(pm(i), dtype=bool) if pm is not None else box
+
+    def despeckled_frame(self, i: int) -> np.ndarray | None:
+        """Frame ``i`` with its grey B-mode pixels despeckled (same layout as the original)."""
+        if i not in self.means:
+            return None
+        out = self.original_frame(i).copy()
+        full = np.zeros(self.shape, dtype=np.float32)
+        x0, y0, x1, y1 = self.box
+        full[y0:y1, x0:x1] = np.clip(self.means[i], 0.0, 1.0)
+        m = self.paste_mask(i)
+        out[m] = full[m][:, None] if out.ndim == 3 else full[m]
+        return out
+
+    def std_frame(self, i: int) -> np.ndarray | None:
+        """Full-size std map of frame ``i`` (zero outside the despeckled pixels)."""
+        if i not in self.stds:
+            return None
+        full = np.zeros(self.shape, dtype=np.float32)
+        x0, y0, x1, y1 = self.box
+        full[y0:y1, x0:x1] = self.stds[i]
+        full[~self.paste_mask(i)] = 0.0
+        return full
+
+    def time_ms(self, i: int) -> float:
+        return float(i) * self.frame_time_ms

@@ -1,0 +1,115 @@
+"""Three linked image panes: original, despeckled, and uncertainty over the despeckled image.
+
+All three view boxes share zoom and pan (``setXLink``/``setYLink``); the third shows the
+ensemble's cross-member std through a pyqtgraph colormap, with an opacity slider and a colour
+bar.  Images use row-major order with row 0 at the top (shallowest depth).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+TITLES = ("Original", "Despeckled", "Uncertainty (ensemble std)")
+UNCERTAINTY_CMAP = "inferno"
+
+
+def _image_item() -> pg.ImageItem:
+    item = pg.ImageItem(axisOrder="row-major")
+    item.setAutoDownsample(True)
+    return item
+
+
+class PaneSet(QWidget):
+    """The three linked panes plus the overlay's opacity slider."""
+
+    opacity_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground("k")
+        self.labels: list[pg.LabelItem] = []
+        self.views: list[pg.ViewBox] = []
+        for col, title in enumerate(TITLES):
+            label = self.graphics.addLabel(title, row=0, col=col)
+            self.labels.append(label)
+            vb = self.graphics.addViewBox(row=1, col=col, lockAspect=True, invertY=True, enableMenu=False)
+            self.views.append(vb)
+        for vb in self.views[1:]:
+            vb.setXLink(self.views[0])
+            vb.setYLink(self.views[0])
+        self.original = _image_item()
+        self.despeckled = _image_item()
+        self.base = _image_item()
+        self.overlay = _image_item()
+        self.overlay.setZValue(5)
+        self.views[0].addItem(self.original)
+        self.views[1].addItem(self.despeckled)
+        self.views[2].addItem(self.base)
+        self.views[2].addItem(self.overlay)
+        self.colormap = pg.colormap.get(UNCERTAINTY_CMAP)
+        self.colorbar = pg.ColorBarItem(values=(0.0, 0.1), colorMap=self.colormap, label="std (display units)",
+                                        interactive=False, width=14)
+        self.colorbar.setImageItem(self.overlay)
+        self.graphics.addItem(self.colorbar, row=1, col=3)
+
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(60)
+        self.opacity.setToolTip("Opacity of the uncertainty overlay")
+        self.opacity.valueChanged.connect(self._on_opacity)
+        self._on_opacity(self.opacity.value())
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Overlay opacity"))
+        row.addWidget(self.opacity, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.graphics, 1)
+        lay.addLayout(row)
+        self._shape: tuple[int, ...] | None = None
+
+    def _on_opacity(self, value: int) -> None:
+        self.overlay.setOpacity(value / 100.0)
+        self.opacity_changed.emit(value / 100.0)
+
+    @staticmethod
+    def _show(item: pg.ImageItem, img: np.ndarray | None) -> None:
+        if img is None:
+            item.clear()
+        else:
+            item.setImage(np.asarray(img, dtype=np.float32), levels=(0.0, 1.0), autoLevels=False)
+
+    def set_images(self, original: np.ndarray, despeckled: np.ndarray | None, std: np.ndarray | None,
+                   std_mask: np.ndarray | None = None) -> None:
+        """Show one frame; ``std_mask`` marks the pixels where the std is defined (others transparent)."""
+        self._show(self.original, original)
+        self._show(self.despeckled, despeckled)
+        self._show(self.base, despeckled if despeckled is not None else original)
+        if std is None:
+            self.overlay.clear()
+        else:
+            s = np.asarray(std, dtype=np.float32).copy()
+            if std_mask is not None:
+                s[~std_mask] = np.nan
+            finite = s[np.isfinite(s)]
+            top = float(np.percentile(finite, 99.5)) if finite.size else 0.0
+            top = max(top, 1e-3)
+            self.overlay.setImage(s, autoLevels=False)
+            self.colorbar.setLevels((0.0, top))
+        self.labels[1].setText(TITLES[1] if despeckled is not None else TITLES[1] + " (not yet computed)")
+        shape = np.asarray(original).shape
+        if shape != self._shape:
+            self._shape = shape
+            self.views[0].autoRange(padding=0.02)
+
+    def image(self, pane: int) -> np.ndarray | None:
+        """The array shown in pane 0, 1 or 2 (for pane 2, the std overlay)."""
+        item = (self.original, self.despeckled, self.overlay)[pane]
+        return item.image
+
+    def grab_qimage(self) -> QImage:
+        """Render the panes (as on screen) to an image."""
+        return self.graphics.grab().toImage()

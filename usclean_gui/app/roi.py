@@ -1,0 +1,271 @@
+"""Target and background ROIs shown on all three panes, with CNR / gCNR measurements.
+
+Each ROI (rectangle, ellipse or polygon) is held as a Qt-free :class:`~.model.RoiShape`; the
+panel mirrors it as one pyqtgraph ROI per pane, kept in step while the user drags any of them.
+Measurements (original vs despeckled, in the display domain) are shown for the current frame and,
+on request, across the whole loop in a small plot; every measured row can be exported to CSV.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from .model import MEASURE_DOMAIN, ClipSession, Measurement, RoiShape, measure
+
+COLORS = {"target": (255, 90, 90), "background": (70, 190, 255)}
+ROWS = ("CNR", "gCNR", "mean target", "std target", "mean background", "std background", "area target",
+        "area background")
+
+
+def _make_item(shape: RoiShape) -> pg.ROI:
+    pen = pg.mkPen(COLORS[shape.role], width=2)
+    if shape.kind == "polygon":
+        return pg.PolyLineROI([list(p) for p in shape.points], closed=True, pen=pen)
+    x, y, w, h = shape.params
+    if shape.kind == "rect":
+        return pg.RectROI((x, y), (w, h), pen=pen)
+    item = pg.EllipseROI((x, y), (w, h), pen=pen)
+    for handle in list(item.getHandles()):  # keep the ellipse axis-aligned: no rotation handle
+        if handle.typ == "r":
+            item.removeHandle(handle)
+    item.addScaleHandle((1.0, 1.0), (0.0, 0.0))
+    return item
+
+
+def _shape_from_item(role: str, kind: str, item: pg.ROI) -> RoiShape:
+    pos = item.pos()
+    if kind == "polygon":
+        pts = [(float(pos.x() + p.x()), float(pos.y() + p.y())) for p in item.getState()["points"]]
+        return RoiShape(role, kind, points=pts)
+    size = item.size()
+    return RoiShape(role, kind, params=(float(pos.x()), float(pos.y()), float(size.x()), float(size.y())))
+
+
+class RoiPanel(QWidget):
+    """ROI tools: add/remove ROIs, the measurement table, the over-the-loop plot and CSV export."""
+
+    measured = Signal(object)  # Measurement of the current frame
+    export_requested = Signal()
+
+    def __init__(self, views: list[pg.ViewBox], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._views = views
+        self.shapes: dict[str, RoiShape] = {}
+        self._items: dict[str, list[pg.ROI]] = {}
+        self._syncing = False
+        self._session: ClipSession | None = None
+        self._frame = 0
+        self.rows: list[Measurement] = []  #: rows measured so far (exported to CSV)
+        self.current: Measurement | None = None
+        self._loop_todo: list[int] = []
+        self._loop_timer = QTimer(self)
+        self._loop_timer.setInterval(0)
+        self._loop_timer.timeout.connect(self._loop_step)
+        self.on_error: Callable[[str], None] = lambda msg: None
+
+        self.kind = QComboBox()
+        self.kind.addItems(["rect", "ellipse", "polygon"])
+        self.kind.setToolTip("Shape of the next ROI")
+        add_t = QPushButton("Add target")
+        add_t.clicked.connect(lambda: self.add_default("target", self.kind.currentText()))
+        add_b = QPushButton("Add background")
+        add_b.clicked.connect(lambda: self.add_default("background", self.kind.currentText()))
+        clear = QPushButton("Clear ROIs")
+        clear.clicked.connect(self.clear)
+        self.table = QTableWidget(len(ROWS), 2)
+        self.table.setHorizontalHeaderLabels(["Original", "Despeckled"])
+        self.table.setVerticalHeaderLabels(list(ROWS))
+        self.domain = QLabel("Domain: " + MEASURE_DOMAIN)
+        self.domain.setWordWrap(True)
+        self.loop_button = QPushButton("Measure over loop")
+        self.loop_button.clicked.connect(self.measure_loop)
+        self.csv_button = QPushButton("Export CSV…")
+        self.csv_button.clicked.connect(self.export_requested)
+        self.plot = pg.PlotWidget()
+        self.plot.setMinimumHeight(140)
+        self.plot.setLabel("bottom", "time", units="ms")
+        self.plot.setLabel("left", "CNR / gCNR")
+        self.plot.addLegend(offset=(5, 5))
+        self.curves = {
+            "cnr_o": self.plot.plot(pen=pg.mkPen((200, 200, 200), width=1), name="CNR original"),
+            "cnr_d": self.plot.plot(pen=pg.mkPen((255, 200, 0), width=2), name="CNR despeckled"),
+            "gcnr_o": self.plot.plot(pen=pg.mkPen((200, 200, 200), width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
+                                     name="gCNR original"),
+            "gcnr_d": self.plot.plot(pen=pg.mkPen((255, 200, 0), width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
+                                     name="gCNR despeckled"),
+        }
+
+        box = QGroupBox("ROIs and contrast")
+        grid = QGridLayout(box)
+        grid.addWidget(QLabel("Shape"), 0, 0)
+        grid.addWidget(self.kind, 0, 1)
+        buttons = QHBoxLayout()
+        for b in (add_t, add_b, clear):
+            buttons.addWidget(b)
+        grid.addLayout(buttons, 1, 0, 1, 2)
+        grid.addWidget(self.domain, 2, 0, 1, 2)
+        grid.addWidget(self.table, 3, 0, 1, 2)
+        row = QHBoxLayout()
+        row.addWidget(self.loop_button)
+        row.addWidget(self.csv_button)
+        grid.addLayout(row, 4, 0, 1, 2)
+        grid.addWidget(self.plot, 5, 0, 1, 2)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(box)
+
+    # -- context ------------------------------------------------------------------------------
+    def set_session(self, session: ClipSession | None) -> None:
+        self._session = session
+        self.rows.clear()
+        for c in self.curves.values():
+            c.setData([], [])
+        self.clear()
+
+    def set_frame(self, i: int) -> None:
+        self._frame = int(i)
+        self.update_measurement()
+
+    # -- ROIs ---------------------------------------------------------------------------------
+    def add_default(self, role: str, kind: str) -> RoiShape:
+        """Add a ROI of ``kind`` in the middle of the visible area (then drag it into place)."""
+        rect = self._views[0].viewRect()
+        cx, cy = rect.center().x(), rect.center().y()
+        s = max(4.0, min(rect.width(), rect.height()) / 6.0)
+        if self._session is not None:
+            x0, y0, x1, y1 = self._session.box
+            cx, cy = min(max(cx, x0 + s), x1 - s), min(max(cy, y0 + s), y1 - s)
+        dx = -s if role == "target" else s
+        if kind == "polygon":
+            c = (cx + dx, cy)
+            shape = RoiShape(role, kind, points=[(c[0] - s / 2, c[1] - s / 2), (c[0] + s / 2, c[1] - s / 2),
+                                                 (c[0] + s / 2, c[1] + s / 2), (c[0] - s / 2, c[1] + s / 2)])
+        else:
+            shape = RoiShape(role, kind, params=(cx + dx - s / 2, cy - s / 2, s, s))
+        self.set_roi(shape)
+        return shape
+
+    def set_roi(self, shape: RoiShape) -> None:
+        """Place (or replace) the ROI of ``shape.role`` on every pane and re-measure."""
+        self._remove(shape.role)
+        self.shapes[shape.role] = shape
+        items = []
+        for vb in self._views:
+            item = _make_item(shape)
+            item.setZValue(20)
+            vb.addItem(item)
+            item.sigRegionChanged.connect(lambda it, role=shape.role: self._sync(role, it))
+            item.sigRegionChangeFinished.connect(lambda it, role=shape.role: self._finished(role, it))
+            items.append(item)
+        self._items[shape.role] = items
+        self.update_measurement()
+
+    def items(self, role: str) -> list[pg.ROI]:
+        """The pyqtgraph ROI items of ``role`` (one per pane)."""
+        return list(self._items.get(role, []))
+
+    def _remove(self, role: str) -> None:
+        for item, vb in zip(self._items.pop(role, []), self._views):
+            vb.removeItem(item)
+        self.shapes.pop(role, None)
+
+    def clear(self) -> None:
+        for role in list(self._items):
+            self._remove(role)
+        self.update_measurement()
+
+    def _sync(self, role: str, source: pg.ROI) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            state = source.getState()
+            for item in self._items.get(role, []):
+                if item is not source:
+                    item.setState(state)
+        finally:
+            self._syncing = False
+
+    def _finished(self, role: str, source: pg.ROI) -> None:
+        if self._syncing or role not in self.shapes:
+            return
+        self.shapes[role] = _shape_from_item(role, self.shapes[role].kind, source)
+        self.update_measurement()
+
+    # -- measurements -------------------------------------------------------------------------
+    def _measure(self, i: int) -> Measurement | None:
+        s = self._session
+        if s is None or "target" not in self.shapes or "background" not in self.shapes:
+            return None
+        return measure(s.original_frame(i), s.despeckled_frame(i), self.shapes["target"],
+                       self.shapes["background"], s.spacing_mm, frame=i, time_ms=s.time_ms(i))
+
+    def update_measurement(self) -> None:
+        """Re-measure the current frame and fill the table."""
+        try:
+            m = self._measure(self._frame)
+        except ValueError as exc:
+            m = None
+            self.domain.setText("Domain: %s\n%s" % (MEASURE_DOMAIN, exc))
+        else:
+            self.domain.setText("Domain: " + MEASURE_DOMAIN)
+        self.current = m
+        for r in range(len(ROWS)):
+            for c in range(2):
+                self.table.setItem(r, c, QTableWidgetItem(""))
+        if m is None:
+            return
+        for c, st in enumerate((m.original, m.despeckled)):
+            if st is None:
+                continue
+            vals = (st.cnr, st.gcnr, st.mean_t, st.std_t, st.mean_b, st.std_b)
+            for r, v in enumerate(vals):
+                self.table.setItem(r, c, QTableWidgetItem("%.3f" % v))
+        for r, v in ((6, m.area_t), (7, m.area_b)):
+            self.table.setItem(r, 0, QTableWidgetItem("%.2f %s" % (v, m.area_unit)))
+        self.rows = [row for row in self.rows if row.frame != m.frame] + [m]
+        self.measured.emit(m)
+
+    def measure_loop(self) -> None:
+        """Measure every frame (incrementally, so the window stays responsive) and plot over time."""
+        if self._session is None or len(self.shapes) < 2:
+            self.on_error("Draw a target and a background ROI first.")
+            return
+        self._loop_todo = list(range(self._session.n_frames))
+        self._loop_rows: list[Measurement] = []
+        self.loop_button.setEnabled(False)
+        self._loop_timer.start()
+
+    @property
+    def loop_running(self) -> bool:
+        return self._loop_timer.isActive()
+
+    def _loop_step(self) -> None:
+        if not self._loop_todo:
+            self._loop_timer.stop()
+            self.loop_button.setEnabled(True)
+            return
+        i = self._loop_todo.pop(0)
+        try:
+            m = self._measure(i)
+        except ValueError as exc:
+            self._loop_timer.stop()
+            self.loop_button.setEnabled(True)
+            self.on_error(str(exc))
+            return
+        if m is None:
+            return
+        self._loop_rows.append(m)
+        self.rows = [row for row in self.rows if row.frame != i] + [m]
+        t = np.array([r.time_ms for r in self._loop_rows])
+        self.curves["cnr_o"].setData(t, [r.original.cnr for r in self._loop_rows])
+        self.curves["gcnr_o"].setData(t, [r.original.gcnr for r in self._loop_rows])
+        d = [r for r in self._loop_rows if r.despeckled is not None]
+        td = np.array([r.time_ms for r in d])
+        self.curves["cnr_d"].setData(td, [r.despeckled.cnr for r in d])
+        self.curves["gcnr_d"].setData(td, [r.despeckled.gcnr for r in d])
