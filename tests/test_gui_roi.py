@@ -1,0 +1,151 @@
+"""GUI: target/background ROIs on all panes, CNR and gCNR against the formula, loop plot, CSV."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from usclean_gui.app.main_window import MainWindow  # noqa: E402
+from usclean_gui.app.model import MEASURE_DOMAIN, RoiShape  # noqa: E402
+
+H, W = 80, 100
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    win = MainWindow(settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat))
+    win.message_sink = lambda level, text: None
+    qtbot.addWidget(win)
+    win.show()
+    return win
+
+
+def _constructed(tmp_path, n: int = 3):
+    """Float frames: dim target (left), brighter and noisier background (right); seeded."""
+    rng = np.random.default_rng(7)
+    frames = np.empty((n, H, W), np.float32)
+    for f in range(n):
+        frames[f, :, : W // 2] = rng.normal(0.30, 0.05, (H, W // 2))
+        frames[f, :, W // 2:] = rng.normal(0.60 + 0.05 * f, 0.10, (H, W - W // 2))
+    frames = np.clip(frames, 0.0, 1.0)
+    path = tmp_path / "constructed.npy"
+    np.save(path, frames)
+    return path, frames
+
+
+def _cnr(t, b):
+    return abs(t.mean() - b.mean()) / np.sqrt(t.var() + b.var())
+
+
+def _gcnr(t, b, bins=256):
+    edges = np.linspace(min(t.min(), b.min()), max(t.max(), b.max()), bins + 1)
+    pt = np.histogram(t, edges)[0] / t.size
+    pb = np.histogram(b, edges)[0] / b.size
+    return 1.0 - np.minimum(pt, pb).sum()
+
+
+def test_two_rois_cnr_gcnr_match_formula(window, tmp_path):
+    path, frames = _constructed(tmp_path)
+    assert window.open_file(path)
+    window.roi.set_roi(RoiShape("target", "rect", params=(10, 10, 20, 30)))
+    window.roi.set_roi(RoiShape("background", "ellipse", params=(60, 20, 30, 40)))
+    # both ROIs are drawn on all three panes
+    assert all(len(window.roi.items(r)) == 3 for r in ("target", "background"))
+    for vb, item in zip(window.panes.views, window.roi.items("target")):
+        assert item in vb.addedItems
+    m = window.roi.current
+    assert m is not None and m.frame == 0
+    t = frames[0, 10:40, 10:30].astype(np.float64)
+    yy, xx = np.mgrid[0:H, 0:W]
+    ell = ((xx + 0.5 - 75) / 15) ** 2 + ((yy + 0.5 - 40) / 20) ** 2 < 1
+    b = frames[0][ell].astype(np.float64)
+    assert m.original.cnr == pytest.approx(_cnr(t, b), rel=1e-6)
+    assert m.original.gcnr == pytest.approx(_gcnr(t, b), abs=1e-9)
+    assert m.original.mean_t == pytest.approx(t.mean(), rel=1e-6)
+    assert m.original.std_b == pytest.approx(b.std(), rel=1e-6)
+    assert m.area_t == 600 and m.area_unit == "px"  # NPY carries no spacing
+    assert abs(m.area_b - ell.sum()) <= 0.02 * ell.sum()
+    assert m.despeckled is None  # nothing despeckled yet: only the original column is filled
+    assert window.roi.table.item(0, 0).text() == "%.3f" % _cnr(t, b)
+    assert window.roi.table.item(1, 0).text() == "%.3f" % _gcnr(t, b)
+    assert window.roi.table.item(0, 1).text() == ""
+    assert MEASURE_DOMAIN in window.roi.domain.text()
+    # moving to another frame re-measures
+    window.cine.step(1)
+    assert window.roi.current.frame == 1
+    t1 = frames[1, 10:40, 10:30].astype(np.float64)
+    assert window.roi.current.original.cnr == pytest.approx(_cnr(t1, frames[1][ell].astype(np.float64)), rel=1e-6)
+
+
+def test_polygon_roi_and_sync_between_panes(window, tmp_path):
+    path, frames = _constructed(tmp_path, n=1)
+    assert window.open_file(path)
+    window.roi.set_roi(RoiShape("target", "polygon", points=[(5, 5), (35, 5), (35, 45), (5, 45)]))
+    window.roi.set_roi(RoiShape("background", "rect", params=(60, 10, 30, 30)))
+    t = frames[0, 5:45, 5:35].astype(np.float64)
+    assert window.roi.current.area_t == t.size
+    assert window.roi.current.original.cnr == pytest.approx(_cnr(t, frames[0, 10:40, 60:90].astype(np.float64)),
+                                                            rel=1e-6)
+    # drag the background ROI on the despeckled pane: the other panes follow and the shape updates
+    items = window.roi.items("background")
+    items[1].setPos((55, 20), finish=True)
+    assert all(tuple(it.pos()) == (55.0, 20.0) for it in items)
+    assert window.roi.shapes["background"].params[:2] == (55.0, 20.0)
+    b = frames[0, 20:50, 55:85].astype(np.float64)
+    assert window.roi.current.original.cnr == pytest.approx(_cnr(t, b), rel=1e-6)
+
+
+def test_area_in_mm2_with_calibrated_dicom(window, dicom_factory):
+    path = dicom_factory.dicom("cal.dcm", dicom_factory.frames(n_frames=2, colour=False), spacing_mm=(0.25, 0.3))
+    assert window.open_file(path)
+    window.roi.add_default("target", "rect")
+    window.roi.add_default("background", "ellipse")
+    m = window.roi.current
+    assert m.area_unit == "mm²"
+    n_t = window.roi.shapes["target"].mask(window.session.shape).sum()
+    assert m.area_t == pytest.approx(n_t * 0.25 * 0.3)
+    assert "mm²" in window.roi.table.item(6, 0).text()
+
+
+def test_measure_over_loop_and_csv(window, qtbot, tmp_path):
+    path, frames = _constructed(tmp_path, n=4)
+    assert window.open_file(path)
+    window.roi.measure_loop()  # no ROIs yet: a message, no crash
+    assert window.messages[-1][0] == "warning"
+    window.roi.set_roi(RoiShape("target", "rect", params=(10, 10, 20, 30)))
+    window.roi.set_roi(RoiShape("background", "rect", params=(60, 10, 30, 30)))
+    window.roi.measure_loop()
+    qtbot.waitUntil(lambda: not window.roi.loop_running, timeout=5000)
+    assert sorted(r.frame for r in window.roi.rows) == [0, 1, 2, 3]
+    x, y = window.roi.curves["cnr_o"].getData()
+    assert len(x) == 4 and x[1] == pytest.approx(window.session.frame_time_ms)
+    # background brightens frame by frame, so the original CNR rises over the loop
+    assert np.all(np.diff(y) > 0)
+    out = tmp_path / "roi.csv"
+    assert window.export_csv(str(out)) == out
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == 4 and {r["image"] for r in rows} == {"original"}
+    r0 = rows[0]
+    assert r0["file"] == str(path) and r0["frame"] == "0" and r0["domain"] == MEASURE_DOMAIN
+    assert r0["target_roi"] == "rect[x=10.0,y=10.0,w=20.0,h=30.0]"
+    assert float(r0["cnr"]) == pytest.approx(_cnr(frames[0, 10:40, 10:30].astype(np.float64),
+                                                  frames[0, 10:40, 60:90].astype(np.float64)), rel=1e-5)
+    assert not list(tmp_path.glob(".roi*"))  # no temporary file left behind
+
+
+def test_roi_masks_follow_pixel_centres():
+    r = RoiShape("target", "rect", params=(2.0, 3.0, 4.0, 2.0)).mask((10, 10))
+    assert r.sum() == 8 and r[3:5, 2:6].all()
+    e = RoiShape("background", "ellipse", params=(0.0, 0.0, 10.0, 10.0)).mask((10, 10))
+    yy, xx = np.mgrid[0:10, 0:10]
+    expect = ((xx + 0.5 - 5) / 5) ** 2 + ((yy + 0.5 - 5) / 5) ** 2 < 1
+    assert np.array_equal(e, expect)
+    with pytest.raises(ValueError):
+        RoiShape("target", "polygon", points=[(0, 0), (1, 1)])
+    with pytest.raises(ValueError):
+        RoiShape("lesion", "rect")
