@@ -30,7 +30,7 @@ def default_loader(name: str) -> Any:
     """Load a shipped ensemble (or a folder) with the engine's own loader."""
     from engine.ensemble import load_ensemble
 
-    return load_ensemble(name)
+    return load_ensemble(name, threads=torch_threads())
 
 
 def torch_threads() -> int:
