@@ -43,7 +43,7 @@ AXIAL_HALF_PX = 20  # half height of the measured patch, in output pixels
 LATERAL_HALF_PX = 48  # half width of the measured patch, in output pixels (at the kernel depth)
 ENERGY_KEPT = 0.997  # kernels are cropped to the smallest centred box keeping this energy
 POLAR_OVERSAMPLING = 1.5  # beam-space samples per output pixel, radially and laterally
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 # --------------------------------------------------------------------------- acquisition
@@ -105,6 +105,15 @@ class PSFBank:
         d = np.clip(np.asarray(depth_mm, float), self.depths_mm[0], self.depths_mm[-1])
         return np.exp(0.5 * np.interp(d, self.depths_mm, np.log(self.energy)))
 
+    def bandwidth(self, fraction: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
+        """Per kernel, the frequency below which ``fraction`` of its energy lies: axially in
+        cycles/mm and laterally in cycles/mm (cartesian) or cycles/rad (polar)."""
+        k = self.kernels
+        ax = np.array([_band_limit(np.sum(np.abs(np.fft.fft(kk, axis=0)) ** 2, axis=1), fraction) for kk in k])
+        lat = np.array([_band_limit(np.sum(np.abs(np.fft.fft(kk, axis=1)) ** 2, axis=0), fraction) for kk in k])
+        d_lat = self.steps[1] / self.depths_mm if self.space == "polar" else np.full(len(k), self.steps[1])
+        return ax / self.steps[0], lat / d_lat
+
     def band_weights(self, depth_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each depth: index ``k`` of the band below and linear weight ``a`` of band ``k+1``."""
         d = np.clip(np.asarray(depth_mm, float), self.depths_mm[0], self.depths_mm[-1])
@@ -116,10 +125,12 @@ class PSFBank:
 def kernel_depths(probe: Probe) -> np.ndarray:
     """Depths (z for linear, radius from the polar origin for convex/phased) of the kernels."""
     zmin, zmax = probe.depth_range_mm
-    z = np.geomspace(max(zmin, 3.0), zmax, N_KERNELS)
-    if probe.kind == "linear":
-        return z
-    return z - probe.polar_origin_mm[1]  # radius on the axis
+    if probe.kind != "convex":
+        return np.geomspace(max(zmin, 3.0), zmax, N_KERNELS)
+    # convex: radius = array radius + depth below the array surface on the axis
+    radius = probe.radius_mm
+    surface = radius + probe.polar_origin_mm[1]  # z of the array apex
+    return radius + np.geomspace(3.0, zmax - surface, N_KERNELS)
 
 
 def bank_key(probe: Probe, angle_deg: float, pitch_mm: float) -> str:
@@ -224,6 +235,14 @@ def _axial_carrier(iq, q, ox, oz, r, th, lam) -> float:
     w = np.abs(line[1:] * line[:-1])
     dphi = np.angle(np.sum(line[1:] * np.conj(line[:-1])) if w.sum() > 0 else 1.0)
     return float(dphi / (2 * np.pi * dr))
+
+
+def _band_limit(power: np.ndarray, fraction: float) -> float:
+    """Frequency (cycles/sample) below which ``fraction`` of a 1-D power spectrum lies."""
+    f = np.abs(np.fft.fftfreq(power.size))
+    order = np.argsort(f, kind="stable")
+    cum = np.cumsum(power[order]) / power.sum()
+    return float(f[order][min(np.searchsorted(cum, fraction), power.size - 1)])
 
 
 def _crop_common(k: np.ndarray) -> np.ndarray:
