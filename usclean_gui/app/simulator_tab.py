@@ -1,7 +1,8 @@
 """The simulator tab: make a phantom with a chosen probe, despeckle it, and score against truth.
 
-Fast (PSF-convolution) simulations run at once in the GUI thread; full-physics (pymust) runs
-in a worker process with elapsed-time feedback and Cancel.  Panes: ground truth, simulated,
+Fast (PSF-convolution) simulations take a fraction of a second and run in a helper thread (so
+even a convex-probe simulation never freezes the window); full-physics (pymust) runs in a
+worker process with elapsed-time feedback and Cancel.  Panes: ground truth, simulated,
 despeckled, uncertainty; a table of PSNR, SSIM, CNR and gCNR (simulated vs despeckled).  The
 "domain shift" view runs the same phantom through every probe preset with the chosen model and
 tabulates the same metrics — how a model trained on one probe fares on the others.
@@ -11,11 +12,12 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
@@ -38,6 +40,10 @@ def _names() -> tuple[tuple[str, ...], tuple[str, ...]]:
 class SimulatorTab(QWidget):
     """Phantom + probe + frequency → simulation → despeckling → metrics, plus the domain-shift table."""
 
+    simulated = Signal()  #: a new simulation is on show
+    despeckled = Signal()  #: the despeckled image and its metrics are on show
+    shift_done = Signal()  #: the domain-shift table is complete
+
     def __init__(self, engine: EngineController, settings: Callable[[], EngineSettings],
                  message: Callable[[str, str], None], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,6 +63,13 @@ class SimulatorTab(QWidget):
         self._poll = QTimer(self)
         self._poll.setInterval(100)
         self._poll.timeout.connect(self._poll_process)
+        self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usclean-sim")
+        self._future: Future | None = None
+        self._future_kind = ""
+        self._then_despeckle = False
+        self._future_poll = QTimer(self)
+        self._future_poll.setInterval(20)
+        self._future_poll.timeout.connect(self._poll_future)
         engine.frame_ready.connect(self._on_frame)
         engine.finished.connect(self._on_done)
         engine.cancelled.connect(self._on_cancelled)
@@ -156,7 +169,8 @@ class SimulatorTab(QWidget):
 
     @property
     def busy(self) -> bool:
-        return self._job is not None or (self._proc is not None and self._proc.is_alive())
+        return (self._job is not None or self._future is not None
+                or (self._proc is not None and self._proc.is_alive()))
 
     def _set_busy(self, busy: bool) -> None:
         for b in (self.fast_button, self.full_button, self.despeckle_button, self.shift_button):
@@ -189,18 +203,48 @@ class SimulatorTab(QWidget):
         self.views[0].autoRange(padding=0.02)
 
     # ------------------------------------------------------------------------------ simulate
-    def simulate_fast(self) -> bool:
-        """Simulate with the fast path in the GUI thread (a fraction of a second)."""
-        req = self.request("fast")
-        t0 = time.perf_counter()
-        try:
-            sim = simulate(req)
-        except (ValueError, ImportError, RuntimeError) as exc:
-            self._message("Simulation failed:\n%s" % exc, "error")
+    def simulate_fast(self, then_despeckle: bool = False) -> bool:
+        """Simulate with the fast path in a helper thread; :attr:`simulated` is emitted when shown."""
+        if self.busy:
             return False
-        self._set_sim(sim)
-        self.status.setText("%s / %s, fast path, %.2f s" % (req.phantom, req.probe, time.perf_counter() - t0))
+        req = self.request("fast")
+        self._start_future("fast", lambda: simulate(req))
+        self._then_despeckle = then_despeckle
         return True
+
+    def _start_future(self, kind: str, fn: Callable[[], Any]) -> None:
+        self._future_kind = kind
+        self._t0 = time.monotonic()
+        self._future = self._threads.submit(fn)
+        self.progress.setRange(0, 0)
+        self.status.setText("simulating…")
+        self._set_busy(True)
+        self._future_poll.start()
+
+    def _poll_future(self) -> None:
+        fut = self._future
+        if fut is None or not fut.done():
+            return
+        self._future_poll.stop()
+        self._future = None
+        self.progress.setRange(0, 1000)
+        self._set_busy(False)
+        try:
+            result = fut.result()
+        except (ValueError, ImportError, RuntimeError, MemoryError) as exc:
+            self.status.setText("simulation failed")
+            self._message("Simulation failed:\n%s" % exc, "error")
+            return
+        elapsed = time.monotonic() - self._t0
+        if self._future_kind == "fast":
+            self._set_sim(result)
+            self.status.setText("%s / %s, fast path, %.2f s" % (self.phantom.currentText(), result.probe, elapsed))
+            self.simulated.emit()
+            if self._then_despeckle:
+                self.despeckle()
+        else:
+            self._shift_sims = result
+            self._submit("shift", [np.asarray(r.bmode, dtype=np.float32) for r in result])
 
     def simulate_full(self) -> None:
         """Start full-physics simulation in a worker process (cancellable)."""
@@ -246,23 +290,22 @@ class SimulatorTab(QWidget):
 
     # ------------------------------------------------------------------------------ engine
     def despeckle(self) -> int | None:
-        """Despeckle the simulated image with the viewer's engine settings."""
-        if self.sim is None and not self.simulate_fast():
+        """Despeckle the simulated image with the viewer's engine settings (simulating first if needed)."""
+        if self.sim is None:
+            self.simulate_fast(then_despeckle=True)
             return None
         return self._submit("single", [np.asarray(self.sim.bmode, dtype=np.float32)])
 
-    def domain_shift(self) -> int | None:
-        """Simulate the phantom with every probe (fast path) and despeckle each with the chosen model."""
+    def domain_shift(self) -> None:
+        """Simulate the phantom with every probe (fast path), then despeckle each with the chosen model."""
+        if self.busy:
+            return
         _, probes = _names()
-        try:
-            self._shift_sims = [simulate(self.request("fast", p)) for p in probes]
-        except (ValueError, ImportError, RuntimeError) as exc:
-            self._message("Simulation failed:\n%s" % exc, "error")
-            return None
+        reqs = [self.request("fast", p) for p in probes]
         self._shift_probes = list(probes)
         self.shift_results = {}
         self.shift_table.setRowCount(0)
-        return self._submit("shift", [np.asarray(s.bmode, dtype=np.float32) for s in self._shift_sims])
+        self._start_future("shift", lambda: [simulate(r) for r in reqs])
 
     def _submit(self, kind: str, frames: list[np.ndarray]) -> int | None:
         if self.busy:
@@ -305,8 +348,12 @@ class SimulatorTab(QWidget):
     def _on_done(self, job: int) -> None:
         if job == self._job:
             self.progress.setValue(1000)
-            self._finish("domain shift done (%s)" % self._settings().model if self._job_kind == "shift"
-                         else "despeckled")
+            if self._job_kind == "shift":
+                self._finish("domain shift done (%s)" % self._settings().model)
+                self.shift_done.emit()
+            else:
+                self._finish("despeckled")
+                self.despeckled.emit()
 
     def _on_cancelled(self, job: int) -> None:
         if job == self._job:
@@ -324,12 +371,20 @@ class SimulatorTab(QWidget):
             self._proc.terminate()
             self._end_process()
             self.status.setText("simulation cancelled")
+        if self._future is not None:  # a fast simulation cannot be interrupted: drop its result
+            self._future_poll.stop()
+            self._future = None
+            self.progress.setRange(0, 1000)
+            self._set_busy(False)
+            self.status.setText("simulation cancelled")
         if self._job is not None:
             self._engine.cancel(self._job)
 
     def shutdown(self) -> None:
-        """Called when the window closes."""
+        """Called when the window closes: stop the worker process, drop pending simulations."""
         if self._proc is not None and self._proc.is_alive():
             self._proc.terminate()
             self._proc.join(timeout=1.0)
         self._poll.stop()
+        self._future_poll.stop()
+        self._threads.shutdown(wait=False, cancel_futures=True)
