@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from pydicom.multival import MultiValue
 
 from .errors import DicomError
 from .regions import (
@@ -330,7 +331,8 @@ def _open_npy(p: Path) -> Clip:
     elif a.ndim in (2, 3):
         stack = a if a.ndim == 3 else a[None]
     else:
-        raise DicomError("%s: an array of rank %d (shape %s); expected (H, W), (F, H, W) or (…, 3) uint8 RGB" % (p, a.ndim, a.shape))
+        raise DicomError("%s: an array of rank %d (shape %s); expected (H, W), (F, H, W) or (…, 3) uint8 RGB"
+                         % (p, a.ndim, a.shape))
     if a.dtype == np.uint8 or a.dtype == np.uint16:
         hi = 255.0 if a.dtype == np.uint8 else 65535.0
     elif a.dtype.kind == "f":
@@ -429,13 +431,15 @@ def _frame_time_ms(ds) -> float | None:
         vec = ds.get("FrameTimeVector", None)
         if vec is None:
             return None
-        vals = [num(v) for v in (vec if isinstance(vec, (list, tuple)) or hasattr(vec, "__iter__") and not isinstance(vec, str) else [vec])]
-        vals = [v for v in vals[1:] if v is not None]  # the first entry is 0 by definition
-        return float(np.mean(vals)) if vals else None
+        values = [num(v) for v in (list(vec) if isinstance(vec, (list, tuple, MultiValue)) else [vec])]
+        values = [v for v in values[1:] if v is not None]  # the first entry is 0 by definition
+        return float(np.mean(values)) if values else None
 
     pointer = ds.get("FrameIncrementPointer", None)
-    pointers = [] if pointer is None else (list(pointer) if isinstance(pointer, (list, tuple)) or type(pointer).__name__ == "MultiValue" else [pointer])
-    pointers = [int(t) for t in pointers]
+    if pointer is None:
+        pointers = []
+    else:
+        pointers = [int(t) for t in (pointer if isinstance(pointer, (list, tuple, MultiValue)) else [pointer])]
     if 0x00181065 in pointers:
         v = from_vector()
         if v:
@@ -470,6 +474,8 @@ def _open_dicom(p: Path) -> Clip:
         what = _describe_sop(ds)
         if what:
             raise DicomError("%s is %s, not an image" % (p, what))
+        if "SOPClassUID" not in ds and "Rows" not in ds:
+            raise DicomError("%s is truncated or corrupt: its DICOM header ends before the image attributes" % p)
         if ds.get("Rows") and ds.get("Columns"):
             raise DicomError("%s describes an image but contains no pixel data (is the file truncated?)" % p)
         raise DicomError("%s is a DICOM file without pixel data (not an image)" % p)
@@ -522,7 +528,9 @@ def _open_dicom(p: Path) -> Clip:
         try:
             arr = pixel_array(p, index=i)
         except Exception as exc:  # decoders raise RuntimeError, ValueError, struct.error, ...
-            raise DicomError("%s: frame %d cannot be decoded; the file is truncated or corrupt (%s)" % (p, i, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from exc
+            reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
+            raise DicomError("%s: frame %d cannot be decoded; the file is truncated or corrupt (%s)"
+                             % (p, i, reason)) from exc
         if lut is not None:
             arr = lut[np.clip(arr, 0, lut.shape[0] - 1)]
         elif arr.ndim == 3 and arr.dtype != np.uint8:
@@ -568,7 +576,6 @@ def _open_dicom(p: Path) -> Clip:
         meta["SOPClassName"] = pydicom.uid.UID(str(sop)).name
     meta["NumberOfFrames"] = str(n_frames)
 
-    clip_ds = ds
     # Validate the first and the last frame now: catches truncated encapsulated data and
     # decoder problems at open time instead of in the middle of a run.
     decode(0)
@@ -576,6 +583,7 @@ def _open_dicom(p: Path) -> Clip:
         decode(n_frames - 1)
     return Clip(
         p, n_frames, (rows, cols), color, decode, (lo, hi), invert=photometric == "MONOCHROME1",
-        regions=regions, spacing_mm=spacing, frame_time_ms=_frame_time_ms(ds) if n_frames > 1 or "FrameTime" in ds else None,
-        lossy=_is_lossy(ds, ts), meta=meta, dataset=clip_ds,
+        regions=regions, spacing_mm=spacing,
+        frame_time_ms=_frame_time_ms(ds) if n_frames > 1 or "FrameTime" in ds else None,
+        lossy=_is_lossy(ds, ts), meta=meta, dataset=ds,
     )

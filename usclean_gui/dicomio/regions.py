@@ -179,14 +179,14 @@ def detect_bmode_region(frame: np.ndarray, chroma_tolerance: int = 3) -> Box:
     best = int(np.argmax(sizes)) + 1
     if sizes[best - 1] < 0.01 * h * w:
         return (0, 0, w, h)
-    rows = np.flatnonzero((labels == best).any(axis=1))
-    cols = np.flatnonzero((labels == best).any(axis=0))
-    # The blob follows the image content; shrink the density filter's overhang back off.
-    comp = (labels == best) & mask
-    rr = np.flatnonzero(comp.any(axis=1))
-    cc = np.flatnonzero(comp.any(axis=0))
-    if rr.size and cc.size:
-        rows, cols = rr, cc
+    # The blob follows the image content (the density filter overhangs it by up to k pixels):
+    # take the bounding box of the image pixels inside it.
+    comp = labels == best
+    inner = comp & mask
+    if inner.any():
+        comp = inner
+    rows = np.flatnonzero(comp.any(axis=1))
+    cols = np.flatnonzero(comp.any(axis=0))
     return (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 

@@ -214,7 +214,11 @@ def write_npy(path: str | os.PathLike, array: np.ndarray, protect: Sequence[str 
 #: std (grey units, [0, 1] scale) stored as pixel value 255 in an uncertainty series/PNG.
 UNCERTAINTY_FULL_SCALE = 0.25
 PURPOSE_SOURCE_IMAGE = ("121322", "DCM", "Source image for image processing operation")
-_MULTIFRAME_SC = {"MONO8": "1.2.840.10008.5.1.4.1.1.7.2", "MONO16": "1.2.840.10008.5.1.4.1.1.7.3", "RGB": "1.2.840.10008.5.1.4.1.1.7.4"}
+_MULTIFRAME_SC = {
+    "MONO8": "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte SC
+    "MONO16": "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word SC
+    "RGB": "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color SC
+}
 _DROP_KEYWORDS = (
     "RedPaletteColorLookupTableDescriptor", "GreenPaletteColorLookupTableDescriptor",
     "BluePaletteColorLookupTableDescriptor", "RedPaletteColorLookupTableData",
@@ -238,7 +242,8 @@ def _unit_stack(clip, frames_unit, n: int) -> list[np.ndarray]:
     for k, f in enumerate(frames):
         a = np.asarray(f)
         if a.ndim != 2 or a.shape not in ok:
-            raise ValueError("processed frame %d has shape %s; expected %s (full frame) or %s (B-mode crop)" % (k, a.shape, ok[0], ok[1]))
+            raise ValueError("processed frame %d has shape %s; expected %s (full frame) or %s (B-mode crop)"
+                             % (k, a.shape, ok[0], ok[1]))
         if a.dtype.kind != "f":
             raise ValueError("processed frames must be float in [0, 1], got %s" % a.dtype)
         if not np.all(np.isfinite(a)):
@@ -402,7 +407,8 @@ def write_derived(
         ref.PurposeOfReferenceCodeSequence = DicomSequence([_code(*PURPOSE_SOURCE_IMAGE)])
         ds.SourceImageSequence = DicomSequence([ref])
         if "FrameTimeVector" in src and multi_class:
-            vec = [float(v) for v in (src.FrameTimeVector if hasattr(src.FrameTimeVector, "__iter__") else [src.FrameTimeVector])]
+            raw = src.FrameTimeVector
+            vec = [float(v) for v in (raw if hasattr(raw, "__iter__") and not isinstance(raw, str) else [raw])]
             if len(vec) == clip.n_frames:
                 ds.FrameTimeVector = [0.0] + [vec[i] for i in indices[1:]]
         old_desc = str(src.get("SeriesDescription", "") or "")
@@ -446,9 +452,11 @@ def write_derived(
     elif rgb:
         photometric, bits = "RGB", 8
     else:
-        photometric = "MONOCHROME1" if src is not None and str(src.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1" else "MONOCHROME2"
+        src_pi = str(src.get("PhotometricInterpretation", "")).strip() if src is not None else ""
+        photometric = "MONOCHROME1" if src_pi == "MONOCHROME1" else "MONOCHROME2"
         bits = 8 if pixels.dtype in (np.uint8, np.int8) else int(src.get("BitsStored", 16)) if src is not None else 16
-    ds.set_pixel_data(np.ascontiguousarray(pixels if multi_class else pixels[0]), photometric, bits, generate_instance_uid=False)
+    stored = np.ascontiguousarray(pixels if multi_class else pixels[0])
+    ds.set_pixel_data(stored, photometric, bits, generate_instance_uid=False)
     if multi_class:
         ds.NumberOfFrames = len(indices)
     return save_dataset(ds, out_path, protect=(clip.path,))
