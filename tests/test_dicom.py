@@ -326,3 +326,14 @@ def test_too_small_image(dicom_factory):
     tiny = np.zeros((2, 8, 8), np.uint8)
     with pytest.raises(DicomError, match="at least 16x16"):
         open_image(dicom_factory.dicom("tiny.dcm", tiny, region=None))
+
+
+def test_voi_window_maps_deep_grey(dicom_factory):
+    frames = dicom_factory.frames(n_frames=2, colour=False)
+    clip = open_image(dicom_factory.dicom("w.dcm", frames, bits=16, WindowCenter=32768, WindowWidth=32768))
+    lo, hi = 32768 - 0.5 - 32767 / 2, 32768 - 0.5 + 32767 / 2
+    stored = frames[1].astype(np.float64) * 257
+    np.testing.assert_allclose(clip.gray_frame(1), np.clip((stored - lo) / (hi - lo), 0, 1), atol=1e-5)
+    inside = (stored > lo + 1) & (stored < hi - 1)
+    assert inside.any()
+    np.testing.assert_array_equal(clip.from_unit(clip.gray_frame(1))[inside], clip.frame(1)[inside])
