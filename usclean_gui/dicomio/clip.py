@@ -204,7 +204,9 @@ class Clip:
         b = clamp_box(box, self.shape)
         if b[2] - b[0] < 1 or b[3] - b[1] < 1:
             raise ValueError("the B-mode region %r is empty inside a %dx%d image" % (tuple(box), self.shape[1], self.shape[0]))
-        self._bmode_region = b
+        with self._lock:
+            self._bmode_region = b
+            self._overlay = None  # overlays are searched inside the region
         self.region_source = "user"
 
     def _sample_indices(self, k: int) -> list[int]:
