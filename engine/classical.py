@@ -28,7 +28,7 @@ RAYLEIGH_CV = math.sqrt((4.0 - math.pi) / math.pi)  # envelope std/mean of fully
 
 __all__ = [
     "display_to_envelope", "envelope_to_display", "median", "lee", "frost", "srad", "srad_coefficient",
-    "obnlm", "nlm", "bm3d", "Filter", "FILTERS", "get_filter", "tune", "format_grid_table",
+    "obnlm", "nlm", "bm3d", "Filter", "FILTERS", "get_filter", "tune", "apply_job", "format_grid_table",
 ]
 
 
@@ -347,8 +347,8 @@ def get_filter(filt: str | Filter) -> Filter:
 
 
 def tune(filt: str | Filter, val_pairs: Iterable[tuple], grid: dict[str, Sequence] | None = None,
-         calibrate: bool = True, verbose: bool = True,
-         print_fn: Callable[[str], None] = print) -> tuple[dict, list[dict]]:
+         calibrate: bool = True, fixed: dict | None = None, verbose: bool = True,
+         print_fn: Callable[[str], None] = print, map_fn: Callable = map) -> tuple[dict, list[dict]]:
     """Grid-search ``filt``'s parameters for the best mean PSNR on validation pairs.
 
     ``val_pairs`` holds ``(noisy, clean)`` or ``(noisy, clean, mask)`` display images (metrics
@@ -359,7 +359,9 @@ def tune(filt: str | Filter, val_pairs: Iterable[tuple], grid: dict[str, Sequenc
     published filter formula does not know about.  Returns ``(best_params, table)``:
     ``best_params`` includes ``offset`` when calibrating, and ``table`` lists one dict per grid
     point, ``{"params", "offset", "psnr", "ssim"}`` (means over the pairs); ties keep the first
-    point.  The table is printed when ``verbose``.
+    point.  ``fixed`` holds keyword arguments passed on every call but not tuned (e.g. ``dr_db``).
+    The table is printed when ``verbose``.  ``map_fn`` (default the builtin ``map``) runs the
+    filter calls, e.g. ``ProcessPoolExecutor.map`` to spread them over processes.
     """
     f = get_filter(filt)
     pairs = [tuple(p) for p in val_pairs]
@@ -369,9 +371,11 @@ def tune(filt: str | Filter, val_pairs: Iterable[tuple], grid: dict[str, Sequenc
     if not combos:
         raise ValueError("empty parameter grid for %s" % f.name)
     masks = [p[2] if len(p) > 2 and p[2] is not None else np.ones(np.shape(p[1]), bool) for p in pairs]
+    jobs = [(f, p[0], {**params, **(fixed or {})}) for params in combos for p in pairs]
+    flat = list(map_fn(apply_job, jobs))
     table = []
-    for params in combos:
-        outs = [f(p[0], **params) for p in pairs]
+    for ci, params in enumerate(combos):
+        outs = flat[ci * len(pairs):(ci + 1) * len(pairs)]
         offset = 0.0
         if calibrate:
             resid = np.concatenate([(np.asarray(p[1], np.float64) - o)[m] for p, o, m in zip(pairs, outs, masks)])
@@ -385,8 +389,14 @@ def tune(filt: str | Filter, val_pairs: Iterable[tuple], grid: dict[str, Sequenc
         print_fn(format_grid_table(f.name, table, best))
     chosen = dict(table[best]["params"])
     if calibrate:
-        chosen["offset"] = round(table[best]["offset"], 5)
+        chosen["offset"] = table[best]["offset"]
     return chosen, table
+
+
+def apply_job(job: tuple[str | Filter, np.ndarray, dict]) -> np.ndarray:
+    """``filter(image, **params)`` for a ``(filter, image, params)`` tuple (picklable, for process pools)."""
+    filt, image, params = job
+    return get_filter(filt)(image, **params)
 
 
 def _best(table: list[dict]) -> int:

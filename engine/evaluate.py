@@ -1,0 +1,888 @@
+"""The evaluation behind ``usclean evaluate``: quality, uncertainty, domain shift, steps vs quality.
+
+:func:`run_evaluation` loads the committed test sets (``simulator.datasets.load_test_set``) and the
+shipped models (``engine.load_ensemble``), tunes every classical filter on validation pairs,
+computes every table, draws the figures (:mod:`engine.figures`) and writes a Markdown report.
+Model, test-set and validation loaders are injectable, so the whole pipeline runs in the test
+suite on a tiny model and small synthetic sets.  Missing models or test sets are listed in the
+report instead of stopping the run.
+
+Conventions (stated again in the report):
+
+- all images are display images in [0, 1] (log-compressed B-mode, DR from the test set);
+- PSNR and SSIM are computed inside each image's valid imaging region (``mask``: the sector for
+  convex/phased probes), against the clean target;
+- CNR and gCNR are computed in the display (log-compressed) domain between ``lesion_mask`` and
+  ``background_mask`` (each intersected with ``mask``), on the images that have a lesion, and
+  averaged over those images;
+- every model call uses the same seed (``EvalConfig.seed``); subsets are the first N images of
+  each set (the sets' own seeds are random, so the first N are an unbiased, pre-declared choice).
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+from engine import classical, metrics
+
+PROBES: tuple[str, ...] = ("L11-5v", "L12-3v", "C5-2v", "P4-2v")
+KINDS: tuple[str, ...] = ("fast", "full")
+#: the IR-SDE ensembles compared (name -> probes it was trained on)
+IRSDE_MODELS: dict[str, tuple[str, ...]] = {"l11-5v": ("L11-5v",), "multiprobe": PROBES}
+#: the model whose default setting is "ours" (the app's default)
+DEFAULT_MODEL = "multiprobe"
+#: learned baselines trained on the same data and budget (name -> description)
+LEARNED_BASELINES: dict[str, str] = {"baseline": "direct-regression UNet", "dncnn": "DnCNN-style residual net"}
+REFERENCE_PROBE = "L11-5v"
+NFE_GRID: tuple[int, ...] = (1, 2, 4, 5, 10, 20, 50, 100)
+#: example figure panels, declared before any result was seen: (kind, probe, test index)
+FIGURE_EXAMPLES: tuple[tuple[str, str, int], ...] = (
+    ("full", "L11-5v", 0), ("full", "L11-5v", 1), ("full", "L12-3v", 0), ("full", "C5-2v", 0),
+    ("full", "P4-2v", 0), ("fast", "L11-5v", 0),
+)
+VAL_SEED = 424242
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate.  ``quick()`` gives the tiny-subset variant of ``usclean evaluate --quick``."""
+
+    kinds: tuple[str, ...] = KINDS
+    probes: tuple[str, ...] = PROBES
+    max_images: int | None = None          # per test set (None = all)
+    ref_images: int = 16                   # 100-step references on the first N images of each set
+    ref_sets: tuple[tuple[str, str], ...] | None = None  # None = every set
+    ref_steps: int = 100
+    steps_set: tuple[str, str] = ("full", REFERENCE_PROBE)
+    steps_images: int = 16
+    nfe_grid: tuple[int, ...] = NFE_GRID
+    val_per_probe: int = 4                 # validation pairs per probe for tuning the filters
+    val_size: int = 128
+    filters: tuple[str, ...] = tuple(classical.FILTERS)
+    grids: dict[str, dict[str, list]] | None = None  # override a filter's tuning grid
+    workers: int = 2                       # processes for the classical filters (1 = in-process)
+    sample_seeds: int = 4                  # samples of one member (uncertainty analysis)
+    reliability_bins: int = 10
+    seed: int = 0
+    quick: bool = False
+
+    @classmethod
+    def quick_config(cls) -> "EvalConfig":
+        return cls(max_images=2, ref_images=1, ref_sets=(("full", REFERENCE_PROBE),), steps_images=1,
+                   nfe_grid=(1, 5, 100), val_per_probe=1, sample_seeds=2, quick=True)
+
+
+@dataclass
+class TestSet:
+    """One test set, already cut to the evaluated images."""
+
+    kind: str
+    probe: str
+    bmode: np.ndarray
+    clean: np.ndarray
+    mask: np.ndarray
+    lesion_mask: np.ndarray
+    background_mask: np.ndarray
+    dr_db: np.ndarray
+    n_total: int
+
+    @property
+    def name(self) -> str:
+        return "%s %s" % (self.probe, self.kind)
+
+    def __len__(self) -> int:
+        return len(self.bmode)
+
+
+@dataclass
+class Evaluation:
+    """Runs the evaluation; results accumulate in ``self.results`` (a plain dict)."""
+
+    config: EvalConfig
+    model_loader: Callable[[str], Any]
+    testset_loader: Callable[[str, str], dict]
+    val_loader: Callable[[str, int], list] | None = None
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)
+    results: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ entry point
+    def run(self) -> dict:
+        t0 = time.time()
+        cfg = self.config
+        self.results = {"config": dataclasses.asdict(cfg), "missing": [], "timings": {}, "sets": {},
+                        "refs": {}, "tuning": {}, "models": {}, "figures": {}}
+        self._models: dict[str, Any] = {}
+        self._runs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._outputs: dict[str, dict[str, np.ndarray]] = {}
+        self.sets = self._load_sets()
+        self._load_models()
+        self._pool = None
+        if cfg.workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork (where available) starts the workers without re-importing torch; they only run
+            # numpy/scipy/bm3d code, and no torch computation has run in this process yet
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context(method))
+        try:
+            self._stage("tuning", self._tune_filters)
+            self._stage("classical filters", self._classical)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool = None
+        self._stage("quality", self._quality)
+        self._stage("references", self._references)
+        self._stage("steps", self._steps)
+        self._stage("uncertainty", self._uncertainty)
+        self._stage("domain shift", self._domain_shift)
+        self.results["runtime_s"] = time.time() - t0
+        return self.results
+
+    def _map(self, fn: Callable, jobs: list) -> list:
+        if self._pool is None:
+            return list(map(fn, jobs))
+        return list(self._pool.map(fn, jobs, chunksize=max(1, len(jobs) // (4 * self.config.workers))))
+
+    def _stage(self, name: str, fn: Callable[[], None]) -> None:
+        t = time.time()
+        self.log("[evaluate] %s ..." % name)
+        fn()
+        self.results["timings"][name] = time.time() - t
+        self.log("[evaluate] %s done in %.1f s" % (name, time.time() - t))
+
+    def _missing(self, what: str) -> None:
+        self.log("[evaluate] missing: %s" % what)
+        self.results["missing"].append(what)
+
+    # ------------------------------------------------------------------ loading
+    def _load_sets(self) -> dict[str, TestSet]:
+        out: dict[str, TestSet] = {}
+        for kind in self.config.kinds:
+            for probe in self.config.probes:
+                try:
+                    d = self.testset_loader(kind, probe)
+                except (FileNotFoundError, ValueError, ImportError, OSError) as exc:
+                    self._missing("test set %s %s (%s)" % (probe, kind, exc))
+                    continue
+                n_total = len(d["bmode"])
+                n = n_total if self.config.max_images is None else min(n_total, self.config.max_images)
+                if n == 0:
+                    self._missing("test set %s %s (empty)" % (probe, kind))
+                    continue
+                bmode = np.asarray(d["bmode"][:n], np.float32)
+                full = np.ones(bmode.shape, bool)
+                dr = np.asarray(d.get("dynamic_range_db", np.full(n_total, classical.DEFAULT_DR_DB)), float)
+                ts = TestSet(kind, probe, bmode, np.asarray(d["clean"][:n], np.float32),
+                             np.asarray(d.get("mask", full)[:n], bool),
+                             np.asarray(d.get("lesion_mask", ~full)[:n], bool),
+                             np.asarray(d.get("background_mask", ~full)[:n], bool),
+                             np.broadcast_to(dr, (n_total,))[:n].copy(), n_total)
+                out[ts.name] = ts
+                self.results["sets"][ts.name] = {"kind": kind, "probe": probe, "n": n, "n_total": n_total,
+                                                 "n_lesion": int(sum(_has_lesion(ts, i) for i in range(n))),
+                                                 "rows": {}}
+        return out
+
+    def _load_models(self) -> None:
+        for name in list(IRSDE_MODELS) + list(LEARNED_BASELINES):
+            try:
+                ens = self.model_loader(name)
+            except (FileNotFoundError, ValueError, KeyError, ImportError, OSError) as exc:
+                self._missing("model %s (%s)" % (name, exc))
+                continue
+            self._models[name] = ens
+            self.results["models"][name] = {
+                "mode": getattr(ens, "mode", None),
+                "default_sampler": getattr(ens, "default_sampler", None),
+                "default_steps": getattr(ens, "default_steps", None),
+                "members": _n_members(ens),
+            }
+
+    # ------------------------------------------------------------------ model runs
+    def _run(self, model: str, ts: TestSet, idx: Sequence[int], sampler: str | None = None,
+             steps: int | None = None, members: int | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` of ``model`` on images ``idx`` of ``ts`` (memoised)."""
+        seed = self.config.seed if seed is None else seed
+        key = (model, ts.name, tuple(int(i) for i in idx), sampler, steps, members, seed)
+        if key not in self._runs:
+            t = time.time()
+            res = self._models[model].despeckle(ts.bmode[list(idx)], steps=steps, sampler=sampler,
+                                                members=members, seed=seed)
+            mean = np.asarray(res.mean, np.float32).reshape(len(idx), *ts.bmode.shape[1:])
+            std = np.asarray(res.std, np.float32).reshape(mean.shape)
+            self._runs[key] = (mean, std)
+            dt = time.time() - t
+            self.log("[evaluate]   %s on %s (%d images, sampler=%s, steps=%s, members=%s): %.1f s"
+                     % (model, ts.name, len(idx), sampler, steps, members, dt))
+        return self._runs[key]
+
+    # ------------------------------------------------------------------ tuning
+    def _val_pairs(self) -> list[tuple]:
+        cfg = self.config
+        loader = self.val_loader or default_val_pairs
+        pairs: list[tuple] = []
+        for probe in cfg.probes:
+            try:
+                pairs.extend(loader(probe, cfg.val_per_probe))
+            except (FileNotFoundError, ValueError, ImportError, OSError) as exc:
+                self._missing("validation pairs for %s (%s)" % (probe, exc))
+        return pairs
+
+    def _tune_filters(self) -> None:
+        pairs = self._val_pairs()
+        self.results["val_pairs"] = len(pairs)
+        for name in self.config.filters:
+            f = classical.get_filter(name)
+            if not pairs:
+                self.results["tuning"][name] = {"params": {}, "table": [], "text": "(untuned: no validation pairs)",
+                                                "val_psnr": float("nan")}
+                continue
+            lines: list[str] = []
+            drs = sorted({float(p[3]) for p in pairs})  # pairs: (noisy, clean, mask, dr_db)
+            t = time.time()
+            grid = (self.config.grids or {}).get(name)
+            params, table = classical.tune(f, [p[:3] for p in pairs], grid=grid,
+                                           fixed=_dr_kwargs(f, float(np.median(drs))), print_fn=lines.append,
+                                           map_fn=self._map)
+            self.log("\n".join(lines))
+            best = max(row["psnr"] for row in table)
+            self.results["tuning"][name] = {"params": params, "table": table, "text": "\n".join(lines),
+                                            "val_psnr": best, "seconds": time.time() - t}
+
+    # ------------------------------------------------------------------ quality table
+    def _classical(self) -> None:
+        """Every tuned filter on every test image (spread over the worker processes)."""
+        self._times: dict[str, dict[str, float]] = {}
+        for ts in self.sets.values():
+            self._outputs[ts.name] = {"input": ts.bmode}
+            self._times[ts.name] = {}
+            for name in self.config.filters:
+                f = classical.get_filter(name)
+                params = self.results["tuning"][name]["params"]
+                t = time.time()
+                jobs = [(name, ts.bmode[i], {**params, **_dr_kwargs(f, ts.dr_db[i])}) for i in range(len(ts))]
+                self._outputs[ts.name][name] = np.stack(self._map(classical.apply_job, jobs))
+                self._times[ts.name][name] = (time.time() - t) * max(1, self.config.workers) / len(ts)
+
+    def _quality(self) -> None:
+        for ts in self.sets.values():
+            rows = self.results["sets"][ts.name]["rows"]
+            idx = list(range(len(ts)))
+            outs = self._outputs[ts.name]
+            times = self._times[ts.name]
+            for model in LEARNED_BASELINES:
+                if model in self._models:
+                    t = time.time()
+                    outs[model] = self._run(model, ts, idx)[0]
+                    times[model] = (time.time() - t) / len(ts)
+            for model in IRSDE_MODELS:
+                if model in self._models:
+                    t = time.time()
+                    outs[model] = self._run(model, ts, idx)[0]
+                    times[model] = (time.time() - t) / len(ts)
+            for method, out in outs.items():
+                rows[method] = summarize(set_metrics(out, ts))
+                if method in times:
+                    rows[method]["s_per_image"] = times[method]
+            clean_row = summarize(set_metrics(ts.clean, ts))
+            rows["clean target"] = {"cnr": clean_row["cnr"], "gcnr": clean_row["gcnr"], "n_lesion": clean_row["n_lesion"]}
+            self._comparison(ts)
+
+    def _comparison(self, ts: TestSet) -> None:
+        """Which method wins the set, and ours minus the best other method (paired 95 % CI)."""
+        entry = self.results["sets"][ts.name]
+        rows = entry["rows"]
+        cands = {m: r for m, r in rows.items() if "psnr" in r and m != "input"}
+        if not cands:
+            return
+        entry["best"] = {k: max(cands, key=lambda m: cands[m][k]) for k in ("psnr", "ssim")}
+        lesion_cands = {m: r for m, r in cands.items() if np.isfinite(r.get("cnr", np.nan))}
+        for k in ("cnr", "gcnr"):
+            if lesion_cands:
+                entry["best"][k] = max(lesion_cands, key=lambda m: lesion_cands[m][k])
+        if DEFAULT_MODEL in cands:
+            others = {m: r for m, r in cands.items() if m not in IRSDE_MODELS}
+            if others:
+                rival = max(others, key=lambda m: others[m]["psnr"])
+                entry["ours_vs_best_other"] = {"rival": rival, **paired_diff(cands[DEFAULT_MODEL]["psnr_per_image"],
+                                                                             cands[rival]["psnr_per_image"])}
+
+    # ------------------------------------------------------------------ 100-step references
+    def _ref_sets(self) -> list[TestSet]:
+        if self.config.ref_sets is None:
+            return list(self.sets.values())
+        wanted = {"%s %s" % (p, k) for k, p in self.config.ref_sets}
+        return [ts for ts in self.sets.values() if ts.name in wanted]
+
+    def _references(self) -> None:
+        if DEFAULT_MODEL not in self._models:
+            return
+        for ts in self._ref_sets():
+            idx = list(range(min(self.config.ref_images, len(ts))))
+            rows: dict[str, dict] = {}
+            rows["default"] = summarize(set_metrics(self._run(DEFAULT_MODEL, ts, list(range(len(ts))))[0][idx], ts, idx))
+            for sampler in ("posterior", "em"):
+                t = time.time()
+                out = self._run(DEFAULT_MODEL, ts, idx, sampler=sampler, steps=self.config.ref_steps)[0]
+                rows["%s %d" % (sampler, self.config.ref_steps)] = summarize(set_metrics(out, ts, idx))
+                rows["%s %d" % (sampler, self.config.ref_steps)]["s_per_image"] = (time.time() - t) / len(idx)
+            self.results["refs"][ts.name] = {"indices": idx, "rows": rows}
+
+    # ------------------------------------------------------------------ steps vs quality
+    def _steps(self) -> None:
+        kind, probe = self.config.steps_set
+        name = "%s %s" % (probe, kind)
+        ts = self.sets.get(name) or next(iter(self.sets.values()), None)
+        if DEFAULT_MODEL not in self._models or ts is None:
+            self._missing("steps vs quality (needs model %s and a test set)" % DEFAULT_MODEL)
+            return
+        idx = list(range(min(self.config.steps_images, len(ts))))
+        curves: dict[str, dict[int, dict]] = {}
+        for sampler in ("posterior", "ddim"):
+            curves[sampler] = {}
+            for nfe in self.config.nfe_grid:
+                out = self._run(DEFAULT_MODEL, ts, idx, sampler=sampler, steps=nfe)[0]
+                s = summarize(set_metrics(out, ts, idx))
+                curves[sampler][nfe] = {"psnr": s["psnr"], "ssim": s["ssim"]}
+        out = self._run(DEFAULT_MODEL, ts, idx, sampler="em", steps=self.config.ref_steps)[0]
+        s = summarize(set_metrics(out, ts, idx))
+        em = {"nfe": self.config.ref_steps, "psnr": s["psnr"], "ssim": s["ssim"]}
+        self.results["steps"] = {"set": ts.name, "indices": idx, "curves": curves, "em": em}
+
+    # ------------------------------------------------------------------ uncertainty
+    def _uncertainty(self) -> None:
+        if DEFAULT_MODEL not in self._models:
+            self._missing("uncertainty analysis (needs model %s)" % DEFAULT_MODEL)
+            return
+        sets = [ts for ts in self.sets.values() if ts.kind == "full"] or list(self.sets.values())
+        if not sets:
+            return
+        cfg = self.config
+        err, std, img_err, img_std, overlap = [], [], [], [], []
+        for ts in sets:
+            mean, sd = self._run(DEFAULT_MODEL, ts, list(range(len(ts))))
+            for i in range(len(ts)):
+                m = ts.mask[i]
+                e = np.abs(mean[i] - ts.clean[i])[m]
+                s = sd[i][m]
+                err.append(e)
+                std.append(s)
+                img_err.append(float(e.mean()))
+                img_std.append(float(s.mean()))
+                overlap.append(top_fraction_overlap(s, e, 0.10))
+        err_all, std_all = np.concatenate(err), np.concatenate(std)
+        u: dict[str, Any] = {"sets": [ts.name for ts in sets], "n_images": len(img_err), "n_pixels": int(err_all.size)}
+        u["pixel"] = correlations(std_all, err_all)
+        u["image"] = correlations(np.asarray(img_std), np.asarray(img_err))
+        u["top10_overlap"] = float(np.mean(overlap))
+        u["reliability"] = reliability(std_all, err_all, cfg.reliability_bins)
+        u["members"] = self._member_curve(sets)
+        u["one_member_samples"] = self._sample_spread(sets)
+        self.results["uncertainty"] = u
+
+    def _member_curve(self, sets: list[TestSet]) -> list[dict] | str:
+        """r(std, |error|) and PSNR of the mean for the ensembles of the first m members, m = 1..K."""
+        k = _n_members(self._models[DEFAULT_MODEL])
+        if not k:
+            return "the model does not report its number of members"
+        out = []
+        for m in range(1, k + 1):
+            errs, stds, ps = [], [], []
+            for ts in sets:
+                mean, sd = self._run(DEFAULT_MODEL, ts, list(range(len(ts))), members=None if m == k else m)
+                for i in range(len(ts)):
+                    msk = ts.mask[i]
+                    errs.append(np.abs(mean[i] - ts.clean[i])[msk])
+                    stds.append(sd[i][msk])
+                    ps.append(metrics.psnr(mean[i], ts.clean[i], mask=msk))
+            row = {"members": m, "psnr": float(np.mean(ps))}
+            row.update(correlations(np.concatenate(stds), np.concatenate(errs)))
+            out.append(row)
+        return out
+
+    def _sample_spread(self, sets: list[TestSet]) -> dict | str:
+        """The spread of one member's samples (different seeds, stochastic ``posterior`` sampler)."""
+        n = self.config.sample_seeds
+        if n < 2:
+            return "needs at least 2 samples"
+        errs, stds = [], []
+        for ts in sets:
+            idx = list(range(len(ts)))
+            samples = np.stack([self._run(DEFAULT_MODEL, ts, idx, sampler="posterior", members=1,
+                                          seed=self.config.seed + 1000 + s)[0] for s in range(n)])
+            mean, sd = samples.mean(0), samples.std(0)
+            for i in idx:
+                msk = ts.mask[i]
+                errs.append(np.abs(mean[i] - ts.clean[i])[msk])
+                stds.append(sd[i][msk])
+        std_all = np.concatenate(stds)
+        if np.ptp(std_all) == 0:
+            return "the samples of one member are identical (deterministic sampler)"
+        return {"samples": n, **correlations(std_all, np.concatenate(errs))}
+
+    # ------------------------------------------------------------------ domain shift
+    def _domain_shift(self) -> None:
+        tuned = {n: t["val_psnr"] for n, t in self.results["tuning"].items() if np.isfinite(t.get("val_psnr", np.nan))}
+        best_classical = max(tuned, key=tuned.get) if tuned else None
+        methods = [m for m in IRSDE_MODELS if m in self._models] + ([best_classical] if best_classical else [])
+        table: dict[str, dict] = {}
+        for kind in self.config.kinds:
+            per: dict[str, dict[str, dict]] = {}
+            for m in methods:
+                per[m] = {}
+                for probe in self.config.probes:
+                    row = self.results["sets"].get("%s %s" % (probe, kind), {}).get("rows", {}).get(m)
+                    if row:
+                        per[m][probe] = {"psnr": row["psnr"], "ssim": row["ssim"]}
+                ref = per[m].get(REFERENCE_PROBE)
+                for probe, v in per[m].items():
+                    v["drop_psnr"] = v["psnr"] - ref["psnr"] if ref else float("nan")
+                    v["drop_ssim"] = v["ssim"] - ref["ssim"] if ref else float("nan")
+            table[kind] = per
+        self.results["domain_shift"] = {"best_classical": best_classical, "methods": methods, "table": table}
+
+    # ------------------------------------------------------------------ figures
+    def figures(self, fig_dir: str | os.PathLike) -> dict[str, str]:
+        """Draw the report's PNGs into ``fig_dir``; returns {figure name: path}."""
+        from engine import figures
+
+        fig_dir = Path(fig_dir)
+        out: dict[str, str] = {}
+        rows = []
+        for kind, probe, i in FIGURE_EXAMPLES:
+            ts = self.sets.get("%s %s" % (probe, kind))
+            if ts is None or i >= len(ts):
+                continue
+            outs = self._outputs.get(ts.name, {})
+            set_rows = self.results["sets"][ts.name]["rows"]
+            base = [m for m in set_rows if m not in IRSDE_MODELS and m not in ("input", "clean target")]
+            rival = max(base, key=lambda m: set_rows[m]["psnr"]) if base else None
+            images = {"input": ts.bmode[i], "ground truth": ts.clean[i]}
+            labels = {"input": "input %.1f dB" % metrics.psnr(ts.bmode[i], ts.clean[i], mask=ts.mask[i])}
+            if DEFAULT_MODEL in outs:
+                mean, sd = self._run(DEFAULT_MODEL, ts, list(range(len(ts))))
+                images["ours"], images["uncertainty"] = mean[i], sd[i]
+                labels["ours"] = "%s %.1f dB" % (DEFAULT_MODEL, metrics.psnr(mean[i], ts.clean[i], mask=ts.mask[i]))
+                labels["uncertainty"] = "ensemble std"
+            if rival:
+                images["best baseline"] = outs[rival][i]
+                labels["best baseline"] = "%s %.1f dB" % (rival, metrics.psnr(outs[rival][i], ts.clean[i], mask=ts.mask[i]))
+            rows.append({"title": "%s #%d" % (ts.name, i), "images": images, "labels": labels})
+        if rows:
+            out["examples"] = str(figures.example_panels(
+                fig_dir / "examples.png", rows, ["input", "ground truth", "ours", "best baseline", "uncertainty"]))
+        st = self.results.get("steps")
+        if st:
+            out["steps"] = str(figures.steps_curve(
+                fig_dir / "steps.png", st["curves"], {"em %d" % st["em"]["nfe"]: st["em"]},
+                title="%s, %s, first %d images" % (DEFAULT_MODEL, st["set"], len(st["indices"]))))
+        u = self.results.get("uncertainty")
+        if u:
+            rel = u["reliability"]
+            out["reliability"] = str(figures.reliability_plot(
+                fig_dir / "reliability.png", rel["std_mean"], rel["err_mean"], rel["count"],
+                title="%s on %d images" % (DEFAULT_MODEL, u["n_images"])))
+        ds = self.results.get("domain_shift")
+        if ds and ds["methods"]:
+            for kind, per in ds["table"].items():
+                vals = {m: {p: v["psnr"] for p, v in per[m].items()} for m in per}
+                if any(vals.values()):
+                    out["domain_%s" % kind] = str(figures.domain_shift_bars(
+                        fig_dir / ("domain_shift_%s.png" % kind), vals, list(self.config.probes),
+                        title="PSNR per probe (%s test sets)" % kind))
+        self.results["figures"] = out
+        return out
+
+
+# ---------------------------------------------------------------------- metric helpers
+
+
+def _has_lesion(ts: TestSet, i: int) -> bool:
+    return bool((ts.lesion_mask[i] & ts.mask[i]).any() and (ts.background_mask[i] & ts.mask[i]).any())
+
+
+def _dr_kwargs(f: classical.Filter, dr_db: float) -> dict:
+    return {"dr_db": float(dr_db)} if "dr_db" in inspect.signature(f.func).parameters else {}
+
+
+def set_metrics(out: np.ndarray, ts: TestSet, idx: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """Per-image PSNR, SSIM (inside ``mask``), CNR and gCNR (lesion vs background, NaN when the
+    image has no lesion) of outputs ``out`` (aligned with ``idx``, default all images)."""
+    idx = list(range(len(ts))) if idx is None else list(idx)
+    res: dict[str, list] = {"psnr": [], "ssim": [], "cnr": [], "gcnr": []}
+    for k, i in enumerate(idx):
+        o, m = out[k], ts.mask[i]
+        res["psnr"].append(metrics.psnr(o, ts.clean[i], mask=m))
+        res["ssim"].append(metrics.ssim(o, ts.clean[i], mask=m))
+        if _has_lesion(ts, i):
+            t, b = o[ts.lesion_mask[i] & m], o[ts.background_mask[i] & m]
+            res["cnr"].append(metrics.cnr(t, b))
+            res["gcnr"].append(metrics.gcnr(t, b))
+        else:
+            res["cnr"].append(np.nan)
+            res["gcnr"].append(np.nan)
+    return {k: np.asarray(v, float) for k, v in res.items()}
+
+
+def summarize(per_image: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Means over images (CNR/gCNR over the images with a lesion) plus the per-image values."""
+    les = np.isfinite(per_image["cnr"])
+    return {
+        "psnr": float(np.mean(per_image["psnr"])),
+        "ssim": float(np.mean(per_image["ssim"])),
+        "cnr": float(np.mean(per_image["cnr"][les])) if les.any() else float("nan"),
+        "gcnr": float(np.mean(per_image["gcnr"][les])) if les.any() else float("nan"),
+        "n": int(len(per_image["psnr"])),
+        "n_lesion": int(les.sum()),
+        "psnr_per_image": [float(v) for v in per_image["psnr"]],
+    }
+
+
+def paired_diff(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Mean of a − b with a two-sided 95 % t confidence interval (NaN interval for n < 2)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    mean = float(d.mean())
+    if d.size < 2:
+        return {"diff": mean, "lo": float("nan"), "hi": float("nan"), "n": int(d.size)}
+    half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+    return {"diff": mean, "lo": mean - half, "hi": mean + half, "n": int(d.size)}
+
+
+def correlations(std: np.ndarray, err: np.ndarray, max_points: int = 400_000, seed: int = 0) -> dict[str, float]:
+    """Pearson r of std and of variance with |error|, Spearman ρ of std with |error| (identical for
+    the variance, a monotone transform).  Above ``max_points`` a fixed random subsample is used."""
+    std, err = np.ravel(std), np.ravel(err)
+    if std.size > max_points:
+        sel = np.random.default_rng(seed).choice(std.size, max_points, replace=False)
+        std, err = std[sel], err[sel]
+    out = {}
+    for key, fn, x in (("pearson_std", metrics.pearson, std), ("pearson_var", metrics.pearson, std ** 2),
+                       ("spearman_std", metrics.spearman, std)):
+        try:
+            out[key] = fn(x, err)
+        except ValueError:
+            out[key] = float("nan")
+    return out
+
+
+def top_fraction_overlap(std: np.ndarray, err: np.ndarray, frac: float = 0.10) -> float:
+    """Fraction of the ``frac`` most uncertain pixels that are among the ``frac`` largest errors
+    (``frac`` is the chance level)."""
+    std, err = np.ravel(std), np.ravel(err)
+    k = max(1, int(round(frac * std.size)))
+    top_s = np.argpartition(-std, k - 1)[:k]
+    top_e = np.argpartition(-err, k - 1)[:k]
+    return float(np.intersect1d(top_s, top_e).size / k)
+
+
+def reliability(std: np.ndarray, err: np.ndarray, bins: int = 10) -> dict[str, list]:
+    """Mean std and mean |error| in ``bins`` equal-count bins of the std."""
+    std, err = np.ravel(std), np.ravel(err)
+    order = np.argsort(std, kind="stable")
+    parts = np.array_split(order, bins)
+    return {"std_mean": [float(std[p].mean()) for p in parts if p.size],
+            "err_mean": [float(err[p].mean()) for p in parts if p.size],
+            "count": [int(p.size) for p in parts if p.size]}
+
+
+def _n_members(ens: Any) -> int | None:
+    for attr in ("n_members", "num_members", "members", "k"):
+        v = getattr(ens, attr, None)
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            return int(v)
+    return None
+
+
+def default_val_pairs(probe: str, n: int, size: int = 128) -> list[tuple]:
+    """``n`` fast-path validation pairs (split="val") of ``probe``: (bmode, clean, mask, DR)."""
+    from simulator.datasets import derive_seed, sample_pair
+
+    out = []
+    for i in range(int(n)):
+        r = sample_pair(probe, size=size, seed=derive_seed(VAL_SEED, i), split="val", path="fast")
+        out.append((np.asarray(r.bmode, np.float32), np.asarray(r.clean, np.float32), np.asarray(r.mask, bool),
+                    float(r.dynamic_range_db)))
+    return out
+
+
+# ---------------------------------------------------------------------- report
+
+
+def _f(v: Any, fmt: str = "%.2f") -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "—"
+    return fmt % v
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table (``|`` inside cells is escaped)."""
+    def cell(c: str) -> str:
+        return str(c).replace("|", "\\|")
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def _method_label(m: str, models: dict) -> str:
+    if m in IRSDE_MODELS:
+        info = models.get(m, {})
+        if info.get("mode") not in (None, "irsde"):
+            return "`%s` ensemble mean (%s)" % (m, info["mode"])
+        setting = "%s, %s NFE" % (info.get("default_sampler") or "default sampler", info.get("default_steps") or "default")
+        return "IR-SDE `%s` ensemble mean (%s)" % (m, setting)
+    if m in LEARNED_BASELINES:
+        return "`%s` (%s)" % (m, LEARNED_BASELINES[m])
+    if m in classical.FILTERS:
+        return "%s (%s)" % (m, classical.FILTERS[m].reference)
+    return m
+
+
+def render_report(results: dict, out_path: str | os.PathLike, command: str) -> str:
+    """The Markdown report of ``results`` (figure links relative to ``out_path``'s folder)."""
+    out_dir = Path(out_path).resolve().parent
+    cfg = results["config"]
+    models = results.get("models", {})
+    L: list[str] = ["# USClean evaluation results", ""]
+    L.append("Regenerate with `%s`%s. Run time: **%.1f min** on %d CPU core(s) (%s, Python %s)."
+             % (command, " (quick: a tiny subset, not the published numbers)" if cfg["quick"] else "",
+                results["runtime_s"] / 60.0, os.cpu_count() or 0, platform.machine(), platform.python_version()))
+    L.append("")
+    L.append("Seeds and indices, fixed before the run: model seed %d for every call; each test set's first %s images "
+             "(all when none given); 100-step references and the steps curve on the first %d / %d images; one-member "
+             "sample seeds %d..%d; validation pairs: %d per probe (fast path, split `val`, seeds from %d); figure examples "
+             "(kind, probe, index): %s." % (
+                 cfg["seed"], cfg["max_images"] or "N", cfg["ref_images"], cfg["steps_images"], cfg["seed"] + 1000,
+                 cfg["seed"] + 1000 + cfg["sample_seeds"] - 1, cfg["val_per_probe"], VAL_SEED,
+                 ", ".join("(%s, %s, %d)" % e for e in FIGURE_EXAMPLES)))
+    L.append("")
+    L.append("Metrics: PSNR and SSIM (scikit-image, 7×7 window, data range 1) against the clean target inside each image's "
+             "valid imaging region; **CNR and gCNR in the display (log-compressed, [0, 1]) domain**, lesion mask vs "
+             "background mask, averaged over the images that contain a lesion (`n_lesion`). Tables give means over images; "
+             "the best value of each column is in bold.")
+    L.append("")
+    if results["missing"]:
+        L.append("## Missing")
+        L.append("")
+        L += ["- %s" % m for m in results["missing"]]
+        L.append("")
+    # models
+    if models:
+        L.append("Models: " + "; ".join(
+            "`%s` (%s, %s members%s)" % (m, v.get("mode") or "?", v.get("members") or "?",
+                                       ", default: %s sampler, %s NFE" % (v.get("default_sampler"), v.get("default_steps"))
+                                       if v.get("mode") in (None, "irsde") else "")
+            for m, v in models.items()) + ".")
+        L.append("")
+    # tuning
+    L.append("## Classical filters: grids and chosen parameters")
+    L.append("")
+    L.append("Every filter implements its published formula (`engine/classical.py`) and was tuned by grid search for "
+             "the best mean PSNR on %d validation pairs (all probes, fast path). Each grid point also gets the global "
+             "additive display offset that minimises the squared error on the validation pairs (closed form), which "
+             "removes the log-compression bias of speckle that the learned models absorb from their training data."
+             % results.get("val_pairs", 0))
+    L.append("")
+    trows = []
+    for name, t in results["tuning"].items():
+        f = classical.FILTERS.get(name)
+        trows.append([name, f.domain if f else "", ", ".join("%s=%s" % kv for kv in t["params"].items()) or "defaults",
+                      _f(t.get("val_psnr")), "; ".join("%s ∈ %s" % (k, v) for k, v in (f.grid if f else {}).items())])
+    L += _table(["filter", "domain", "chosen", "val PSNR", "grid"], trows)
+    L.append("")
+    L.append("<details><summary>Full grid tables</summary>")
+    L.append("")
+    L.append("```")
+    L += [t["text"] for t in results["tuning"].values()]
+    L.append("```")
+    L.append("</details>")
+    L.append("")
+    # quality
+    L.append("## 1. Quality")
+    L.append("")
+    for set_name, entry in results["sets"].items():
+        rows = entry["rows"]
+        if not rows:
+            continue
+        L.append("### %s (%d of %d images, %d with a lesion)" % (set_name, entry["n"], entry["n_total"], entry["n_lesion"]))
+        L.append("")
+        best = entry.get("best", {})
+        body = []
+        for m, r in rows.items():
+            cells = [_method_label(m, models)]
+            for k, fmt in (("psnr", "%.2f"), ("ssim", "%.4f"), ("cnr", "%.3f"), ("gcnr", "%.3f")):
+                s = _f(r.get(k), fmt)
+                cells.append("**%s**" % s if best.get(k) == m and s != "—" else s)
+            cells.append(_f(r.get("s_per_image", None), "%.3f") if "s_per_image" in r else "—")
+            body.append(cells)
+        L += _table(["method", "PSNR (dB)", "SSIM", "CNR", "gCNR", "s / image"], body)
+        L.append("")
+        if best:
+            L.append("Best PSNR: %s; best SSIM: %s%s." % (best["psnr"], best["ssim"],
+                     "; best gCNR: %s" % best["gcnr"] if "gcnr" in best else ""))
+        cmp = entry.get("ours_vs_best_other")
+        if cmp:
+            verdict = ("ours wins" if cmp["lo"] > 0 else "**the baseline `%s` wins**" % cmp["rival"] if cmp["hi"] < 0
+                       else "no significant difference" if np.isfinite(cmp["lo"]) else "too few images to tell")
+            L.append("`%s` − best non-IR-SDE method (`%s`): %+.2f dB PSNR (95 %% CI %s … %s, n = %d): %s."
+                     % (DEFAULT_MODEL, cmp["rival"], cmp["diff"], _f(cmp["lo"]), _f(cmp["hi"]), cmp["n"], verdict))
+        L.append("")
+    if results["refs"]:
+        L.append("### 100-step references (`%s`, first images of each set)" % DEFAULT_MODEL)
+        L.append("")
+        body = []
+        for set_name, ref in results["refs"].items():
+            for m, r in ref["rows"].items():
+                body.append([set_name, "%s (n = %d)" % (m, r["n"]), _f(r["psnr"]), _f(r["ssim"], "%.4f"),
+                             _f(r["cnr"], "%.3f"), _f(r["gcnr"], "%.3f"), _f(r.get("s_per_image"), "%.2f")])
+        L += _table(["set", "setting", "PSNR (dB)", "SSIM", "CNR", "gCNR", "s / image"], body)
+        L.append("")
+    # uncertainty
+    u = results.get("uncertainty")
+    L.append("## 2. Uncertainty")
+    L.append("")
+    if u:
+        L.append("`%s` at its default setting on %s (%d images, %d pixels inside the imaging regions). Error = "
+                 "|ensemble mean − clean|; std = cross-member std (variance = std²)."
+                 % (DEFAULT_MODEL, ", ".join(u["sets"]), u["n_images"], u["n_pixels"]))
+        L.append("")
+        body = [[lvl, _f(u[lvl]["pearson_var"], "%.3f"), _f(u[lvl]["pearson_std"], "%.3f"), _f(u[lvl]["spearman_std"], "%.3f")]
+                for lvl in ("pixel", "image")]
+        L += _table(["level", "Pearson r (variance, |err|)", "Pearson r (std, |err|)", "Spearman ρ (std or variance, |err|)"], body)
+        L.append("")
+        L.append("Of the 10 %% most uncertain pixels of each image, **%.1f %%** are among its 10 %% largest errors "
+                 "(chance: 10 %%)." % (100 * u["top10_overlap"]))
+        L.append("")
+        if isinstance(u["members"], list):
+            body = [[str(r["members"]), _f(r["psnr"]), _f(r["pearson_std"], "%.3f"), _f(r["spearman_std"], "%.3f")]
+                    for r in u["members"]]
+            L.append("Ensembles of the first m members (same seed; m = 1 has no spread, so no correlation):")
+            L.append("")
+            L += _table(["members m", "PSNR of the mean", "Pearson r (std, |err|)", "Spearman ρ"], body)
+            L.append("")
+        else:
+            L.append("Member curve: %s." % u["members"])
+            L.append("")
+        s = u["one_member_samples"]
+        if isinstance(s, dict):
+            L.append("Spread of %d samples of one member (`posterior` sampler, default steps, different seeds): "
+                     "Pearson r (std, |err|) = %s, Spearman ρ = %s — compare with the independent members above."
+                     % (s["samples"], _f(s["pearson_std"], "%.3f"), _f(s["spearman_std"], "%.3f")))
+        else:
+            L.append("One member's samples: %s." % s)
+        L.append("")
+    else:
+        L.append("Not available (see Missing).")
+        L.append("")
+    # domain shift
+    ds = results.get("domain_shift")
+    L.append("## 3. Domain shift")
+    L.append("")
+    if ds and ds["methods"]:
+        L.append("PSNR (dB) per probe and, in brackets, the change relative to %s (the training probe of `l11-5v`; "
+                 "`multiprobe` was trained on all four probes; the best classical filter by validation PSNR, `%s`, "
+                 "has no training probe)." % (REFERENCE_PROBE, ds["best_classical"]))
+        L.append("")
+        for kind, per in ds["table"].items():
+            body = []
+            for m in ds["methods"]:
+                cells = [m]
+                for p in cfg["probes"]:
+                    v = per.get(m, {}).get(p)
+                    cells.append("%s (%s)" % (_f(v["psnr"]), _f(v["drop_psnr"], "%+.2f")) if v else "—")
+                body.append(cells)
+            L.append("**%s test sets**" % kind)
+            L.append("")
+            L += _table(["method"] + list(cfg["probes"]), body)
+            L.append("")
+    else:
+        L.append("Not available (see Missing).")
+        L.append("")
+    # steps
+    st = results.get("steps")
+    L.append("## 4. Steps vs quality")
+    L.append("")
+    if st:
+        L.append("`%s` ensemble mean on %s, images %s; NFE = network evaluations per member."
+                 % (DEFAULT_MODEL, st["set"], st["indices"]))
+        L.append("")
+        nfes = sorted({n for c in st["curves"].values() for n in c} | {st["em"]["nfe"]})
+        body = [[s] + ["%s / %s" % (_f(c[n]["psnr"]), _f(c[n]["ssim"], "%.3f")) if n in c else "—" for n in nfes]
+                for s, c in st["curves"].items()]
+        body.append(["em"] + ["%s / %s" % (_f(st["em"]["psnr"]), _f(st["em"]["ssim"], "%.3f")) if n == st["em"]["nfe"]
+                              else "" for n in nfes])
+        L += _table(["sampler (PSNR / SSIM)"] + [str(n) for n in nfes], body)
+        L.append("")
+    else:
+        L.append("Not available (see Missing).")
+        L.append("")
+    # figures
+    figs = results.get("figures", {})
+    if figs:
+        L.append("## 5. Figures")
+        L.append("")
+        captions = {"examples": "Examples (input / ground truth / ours / best baseline of that set / ensemble std)",
+                    "steps": "Steps vs quality", "reliability": "Reliability: mean |error| per std bin",
+                    "domain_fast": "Domain shift, fast-sim test sets", "domain_full": "Domain shift, full-physics test sets"}
+        for key, path in figs.items():
+            rel = os.path.relpath(Path(path).resolve(), out_dir)
+            L.append("![%s](%s)" % (captions.get(key, key), rel.replace(os.sep, "/")))
+            L.append("")
+    L.append("## Stage timings")
+    L.append("")
+    L += _table(["stage", "seconds"], [[k, "%.1f" % v] for k, v in results["timings"].items()])
+    L.append("")
+    return "\n".join(L)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def run_evaluation(out_md: str | os.PathLike, fig_dir: str | os.PathLike | None = None,
+                   config: EvalConfig | None = None, model_loader: Callable[[str], Any] | None = None,
+                   testset_loader: Callable[[str, str], dict] | None = None,
+                   val_loader: Callable[[str, int], list] | None = None,
+                   log: Callable[[str], None] | None = None, command: str = "usclean evaluate") -> dict:
+    """Run the whole evaluation, draw the figures and write the report; returns the results dict.
+
+    Defaults: ``engine.load_ensemble``, ``simulator.datasets.load_test_set`` and fast-path
+    validation pairs from ``simulator.datasets.sample_pair``.
+    """
+    if model_loader is None:
+        from engine import load_ensemble as model_loader  # type: ignore[no-redef]
+    if testset_loader is None:
+        from simulator.datasets import load_test_set
+
+        def testset_loader(kind: str, probe: str) -> dict:
+            return load_test_set(kind=kind, probe=probe)
+    out_md = Path(out_md)
+    fig_dir = Path(fig_dir) if fig_dir is not None else out_md.parent / "figures"
+    kw = {"log": log} if log is not None else {}
+    ev = Evaluation(config or EvalConfig(), model_loader, testset_loader, val_loader, **kw)
+    t0 = time.time()
+    results = ev.run()
+    ev.figures(fig_dir)
+    results["runtime_s"] = time.time() - t0
+    _atomic_write_text(out_md, render_report(results, out_md, command))
+    return results

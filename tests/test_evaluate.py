@@ -1,0 +1,181 @@
+"""`usclean evaluate --quick` end to end on a tiny real ensemble and small synthetic test sets,
+with two of its rows recomputed directly, plus the evaluation's helper statistics."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import classical, evaluate, metrics
+from engine.testing import tiny_ensemble
+
+PROBES = ("L11-5v", "C5-2v")
+SIZE = 32
+
+
+def _synthetic_set(kind: str, probe: str, n: int = 2) -> dict:
+    """Log-compressed Rayleigh speckle over a smooth echo map with a hypoechoic disc (image 0 only)."""
+    seed = (0 if kind == "fast" else 100) + PROBES.index(probe) * 10
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    out: dict[str, list] = {k: [] for k in ("bmode", "clean", "mask", "lesion_mask", "background_mask")}
+    for i in range(n):
+        clean = 0.6 + 0.15 * np.sin(xx / 5.0 + i) * np.cos(yy / 7.0)
+        disc = (yy - 16) ** 2 + (xx - 14 - i) ** 2 < 6 ** 2
+        lesion = disc if i == 0 else np.zeros_like(disc)
+        clean = np.where(lesion, 0.35, clean)
+        ring = ((yy - 16) ** 2 + (xx - 14 - i) ** 2 > 8 ** 2) & ((yy - 16) ** 2 + (xx - 14 - i) ** 2 < 12 ** 2)
+        env = classical.display_to_envelope(clean) * rng.rayleigh(1.0 / np.sqrt(2), clean.shape)
+        mask = np.ones_like(disc) if probe == "L11-5v" else (np.abs(xx - 16) <= yy * 0.6 + 2)
+        bmode = classical.envelope_to_display(env) * mask
+        out["bmode"].append(bmode.astype(np.float32))
+        out["clean"].append((clean * mask).astype(np.float32))
+        out["mask"].append(mask)
+        out["lesion_mask"].append(lesion)
+        out["background_mask"].append(ring if i == 0 else np.zeros_like(ring))
+    d = {k: np.stack(v) for k, v in out.items()}
+    d["dynamic_range_db"] = np.full(n, 50.0)
+    return d
+
+
+def _val_pairs(probe: str, n: int) -> list[tuple]:
+    d = _synthetic_set("fast", probe, n=max(n, 1))
+    return [(d["bmode"][i], d["clean"][i], d["mask"][i], 50.0) for i in range(n)]
+
+
+MODEL_SEEDS = {"multiprobe": 0, "l11-5v": 1, "baseline": 2}
+
+
+def _models(name: str):
+    if name not in MODEL_SEEDS:
+        raise FileNotFoundError("no shipped model called %r in this test" % name)
+    return tiny_ensemble(seed=MODEL_SEEDS[name])
+
+
+def _config() -> evaluate.EvalConfig:
+    cfg = evaluate.EvalConfig.quick_config()
+    cfg.probes = PROBES
+    cfg.max_images = 2
+    cfg.nfe_grid = (1, 2, 5)
+    cfg.ref_steps = 10
+    cfg.workers = 1
+    cfg.grids = {"bm3d": {"sigma": [0.12]}}  # BM3D costs ~0.6 CPU-s a call whatever the size
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("eval") / "docs" / "RESULTS.md"
+    logs: list[str] = []
+    res = evaluate.run_evaluation(out, config=_config(), model_loader=_models, testset_loader=_synthetic_set,
+                                  val_loader=_val_pairs, log=logs.append, command="usclean evaluate --quick")
+    return res, out, logs
+
+
+def test_quick_report_and_figures_are_written(quick_run):
+    res, out, _ = quick_run
+    text = out.read_text()
+    assert "# USClean evaluation results" in text and "Run time:" in text
+    assert "model dncnn" in text  # the missing learned baseline is reported, not a crash
+    assert set(res["sets"]) == {"L11-5v fast", "C5-2v fast", "L11-5v full", "C5-2v full"}
+    for key in ("examples", "steps", "reliability", "domain_fast", "domain_full"):
+        png = Path(res["figures"][key])
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "](figures/%s)" % png.name in text
+    for name in classical.FILTERS:
+        assert "grid search for %s" % name in text
+    assert "| em |" in text and "Pearson r (std, \\|err\\|)" in text
+    assert res["runtime_s"] > 0
+
+
+def test_input_and_median_rows_match_direct_recomputation(quick_run):
+    res, out, _ = quick_run
+    d = _synthetic_set("full", "C5-2v")
+    rows = res["sets"]["C5-2v full"]["rows"]
+    ps = [metrics.psnr(d["bmode"][i], d["clean"][i], mask=d["mask"][i]) for i in range(2)]
+    assert rows["input"]["psnr"] == pytest.approx(np.mean(ps), abs=1e-9)
+    params = res["tuning"]["median"]["params"]
+    med = [classical.FILTERS["median"](d["bmode"][i], **params) for i in range(2)]
+    ss = [metrics.ssim(med[i], d["clean"][i], mask=d["mask"][i]) for i in range(2)]
+    g = metrics.gcnr(med[0][d["lesion_mask"][0] & d["mask"][0]], med[0][d["background_mask"][0] & d["mask"][0]])
+    # image 1 has no lesion: CNR/gCNR average over image 0 only
+    assert rows["median"]["ssim"] == pytest.approx(np.mean(ss), abs=1e-9)
+    assert rows["median"]["gcnr"] == pytest.approx(g, abs=1e-9)
+    assert rows["median"]["n_lesion"] == 1
+    assert "%.4f" % rows["median"]["ssim"] in out.read_text()
+
+
+def test_irsde_row_matches_a_direct_model_call(quick_run):
+    res, _, _ = quick_run
+    d = _synthetic_set("fast", "L11-5v")
+    mean = tiny_ensemble(seed=MODEL_SEEDS["multiprobe"]).despeckle(d["bmode"], seed=0).mean
+    row = res["sets"]["L11-5v fast"]["rows"]["multiprobe"]
+    assert row["psnr"] == pytest.approx(np.mean([metrics.psnr(mean[i], d["clean"][i]) for i in range(2)]), abs=1e-6)
+    assert row["cnr"] == pytest.approx(metrics.cnr(mean[0][d["lesion_mask"][0]], mean[0][d["background_mask"][0]]),
+                                       abs=1e-6)
+
+
+def test_sections_are_filled(quick_run):
+    res, _, _ = quick_run
+    u = res["uncertainty"]
+    assert u["sets"] == ["L11-5v full", "C5-2v full"] and u["n_images"] == 4
+    assert -1 <= u["pixel"]["pearson_std"] <= 1 and 0 <= u["top10_overlap"] <= 1
+    assert [r["members"] for r in u["members"]] == [1, 2]
+    assert isinstance(u["one_member_samples"], dict)
+    st = res["steps"]
+    assert set(st["curves"]) == {"posterior", "ddim"} and sorted(st["curves"]["ddim"]) == [1, 2, 5]
+    assert set(res["refs"]) == {"L11-5v full"}
+    assert set(res["refs"]["L11-5v full"]["rows"]) == {"default", "posterior 10", "em 10"}
+    ds = res["domain_shift"]
+    assert ds["best_classical"] in classical.FILTERS
+    assert ds["table"]["fast"]["l11-5v"]["L11-5v"]["drop_psnr"] == 0.0
+    assert "ours_vs_best_other" in res["sets"]["L11-5v fast"]
+
+
+def test_missing_test_set_is_reported(tmp_path):
+    def loader(kind, probe):
+        if kind == "full":
+            raise FileNotFoundError("no full test set for %s" % probe)
+        return _synthetic_set(kind, probe, n=1)
+
+    cfg = _config()
+    cfg.probes = ("L11-5v",)
+    cfg.filters = ("median", "lee")
+    cfg.nfe_grid = (1,)
+    cfg.workers = 2  # the process-pool path gives the same numbers as in-process filtering
+    res = evaluate.run_evaluation(tmp_path / "R.md", config=cfg, model_loader=_models, testset_loader=loader,
+                                  val_loader=_val_pairs, log=lambda s: None)
+    text = (tmp_path / "R.md").read_text()
+    assert any("L11-5v full" in m for m in res["missing"]) and "no full test set for L11-5v" in text
+    assert set(res["sets"]) == {"L11-5v fast"}
+    d = _synthetic_set("fast", "L11-5v", n=1)
+    lee = classical.FILTERS["lee"](d["bmode"][0], **res["tuning"]["lee"]["params"])
+    assert res["sets"]["L11-5v fast"]["rows"]["lee"]["psnr"] == pytest.approx(metrics.psnr(lee, d["clean"][0]), abs=1e-9)
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    from usclean_gui import cli
+
+    assert cli.main(["evaluate", "--max-images", "0"]) == 2
+    assert "--max-images must be at least 1" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--probes", "X9-1"]) == 2
+    assert "unknown probe" in capsys.readouterr().err
+
+
+def test_statistics_helpers():
+    s = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert evaluate.top_fraction_overlap(s, s, 0.2) == 1.0
+    assert evaluate.top_fraction_overlap(s, -s, 0.2) == 0.0
+    rel = evaluate.reliability(s, 2 * s, bins=5)
+    assert rel["count"] == [2] * 5 and rel["std_mean"][0] == pytest.approx(0.15) and rel["err_mean"][-1] == pytest.approx(1.9)
+    pd = evaluate.paired_diff([3.0, 4.0, 5.0], [1.0, 1.0, 1.0])
+    half = 2.0 * 4.302652729911275 / math.sqrt(3) * 0.5  # t(0.975, 2) * sd (=1) / sqrt(3)
+    assert pd["diff"] == pytest.approx(3.0) and pd["hi"] - pd["diff"] == pytest.approx(half)
+    c = evaluate.correlations(s, s ** 2)
+    assert c["spearman_std"] == pytest.approx(1.0) and c["pearson_var"] == pytest.approx(1.0)
+    assert math.isnan(evaluate.correlations(np.zeros(10), s)["pearson_std"])

@@ -1,0 +1,52 @@
+"""``usclean evaluate``: regenerate docs/RESULTS.md and its figures from the committed test sets."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+HELP = "evaluate the shipped models and the tuned classical filters; write a Markdown report with figures"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny subset (2 images per set, 1-image references, short steps curve): minutes, not an hour")
+    parser.add_argument("-o", "--output", default="docs/RESULTS.md", help="report path (default: docs/RESULTS.md)")
+    parser.add_argument("--figures", default=None, help="figure folder (default: figures/ next to the report)")
+    parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images of each test set")
+    parser.add_argument("--ref-images", type=int, default=None,
+                        help="images per set for the 100-step references (default 16; quick: 1)")
+    parser.add_argument("--kinds", nargs="+", choices=("fast", "full"), default=None, help="test-set kinds to evaluate")
+    parser.add_argument("--probes", nargs="+", default=None, help="probes to evaluate (default: all four)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every model call (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.evaluate import PROBES, EvalConfig, run_evaluation
+
+    cfg = EvalConfig.quick_config() if args.quick else EvalConfig()
+    if args.max_images is not None:
+        if args.max_images < 1:
+            raise ValueError("--max-images must be at least 1")
+        cfg.max_images = args.max_images
+    if args.ref_images is not None:
+        if args.ref_images < 1:
+            raise ValueError("--ref-images must be at least 1")
+        cfg.ref_images = args.ref_images
+    if args.kinds:
+        cfg.kinds = tuple(args.kinds)
+    if args.probes:
+        unknown = [p for p in args.probes if p not in PROBES]
+        if unknown:
+            raise ValueError("unknown probe(s) %s; valid probes: %s" % (", ".join(unknown), ", ".join(PROBES)))
+        cfg.probes = tuple(args.probes)
+    cfg.seed = args.seed
+    command = "usclean evaluate" + (" --quick" if args.quick else "") + " -o %s" % args.output
+    t0 = time.time()
+    results = run_evaluation(args.output, args.figures, config=cfg, command=command)
+    print("wrote %s (%d figures) in %.1f min" % (args.output, len(results.get("figures", {})), (time.time() - t0) / 60))
+    if results["missing"]:
+        print("missing (listed in the report):", file=sys.stderr)
+        for m in results["missing"]:
+            print("  - %s" % m, file=sys.stderr)
+    return 0
