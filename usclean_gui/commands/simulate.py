@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="physics: fast PSF convolution or full MUST simulation (~1 min per frame)")
     parser.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (phantom, scatterers, motion)")
+    parser.add_argument("--lesions", type=int, default=None, metavar="N",
+                        help="mri phantom: number of inserted lesions (default: random 0-2)")
     parser.add_argument("--frame-time", type=float, default=33.3, metavar="MS", help="ms between frames (default 33.3)")
     parser.add_argument("-o", "--out", metavar="FILE.dcm", help="output DICOM file")
     parser.add_argument("--list-phantoms", action="store_true", help="list the phantom names and exit")
@@ -37,10 +39,20 @@ def run(args: argparse.Namespace) -> int:
     from usclean_gui.dicom import write_cine
 
     probe = get_probe(args.probe)
+    phantom_kw = {}
+    if args.lesions is not None:
+        if args.phantom.strip().lower() != "mri":
+            raise ValueError("--lesions applies to the mri phantom only")
+        if not 0 <= args.lesions <= 5:
+            raise ValueError(f"--lesions must be between 0 and 5, got {args.lesions}")
+        phantom_kw["lesions"] = args.lesions
     progress = _ProgressBar(args.n_frames)
-    frames, spacing, frame_time = simulate_cine(args.phantom, probe, args.n_frames, seed=args.seed, path=args.path,
-                                                size=args.size, frame_time_ms=args.frame_time, progress=progress)
-    progress.close()
+    try:
+        frames, spacing, frame_time = simulate_cine(args.phantom, probe, args.n_frames, seed=args.seed,
+                                                    path=args.path, size=args.size, frame_time_ms=args.frame_time,
+                                                    progress=progress, **phantom_kw)
+    finally:
+        progress.close()
     out = write_cine(frames, spacing, frame_time, args.out,
                      description=f"USClean simulation: {args.phantom} phantom, {probe.name}, {args.path} physics",
                      Manufacturer="USClean simulator", TransducerData=[probe.name])
