@@ -103,6 +103,8 @@ class _EngineWorker(QObject):
             self.cancelled.emit(job.job_id)
         except MemoryError:
             self.failed.emit(job.job_id, "The engine ran out of memory. Try fewer members or a smaller region.")
+        except (ValueError, OSError) as exc:  # bad weights, missing model, bad frames: the message says why
+            self.failed.emit(job.job_id, "Despeckling failed: %s" % exc)
         except Exception as exc:  # an engine error must reach the user, not kill the thread
             msg = str(exc) or exc.__class__.__name__
             traceback.print_exc()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 ENGINE_TIMEOUT_S = 600
+PANE_WIDTH = 480  #: width of each pane in the screenshot, pixels
 
 
 def screenshot(path: str, out: str, model: str | None = None, n_frames: int = 2,
@@ -53,8 +54,14 @@ def screenshot(path: str, out: str, model: str | None = None, n_frames: int = 2,
                 if not outcome:
                     print("usclean-gui: error: despeckling timed out after %d s" % ENGINE_TIMEOUT_S, file=sys.stderr)
                 return 3
+            win.side_panel.hide()  # the picture is the three panes, sized to the image
             win.cine.set_frame(0)
+            h, w = win.session.shape
+            pane_w = PANE_WIDTH
+            win.panes.graphics.setFixedSize(3 * pane_w + 20, int(pane_w * h / w) + 90)
             win.show_frame(0)
+            app.processEvents()
+            win.panes.views[0].autoRange(padding=0.0)
             app.processEvents()
             try:
                 written = export.snapshot_png(win.panes.grab_qimage(), out, (path,))

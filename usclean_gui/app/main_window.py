@@ -7,14 +7,16 @@ replaced (``window.message_sink = callable``) so tests and headless runs never b
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QMainWindow, QMessageBox, QProgressBar, QPushButton, QSpinBox, QSplitter,
@@ -32,6 +34,27 @@ SAMPLERS = ("default", "posterior", "ddim", "em")
 MAX_RECENT = 8
 OPEN_FILTER = "Images (*.dcm *.dicom *.DCM *.png *.npy *.jpg *.tif *.tiff);;All files (*)"
 ICON = Path(__file__).resolve().parents[2] / "resources" / "icons" / "usclean.svg"
+
+
+_PREWARM = ("engine.ensemble", "simulator.phantoms", "simulator.physics")
+_prewarmed = threading.Event()
+
+
+def _prewarm() -> None:
+    """Import torch and pymust in a background thread once, so the first despeckle or simulator
+    tab does not stall the window for the seconds those imports take."""
+    if _prewarmed.is_set():
+        return
+    _prewarmed.set()
+
+    def run() -> None:
+        for name in _PREWARM:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - reported when the feature is used
+                pass
+
+    threading.Thread(target=run, name="usclean-prewarm", daemon=True).start()
 
 
 class MainWindow(QMainWindow):
@@ -72,6 +95,7 @@ class MainWindow(QMainWindow):
         side_w = QWidget()
         side_w.setLayout(side)
         side_w.setMaximumWidth(420)
+        self.side_panel = side_w
         left_w = QWidget()
         left_w.setLayout(left)
         split = QSplitter()
@@ -82,10 +106,10 @@ class MainWindow(QMainWindow):
 
         self.tabs = QTabWidget()
         self.tabs.addTab(viewer, "Viewer")
-        from .simulator_tab import SimulatorTab
-
-        self.simulator = SimulatorTab(self.engine, self.engine_settings, self.show_message)
-        self.tabs.addTab(self.simulator, "Simulator")
+        # The simulator tab imports pymust (seconds): build it the first time it is shown.
+        self._simulator: Any = None
+        self.tabs.addTab(QWidget(), "Simulator")
+        self.tabs.currentChanged.connect(lambda index: self.simulator if index == 1 else None)
         self.setCentralWidget(self.tabs)
         self._build_menus()
         self.file_label = QLabel("Open a DICOM clip (File ▸ Open or drop a file here)")
@@ -99,6 +123,24 @@ class MainWindow(QMainWindow):
         self.engine.busy_changed.connect(self._on_busy)
         self._on_busy(False)
         self.resize(1500, 800)
+        QTimer.singleShot(300, _prewarm)
+
+    @property
+    def simulator(self) -> Any:
+        """The simulator tab (:class:`~.simulator_tab.SimulatorTab`), built on first use."""
+        if self._simulator is None:
+            from .simulator_tab import SimulatorTab
+
+            self._simulator = SimulatorTab(self.engine, self.engine_settings, self.show_message)
+            current = self.tabs.currentIndex()
+            self.tabs.blockSignals(True)
+            old = self.tabs.widget(1)
+            self.tabs.removeTab(1)
+            old.deleteLater()
+            self.tabs.insertTab(1, self._simulator, "Simulator")
+            self.tabs.setCurrentIndex(current)
+            self.tabs.blockSignals(False)
+        return self._simulator
 
     # ------------------------------------------------------------------------------ building
     def _build_engine_box(self) -> QGroupBox:
@@ -467,7 +509,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         self.cine.pause()
-        self.simulator.shutdown()
+        if self._simulator is not None:
+            self._simulator.shutdown()
         if not self.engine.shutdown(1000):
             self.engine.shutdown(10000)
         super().closeEvent(event)

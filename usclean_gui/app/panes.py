@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
 TITLES = ("Original", "Despeckled", "Uncertainty (ensemble std)")
 UNCERTAINTY_CMAP = "inferno"
@@ -52,9 +52,16 @@ class PaneSet(QWidget):
         self.views[2].addItem(self.overlay)
         self.colormap = pg.colormap.get(UNCERTAINTY_CMAP)
         self.colorbar = pg.ColorBarItem(values=(0.0, 0.1), colorMap=self.colormap, label="std (display units)",
-                                        interactive=False, width=14)
+                                        interactive=False, width=12, orientation="horizontal")
         self.colorbar.setImageItem(self.overlay)
-        self.graphics.addItem(self.colorbar, row=1, col=3)
+        self.graphics.addItem(self.colorbar, row=2, col=2)
+        grid = self.graphics.ci.layout
+        for col in range(3):  # equal pane widths, so the linked views show the same region
+            grid.setColumnStretchFactor(col, 1)
+            grid.setColumnPreferredWidth(col, 100)
+            grid.setColumnMinimumWidth(col, 50)
+        for label in self.labels:
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
