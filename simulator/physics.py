@@ -50,7 +50,8 @@ import dataclasses
 import time
 
 import numpy as np
-from scipy import signal
+from scipy import fft as sp_fft
+from scipy import ndimage
 
 from . import scanconvert
 from .probes import Probe, check_angles
@@ -60,6 +61,7 @@ from .types import Phantom, SimResult
 PATHS = ("fast", "full")
 DENSITY_FACTOR = 2.0  # scatterers per genscat cell (genscat's default density = 1)
 MIN_SIZE = 16
+BEAM_OVERSAMPLING = 1.3  # beam-space samples per Nyquist interval of the kernels (convex / phased)
 
 
 # --------------------------------------------------------------------------- public API
@@ -101,7 +103,7 @@ def simulate(phantom: Phantom, probe: Probe, path: str = "fast", seed: int = 0,
 
 def intensity_weight(echo: np.ndarray, dr_db: float) -> np.ndarray:
     """Mean scattered intensity of echogenicity ``echo``: 10^(DR (I - 1) / 10)."""
-    return np.power(10.0, dr_db * (np.asarray(echo, float) - 1.0) / 10.0)
+    return np.exp((np.log(10.0) * dr_db / 10.0) * (np.asarray(echo, float) - 1.0))
 
 
 def display(env: np.ndarray, echo: np.ndarray, mask: np.ndarray, dr_db: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -194,28 +196,29 @@ def _full(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
 
 # --------------------------------------------------------------------------- fast path
 def _blend(fields: dict[int, np.ndarray], bank: PSFBank, kernels: dict[int, np.ndarray],
-           depth: np.ndarray) -> np.ndarray:
-    """Combine per-band convolutions at each depth, keeping unit variance for white input."""
-    k, a = bank.band_weights(depth)
-    out = np.zeros(depth.shape, complex)
+           row_depth: np.ndarray) -> np.ndarray:
+    """Combine per-band convolutions (H, W) row by row (``row_depth`` (H,)), linearly between
+    the kernel depths, normalised so that white input keeps unit variance."""
+    k, a = bank.band_weights(row_depth)
+    out = np.empty(fields[k[0]].shape, np.complex64)
     for b in np.unique(k):
         sel = k == b
-        kb, kn = kernels[b], kernels[b + 1]
-        rho = float(np.real(np.vdot(kn, kb)))  # E[c_b conj(c_{b+1})] for unit white noise
-        ab = a[sel]
+        rho = float(np.real(np.vdot(kernels[b + 1], kernels[b])))  # E[c_b conj(c_b+1)], unit white noise
+        ab = a[sel][:, None]
         norm = np.sqrt((1 - ab) ** 2 + ab ** 2 + 2 * ab * (1 - ab) * rho)
-        out[sel] = ((1 - ab) * fields[b][sel] + ab * fields[b + 1][sel]) / norm
+        out[sel] = ((1 - ab) / norm) * fields[b][sel] + (ab / norm) * fields[b + 1][sel]
     return out
 
 
 def _needed_bands(bank: PSFBank, depth: np.ndarray) -> list[int]:
+    """Indices of the kernels used to cover ``depth`` (every band between its extremes)."""
     k, _ = bank.band_weights(depth)
-    return sorted(set(np.unique(k).tolist()) | set((np.unique(k) + 1).tolist()))
+    return list(range(int(k.min()), int(k.max()) + 2))
 
 
 def _noise(rng: np.random.Generator, weight: np.ndarray) -> np.ndarray:
-    g = rng.standard_normal(weight.shape + (2,))
-    return (g[..., 0] + 1j * g[..., 1]) * np.sqrt(weight / 2.0)
+    g = rng.standard_normal(weight.shape + (2,), dtype=np.float32).view(np.complex64)[..., 0]
+    return g * np.sqrt(weight / 2.0).astype(np.float32)
 
 
 def _fast(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
@@ -224,36 +227,69 @@ def _fast(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
     return _fast_polar(echo, x, z, xx, zz, mask, probe, rng, spacing)
 
 
+_KERNEL_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _kernel_fft(bank: PSFBank, band: int, factors: tuple[float, float], shape: tuple[int, int],
+                fshape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel ``band`` of ``bank`` resampled by ``factors``, zero-padded (centred) to ``shape``,
+    and its FFT of size ``fshape``; cached (the same probe and window recur)."""
+    key = (bank.key, band, factors, shape, fshape)
+    if key not in _KERNEL_CACHE:
+        k = bank.kernels[band].astype(complex)
+        if factors != (1.0, 1.0):
+            k = _resample(k, *factors)
+        k = np.pad(k, [((n - m) // 2,) * 2 for n, m in zip(shape, k.shape)]).astype(np.complex64)
+        if len(_KERNEL_CACHE) > 256:
+            _KERNEL_CACHE.clear()
+        _KERNEL_CACHE[key] = (k, sp_fft.fft2(k, fshape))
+    return _KERNEL_CACHE[key]
+
+
+def _band_fields(noise: np.ndarray, bank: PSFBank, bands: list[int], factors: dict[int, tuple[float, float]],
+                 shape: tuple[int, int]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """'valid' convolutions of ``noise`` with each band's kernel (one forward FFT shared)."""
+    fshape = tuple(sp_fft.next_fast_len(n) for n in noise.shape)
+    spec = sp_fft.fft2(noise, fshape)
+    kh, kw = shape
+    h, w = noise.shape[0] - kh + 1, noise.shape[1] - kw + 1
+    fields, kernels = {}, {}
+    for b in bands:
+        k, kf = _kernel_fft(bank, b, factors[b], shape, fshape)
+        kernels[b] = k
+        fields[b] = sp_fft.ifft2(spec * kf)[kh - 1:kh - 1 + h, kw - 1:kw - 1 + w]
+    return fields, kernels
+
+
 def _fast_cartesian(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
     d = spacing[0]
     banks = [get_psf_bank(probe, a, d) for a in probe.angles_deg]
-    kh, kw = banks[0].kernels.shape[1:]
-    ph, pw = kh // 2, kw // 2
-    xe = x[0] + d * np.arange(-pw, x.size + pw)
-    ze = z[0] + d * np.arange(-ph, z.size + ph)
-    xxe, zze = np.meshgrid(xe, ze)
-    level = scanconvert.sample_image(echo, x[0], z[0], spacing, xxe, zze, order=1)
+    shape = banks[0].kernels.shape[1:]
+    ph, pw = shape[0] // 2, shape[1] // 2
+    level = np.pad(echo, ((ph, ph), (pw, pw)), mode="edge")  # scatterers beyond the edges
     noise = _noise(rng, intensity_weight(level, probe.dynamic_range_db))
     env = np.zeros(echo.shape)
     for bank in banks:
-        bands = _needed_bands(bank, zz)
-        kernels = {b: bank.kernels[b] for b in bands}
-        fields = {b: signal.fftconvolve(noise, kernels[b], mode="valid") for b in bands}
-        env += np.abs(_blend(fields, bank, kernels, zz))
+        bands = _needed_bands(bank, z)
+        fields, kernels = _band_fields(noise, bank, bands, {b: (1.0, 1.0) for b in bands}, shape)
+        env += np.abs(_blend(fields, bank, kernels, z))
     env = np.where(mask, env / len(banks), 0.0)
     return env, {}
 
 
-def _resample_lateral(kernel: np.ndarray, factor: float) -> np.ndarray:
-    """Resample a kernel along its lateral axis by ``factor`` more samples (centre kept),
-    renormalised to unit energy."""
-    n = kernel.shape[1] // 2
-    m = int(np.ceil(n * factor))
-    src = np.arange(-n, n + 1, dtype=float)
-    dst = np.arange(-m, m + 1, dtype=float) / factor
-    out = np.empty((kernel.shape[0], dst.size), complex)
-    for i, row in enumerate(kernel):
-        out[i] = np.interp(dst, src, row.real, left=0, right=0) + 1j * np.interp(dst, src, row.imag, left=0, right=0)
+def _resampled_shape(shape: tuple[int, int], factors: tuple[float, float]) -> tuple[int, int]:
+    return tuple(2 * int(np.floor((n // 2) * f)) + 1 for n, f in zip(shape, factors))
+
+
+def _resample(kernel: np.ndarray, f_ax: float, f_lat: float) -> np.ndarray:
+    """Resample a centred kernel to ``f_ax`` / ``f_lat`` times as many samples per unit length
+    along each axis (cubic interpolation of a smooth baseband kernel), unit energy."""
+    n_a, n_l = kernel.shape[0] // 2, kernel.shape[1] // 2
+    m_a, m_l = int(np.floor(n_a * f_ax)), int(np.floor(n_l * f_lat))
+    ia, il = np.meshgrid(np.arange(-m_a, m_a + 1) / f_ax + n_a, np.arange(-m_l, m_l + 1) / f_lat + n_l, indexing="ij")
+    coords = np.stack([ia, il])
+    out = (ndimage.map_coordinates(kernel.real, coords, order=3, mode="constant")
+           + 1j * ndimage.map_coordinates(kernel.imag, coords, order=3, mode="constant"))
     return out / np.sqrt(np.sum(np.abs(out) ** 2))
 
 
@@ -262,32 +298,51 @@ def _fast_polar(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
     origin = probe.polar_origin_mm
     banks = [get_psf_bank(probe, a, d) for a in probe.angles_deg]
     r_mask, _ = scanconvert.polar_coords(origin, xx[mask], zz[mask])
-    r_max = float(r_mask.max())
-    dr, dlat = banks[0].steps
-    kernels_all = []
-    pad_r = pad_t = 0
-    for bank in banks:
-        bands = _needed_bands(bank, r_mask)
-        ks = {b: _resample_lateral(bank.kernels[b], r_max / bank.depths_mm[b]) for b in bands}
-        width = max(k.shape[1] for k in ks.values())
-        ks = {b: np.pad(k, ((0, 0), ((width - k.shape[1]) // 2,) * 2)) for b, k in ks.items()}
-        kernels_all.append(ks)
-        pad_r = max(pad_r, max(k.shape[0] // 2 for k in ks.values()))
-        pad_t = max(pad_t, max(k.shape[1] // 2 for k in ks.values()))
-    grid = scanconvert.covering_grid(origin, xx[mask], zz[mask], dr, dlat, pad_r, pad_t)
-    bx, bz = grid.cartesian()
-    level = scanconvert.sample_image(echo, x[0], z[0], spacing, bx, bz, order=1)
+    r_span = np.array([r_mask.min(), r_mask.max()])
+    # beam-grid steps from the band limits of the kernels in use (BEAM_OVERSAMPLING x Nyquist),
+    # rounded so that the same window always gives the same grid (and cached kernel FFTs)
+    bands = [_needed_bands(bank, r_span) for bank in banks]
+    f_ax = max(bank.bandwidth[0][b].max() for bank, b in zip(banks, bands))
+    f_lat = max(bank.bandwidth[1][b].max() for bank, b in zip(banks, bands))
+    dr = float(np.round(1.0 / (2 * BEAM_OVERSAMPLING * f_ax), 4))
+    dth = float(np.round(1.0 / (2 * BEAM_OVERSAMPLING * f_lat), 6))
+    factors = [{k: (round(bank.steps[0] / dr, 6), round(bank.steps[1] / bank.depths_mm[k] / dth, 6)) for k in b}
+               for bank, b in zip(banks, bands)]
+    sizes = [_resampled_shape(bank.kernels.shape[1:], f[k]) for bank, b, f in zip(banks, bands, factors) for k in b]
+    shape = (max(s[0] for s in sizes), max(s[1] for s in sizes))
+    pad_r, pad_t = shape[0] // 2, shape[1] // 2
+    grid = scanconvert.covering_grid(origin, xx[mask], zz[mask], dr, dth, pad_r, pad_t)
+    to_beam, to_image = _polar_maps(grid, x, z, spacing, mask)
+    level = (to_beam @ echo.ravel()).reshape(grid.shape)
     noise = _noise(rng, intensity_weight(level, probe.dynamic_range_db))
     inner = (slice(pad_r, grid.nr - pad_r), slice(pad_t, grid.nth - pad_t))
-    r_inner = np.broadcast_to(grid.r[inner[0], None], (grid.nr - 2 * pad_r, grid.nth - 2 * pad_t))
     env = np.zeros(echo.shape)
-    for bank, ks in zip(banks, kernels_all):
-        fields = {}
-        for b, k in ks.items():
-            full = signal.fftconvolve(noise, k, mode="same")
-            fields[b] = full[inner]
-        beam = np.zeros(grid.shape, complex)
-        beam[inner] = _blend(fields, bank, ks, r_inner)
-        env[mask] += np.abs(scanconvert.to_cartesian(beam, grid, xx[mask], zz[mask], order=3))
+    for bank, b, f in zip(banks, bands, factors):
+        fields, kernels = _band_fields(noise, bank, b, f, shape)
+        beam = np.zeros(grid.shape, np.complex64)
+        beam[inner] = _blend(fields, bank, kernels, grid.r[inner[0]])
+        env[mask] += np.abs(to_image @ beam.ravel())
     env = np.where(mask, env / len(banks), 0.0)
     return env, {"beam_grid": [grid.nr, grid.nth]}
+
+
+_MAP_CACHE: dict[tuple, tuple] = {}
+
+
+def _polar_maps(grid: scanconvert.BeamGrid, x: np.ndarray, z: np.ndarray, spacing: tuple[float, float],
+                mask: np.ndarray):
+    """Sparse maps image -> beam grid (bilinear, edge-clamped: the echogenicity seen by the
+    beam-space scatterers) and beam grid -> masked image pixels (cubic convolution); cached."""
+    key = (grid, x.size, z.size, float(x[0]), float(z[0]), spacing, hash(mask.tobytes()))
+    if key not in _MAP_CACHE:
+        bx, bz = grid.cartesian()
+        to_beam = scanconvert.interpolation_matrix(mask.shape, (bz - z[0]) / spacing[0], (bx - x[0]) / spacing[1],
+                                                   order=1, edge="nearest")
+        xx, zz = np.meshgrid(x, z)
+        r, th = scanconvert.polar_coords(grid.origin, xx[mask], zz[mask])
+        to_image = scanconvert.interpolation_matrix(grid.shape, (r - grid.r0) / grid.dr, (th - grid.th0) / grid.dth,
+                                                    order=3, edge="constant").astype(np.complex64)
+        if len(_MAP_CACHE) > 16:
+            _MAP_CACHE.clear()
+        _MAP_CACHE[key] = (to_beam, to_image)
+    return _MAP_CACHE[key]

@@ -29,7 +29,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ AXIAL_HALF_PX = 20  # half height of the measured patch, in output pixels
 LATERAL_HALF_PX = 48  # half width of the measured patch, in output pixels (at the kernel depth)
 ENERGY_KEPT = 0.997  # kernels are cropped to the smallest centred box keeping this energy
 POLAR_OVERSAMPLING = 1.5  # beam-space samples per output pixel, radially and laterally
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3
 
 
 # --------------------------------------------------------------------------- acquisition
@@ -105,12 +105,13 @@ class PSFBank:
         d = np.clip(np.asarray(depth_mm, float), self.depths_mm[0], self.depths_mm[-1])
         return np.exp(0.5 * np.interp(d, self.depths_mm, np.log(self.energy)))
 
-    def bandwidth(self, fraction: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
-        """Per kernel, the frequency below which ``fraction`` of its energy lies: axially in
-        cycles/mm and laterally in cycles/mm (cartesian) or cycles/rad (polar)."""
+    @cached_property
+    def bandwidth(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per kernel, the frequency below which 99 % of its energy lies: axially in cycles/mm
+        and laterally in cycles/mm (cartesian) or cycles/rad (polar)."""
         k = self.kernels
-        ax = np.array([_band_limit(np.sum(np.abs(np.fft.fft(kk, axis=0)) ** 2, axis=1), fraction) for kk in k])
-        lat = np.array([_band_limit(np.sum(np.abs(np.fft.fft(kk, axis=1)) ** 2, axis=0), fraction) for kk in k])
+        ax = np.array([_band_limit(np.sum(np.abs(np.fft.fft(kk, axis=0)) ** 2, axis=1), 0.99) for kk in k])
+        lat = np.array([_band_limit(np.sum(np.abs(np.fft.fft(kk, axis=1)) ** 2, axis=0), 0.99) for kk in k])
         d_lat = self.steps[1] / self.depths_mm if self.space == "polar" else np.full(len(k), self.steps[1])
         return ax / self.steps[0], lat / d_lat
 
@@ -201,7 +202,7 @@ def build_bank(probe: Probe, angle_deg: float, pitch: float) -> PSFBank:
     kernels, energy = [], []
     for dk in depths:
         if polar:
-            th = np.radians(angle_deg) if probe.kind == "phased" else 0.0
+            th = 0.0  # the point on the axis: a steered transmit reaches it obliquely
             px, pz = ox + dk * np.sin(th), oz + dk * np.cos(th)
         else:
             px, pz = 0.0, dk

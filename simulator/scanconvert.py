@@ -4,14 +4,16 @@ Convex and phased probes image a sector.  Their fast simulation works in beam sp
 regular grid in radius ``r`` (mm from the polar origin of the probe) and angle ``theta``
 (rad from the probe axis, positive towards +x), where the point-spread function is nearly
 shift-invariant; :func:`to_cartesian` then interpolates the beam-space field at the Cartesian
-pixel centres with ``scipy.ndimage.map_coordinates``.
+pixel centres with ``scipy.ndimage.map_coordinates``, or with a precomputed sparse
+interpolation matrix (:func:`interpolation_matrix`, Keys cubic convolution) when the same
+geometry is used many times.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 
 @dataclass(frozen=True)
@@ -52,17 +54,13 @@ def polar_coords(origin: tuple[float, float], x_mm: np.ndarray, z_mm: np.ndarray
     return np.hypot(dx, dz), np.arctan2(dx, dz)
 
 
-def covering_grid(origin: tuple[float, float], x_mm: np.ndarray, z_mm: np.ndarray, dr: float, dlat: float,
+def covering_grid(origin: tuple[float, float], x_mm: np.ndarray, z_mm: np.ndarray, dr: float, dth: float,
                   pad_r: int, pad_th: int) -> BeamGrid:
-    """The beam grid covering the points (x_mm, z_mm), padded by ``pad_r`` / ``pad_th`` samples.
-
-    The angular step is ``dlat / r_max`` so that the lateral sampling is at least as fine as
-    ``dlat`` mm everywhere among the points.
-    """
+    """The beam grid of steps ``dr`` (mm) and ``dth`` (rad) covering the points (x_mm, z_mm),
+    padded by ``pad_r`` / ``pad_th`` samples on each side."""
     r, th = polar_coords(origin, x_mm, z_mm)
     if r.size == 0:
         raise ValueError("no point of the image lies in the probe's field of view")
-    dth = dlat / float(r.max())
     r0 = float(r.min()) - pad_r * dr
     th0 = float(th.min()) - pad_th * dth
     nr = int(np.ceil((float(r.max()) - float(r.min())) / dr)) + 2 * pad_r + 1
@@ -90,3 +88,49 @@ def sample_image(image: np.ndarray, x0: float, z0: float, spacing: tuple[float, 
     dz, dx = spacing
     coords = np.stack([(np.asarray(z_mm, float) - z0) / dz, (np.asarray(x_mm, float) - x0) / dx])
     return ndimage.map_coordinates(np.asarray(image, float), coords, order=order, mode="nearest")
+
+
+def _keys_weights(t: np.ndarray) -> np.ndarray:
+    """Keys (a = -0.5) cubic convolution weights of the 4 taps at offsets -1, 0, 1, 2 for
+    fractional positions ``t`` in [0, 1); shape (4, N)."""
+    a = -0.5
+    d = np.stack([1 + t, t, 1 - t, 2 - t])
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, far)
+
+
+def interpolation_matrix(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, order: int = 3,
+                         edge: str = "constant") -> sparse.csr_matrix:
+    """Sparse (N, H*W) matrix interpolating an (H, W) array at fractional (``rows``, ``cols``).
+
+    ``order`` 1 (bilinear) or 3 (Keys cubic convolution); ``edge`` "constant" (zero outside)
+    or "nearest" (clamp to the edge).
+    """
+    h, w = shape
+    rows = np.asarray(rows, float).ravel()
+    cols = np.asarray(cols, float).ravel()
+    if edge == "nearest":
+        rows, cols = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+    r0, c0 = np.floor(rows), np.floor(cols)
+    tr, tc = rows - r0, cols - c0
+    if order == 1:
+        offs = np.array([0, 1])
+        wr, wc = np.stack([1 - tr, tr]), np.stack([1 - tc, tc])
+    elif order == 3:
+        offs = np.array([-1, 0, 1, 2])
+        wr, wc = _keys_weights(tr), _keys_weights(tc)
+    else:
+        raise ValueError("order must be 1 or 3")
+    ri = r0.astype(int)[None, :] + offs[:, None]
+    ci = c0.astype(int)[None, :] + offs[:, None]
+    if edge == "nearest":
+        ri, ci = np.clip(ri, 0, h - 1), np.clip(ci, 0, w - 1)
+    n = rows.size
+    rr = ri[:, None, :]
+    cc = ci[None, :, :]
+    weight = wr[:, None, :] * wc[None, :, :]
+    valid = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w) & (weight != 0)
+    point = np.broadcast_to(np.arange(n), weight.shape)
+    flat = np.broadcast_to(rr, weight.shape) * w + np.broadcast_to(cc, weight.shape)
+    return sparse.csr_matrix((weight[valid], (point[valid], flat[valid])), shape=(n, h * w))
