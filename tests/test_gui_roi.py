@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
 
 from usclean_gui.app.main_window import MainWindow  # noqa: E402
 from usclean_gui.app.model import MEASURE_DOMAIN, RoiShape  # noqa: E402
@@ -149,3 +149,68 @@ def test_roi_masks_follow_pixel_centres():
         RoiShape("target", "polygon", points=[(0, 0), (1, 1)])
     with pytest.raises(ValueError):
         RoiShape("lesion", "rect")
+
+
+def _send(widget, etype, pos, button, buttons):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    p = QPointF(pos)
+    ev = QMouseEvent(etype, p, widget.mapToGlobal(p), button, buttons, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, ev)
+
+
+def _to_widget(window, pane, x, y):
+    vb = window.panes.views[pane]
+    return window.panes.graphics.mapFromScene(vb.mapViewToScene(QPointF(x, y)))
+
+
+def _drag(window, pane, a, b):
+    from PySide6.QtCore import QEvent
+
+    vp = window.panes.graphics.viewport()
+    p0, p1 = _to_widget(window, pane, *a), _to_widget(window, pane, *b)
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    _send(vp, QEvent.Type.MouseButtonPress, p0, left, left)
+    for k in range(1, 6):
+        _send(vp, QEvent.Type.MouseMove, p0 + (p1 - p0) * (k / 5), none, left)
+    _send(vp, QEvent.Type.MouseButtonRelease, p1, left, none)
+
+
+def _click(window, pane, pt, double=False):
+    from PySide6.QtCore import QEvent
+
+    vp = window.panes.graphics.viewport()
+    p = _to_widget(window, pane, *pt)
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    _send(vp, QEvent.Type.MouseButtonPress, p, left, left)
+    _send(vp, QEvent.Type.MouseButtonRelease, p, left, none)
+    if double:
+        _send(vp, QEvent.Type.MouseButtonDblClick, p, left, left)
+        _send(vp, QEvent.Type.MouseButtonRelease, p, left, none)
+
+
+def test_draw_rois_with_the_mouse(window, qtbot, tmp_path):
+    path, frames = _constructed(tmp_path, n=1)
+    assert window.open_file(path)
+    qtbot.waitExposed(window)
+    window.roi.kind.setCurrentText("rect")
+    window.roi.start_drawing("target")
+    assert "drag" in window.roi.hint.text()
+    _drag(window, 1, (10, 10), (30, 40))  # on the despeckled pane
+    shape = window.roi.shapes["target"]
+    assert shape.kind == "rect" and np.allclose(shape.params, (10, 10, 20, 30), atol=0.6)
+    assert all(len(window.roi.items(r)) == 3 for r in ("target",))
+    window.roi.kind.setCurrentText("polygon")
+    window.roi.start_drawing("background")
+    for pt in ((60, 10), (90, 10), (90, 40)):
+        _click(window, 0, pt)
+    _click(window, 0, (60, 40), double=True)
+    bg = window.roi.shapes["background"]
+    assert bg.kind == "polygon" and len(bg.points) == 4
+    assert np.allclose(bg.points, [(60, 10), (90, 10), (90, 40), (60, 40)], atol=0.6)
+    m = window.roi.current
+    assert m is not None and m.original.cnr > 1.0  # dim target vs bright background
+    # panning still works once drawing is over
+    assert all(vb.draw_mode is None for vb in window.panes.views) and window.roi.hint.text() == ""

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QMainWindow, QMessageBox, QProgressBar, QPushButton, QSpinBox, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
@@ -79,6 +79,8 @@ class MainWindow(QMainWindow):
         self.cine = CineController()
         self.cine.frame_changed.connect(self.show_frame)
         self.cine.install_shortcuts(self)
+        esc = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        esc.activated.connect(lambda: self.roi.cancel_drawing())
         self.roi = RoiPanel(self.panes.views)
         self.roi.on_error = lambda msg: self.show_message(msg, "warning")
         self.roi.export_requested.connect(self._ask_export_csv)
@@ -206,6 +208,9 @@ class MainWindow(QMainWindow):
             a = QAction(text, self)
             a.triggered.connect(slot)
             file_menu.addAction(a)
+        self.export_unc_action = QAction("Also export the uncertainty series with DICOM", self)
+        self.export_unc_action.setCheckable(True)
+        file_menu.addAction(self.export_unc_action)
         file_menu.addSeparator()
         quit_act = QAction("&Quit", self)
         quit_act.setShortcut(QKeySequence.StandardKey.Quit)
@@ -492,7 +497,7 @@ class MainWindow(QMainWindow):
     def _ask_export_dicom(self) -> None:
         if self._need_session() and (p := self._save_path("Export derived DICOM", "_despeckled.dcm",
                                                           "DICOM (*.dcm)")):
-            self.export_dicom(p)
+            self.export_dicom(p, self.export_unc_action.isChecked())
 
     def _ask_export_png(self) -> None:
         if p := self._save_path("Save PNG snapshot", "_panes.png", "PNG (*.png)"):

@@ -6,6 +6,8 @@ bar.  Images use row-major order with row 0 at the top (shallowest depth).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -14,6 +16,70 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLa
 
 TITLES = ("Original", "Despeckled", "Uncertainty (ensemble std)")
 UNCERTAINTY_CMAP = "inferno"
+
+
+class PaneViewBox(pg.ViewBox):
+    """A view box in which the user can also draw an ROI.
+
+    While :attr:`draw_mode` is ``"rect"`` or ``"ellipse"``, a left-button drag draws the shape's
+    bounding box; with ``"polygon"``, left clicks add vertices and a double click (or a right
+    click) closes it.  The finished shape goes to :attr:`on_drawn` as ``(kind, [(x, y), ...])``
+    in image pixel coordinates; otherwise the box pans and zooms as usual.
+    """
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.draw_mode: str | None = None
+        self.on_drawn: Callable[[str, list[tuple[float, float]]], None] | None = None
+        self._points: list[tuple[float, float]] = []
+        self._preview = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255), width=1, style=Qt.PenStyle.DashLine))
+        self._preview.setZValue(30)
+        self._preview.setVisible(False)
+        self.addItem(self._preview, ignoreBounds=True)
+
+    def set_draw_mode(self, mode: str | None) -> None:
+        """Arm (``"rect"``, ``"ellipse"``, ``"polygon"``) or disarm (None) drawing."""
+        self.draw_mode = mode
+        self._points = []
+        self._preview.setVisible(False)
+
+    def _emit(self, pts: list[tuple[float, float]]) -> None:
+        mode = self.draw_mode
+        self.set_draw_mode(None)
+        if self.on_drawn is not None and mode is not None:
+            self.on_drawn(mode, pts)
+
+    def _show_preview(self, xs: list[float], ys: list[float]) -> None:
+        self._preview.setData(np.asarray(xs, float), np.asarray(ys, float))
+        self._preview.setVisible(True)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 (pyqtgraph API)
+        if self.draw_mode in ("rect", "ellipse") and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            p0 = self.mapSceneToView(ev.buttonDownScenePos())
+            p1 = self.mapSceneToView(ev.scenePos())
+            if ev.isFinish():
+                self._emit([(p0.x(), p0.y()), (p1.x(), p1.y())])
+            else:
+                self._show_preview([p0.x(), p1.x(), p1.x(), p0.x(), p0.x()], [p0.y(), p0.y(), p1.y(), p1.y(), p0.y()])
+            return
+        super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802 (pyqtgraph API)
+        if self.draw_mode == "polygon" and ev.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+            ev.accept()
+            p = self.mapSceneToView(ev.scenePos())
+            pt = (p.x(), p.y())
+            if ev.button() == Qt.MouseButton.LeftButton and (not self._points or self._points[-1] != pt):
+                self._points.append(pt)
+            if (ev.double() or ev.button() == Qt.MouseButton.RightButton) and len(self._points) >= 3:
+                self._emit(list(self._points))
+                return
+            xs = [q[0] for q in self._points]
+            ys = [q[1] for q in self._points]
+            self._show_preview(xs, ys)
+            return
+        super().mouseClickEvent(ev)
 
 
 def _image_item() -> pg.ImageItem:
@@ -32,11 +98,12 @@ class PaneSet(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground("k")
         self.labels: list[pg.LabelItem] = []
-        self.views: list[pg.ViewBox] = []
+        self.views: list[PaneViewBox] = []
         for col, title in enumerate(TITLES):
             label = self.graphics.addLabel(title, row=0, col=col)
             self.labels.append(label)
-            vb = self.graphics.addViewBox(row=1, col=col, lockAspect=True, invertY=True, enableMenu=False)
+            vb = PaneViewBox(lockAspect=True, invertY=True, enableMenu=False)
+            self.graphics.addItem(vb, row=1, col=col)
             self.views.append(vb)
         for vb in self.views[1:]:
             vb.setXLink(self.views[0])

@@ -71,10 +71,18 @@ class RoiPanel(QWidget):
         self.kind = QComboBox()
         self.kind.addItems(["rect", "ellipse", "polygon"])
         self.kind.setToolTip("Shape of the next ROI")
-        add_t = QPushButton("Add target")
-        add_t.clicked.connect(lambda: self.add_default("target", self.kind.currentText()))
-        add_b = QPushButton("Add background")
-        add_b.clicked.connect(lambda: self.add_default("background", self.kind.currentText()))
+        add_t = QPushButton("Draw target")
+        add_t.setToolTip("Drag on any pane (polygon: click the vertices, double-click to close)")
+        add_t.clicked.connect(lambda: self.start_drawing("target"))
+        add_b = QPushButton("Draw background")
+        add_b.setToolTip(add_t.toolTip())
+        add_b.clicked.connect(lambda: self.start_drawing("background"))
+        self.hint = QLabel("")
+        self.hint.setWordWrap(True)
+        self._drawing_role: str | None = None
+        for vb in self._views:
+            if hasattr(vb, "on_drawn"):
+                vb.on_drawn = self._on_drawn
         clear = QPushButton("Clear ROIs")
         clear.clicked.connect(self.clear)
         self.table = QTableWidget(len(ROWS), 2)
@@ -108,13 +116,14 @@ class RoiPanel(QWidget):
         for b in (add_t, add_b, clear):
             buttons.addWidget(b)
         grid.addLayout(buttons, 1, 0, 1, 2)
-        grid.addWidget(self.domain, 2, 0, 1, 2)
-        grid.addWidget(self.table, 3, 0, 1, 2)
+        grid.addWidget(self.hint, 2, 0, 1, 2)
+        grid.addWidget(self.domain, 3, 0, 1, 2)
+        grid.addWidget(self.table, 4, 0, 1, 2)
         row = QHBoxLayout()
         row.addWidget(self.loop_button)
         row.addWidget(self.csv_button)
-        grid.addLayout(row, 4, 0, 1, 2)
-        grid.addWidget(self.plot, 5, 0, 1, 2)
+        grid.addLayout(row, 5, 0, 1, 2)
+        grid.addWidget(self.plot, 6, 0, 1, 2)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(box)
@@ -132,6 +141,39 @@ class RoiPanel(QWidget):
         self.update_measurement()
 
     # -- ROIs ---------------------------------------------------------------------------------
+    def start_drawing(self, role: str, kind: str | None = None) -> None:
+        """Arm every pane so the next drag (or polygon clicks) draws the ``role`` ROI."""
+        kind = kind or self.kind.currentText()
+        self._drawing_role = role
+        for vb in self._views:
+            if hasattr(vb, "set_draw_mode"):
+                vb.set_draw_mode(kind)
+        how = "click the vertices, double-click to close" if kind == "polygon" else "drag on any pane"
+        self.hint.setText("Drawing the %s %s: %s (Esc cancels)." % (role, kind, how))
+
+    def cancel_drawing(self) -> None:
+        self._drawing_role = None
+        for vb in self._views:
+            if hasattr(vb, "set_draw_mode"):
+                vb.set_draw_mode(None)
+        self.hint.setText("")
+
+    def _on_drawn(self, kind: str, pts: list[tuple[float, float]]) -> None:
+        role = self._drawing_role
+        self.cancel_drawing()
+        if role is None:
+            return
+        if kind == "polygon":
+            shape = RoiShape(role, kind, points=[(float(x), float(y)) for x, y in pts])
+        else:
+            (xa, ya), (xb, yb) = pts
+            w, h = abs(xb - xa), abs(yb - ya)
+            if w < 1 or h < 1:
+                self.on_error("That ROI is smaller than a pixel; drag a larger box.")
+                return
+            shape = RoiShape(role, kind, params=(min(xa, xb), min(ya, yb), w, h))
+        self.set_roi(shape)
+
     def add_default(self, role: str, kind: str) -> RoiShape:
         """Add a ROI of ``kind`` in the middle of the visible area (then drag it into place)."""
         rect = self._views[0].viewRect()
