@@ -352,19 +352,29 @@ def _stack(files: list[Path]) -> dict[str, np.ndarray]:
 TESTSET_KINDS: tuple[str, ...] = ("fast", "full")
 
 
-def testset_arrays(res: SimResult) -> dict[str, np.ndarray]:
-    """Compact storage of one test image: B-mode and clean as uint16 (step 1/65535),
-    the envelope as float16 relative to its own maximum, masks as bool."""
-    env = np.asarray(res.envelope, np.float64)
-    scale = float(env.max()) if env.size and env.max() > 0 else 1.0
+def testset_arrays(res: SimResult, compact: bool = False) -> dict[str, np.ndarray]:
+    """Compact storage of one test image.
+
+    Default (full-physics set): B-mode and clean as uint16 (step 1/65535), the envelope as
+    float16 relative to its own maximum, masks as bool.  ``compact=True`` (fast set, which can
+    be regenerated bit-identically from its seeds): B-mode and clean as uint8 (step 1/255, the
+    8-bit display a scanner would deliver), no envelope.
+    """
     labels = res.meta.get("labels")
     if labels is None:
         labels = res.lesion_mask.astype(np.int16)
-    return {
-        "bmode_u16": np.round(np.clip(res.bmode, 0, 1) * 65535).astype(np.uint16),
-        "clean_u16": np.round(np.clip(res.clean, 0, 1) * 65535).astype(np.uint16),
-        "envelope_f16": (env / scale).astype(np.float16),
-        "envelope_scale": np.float64(scale),
+    out: dict[str, np.ndarray] = {}
+    if compact:
+        out["bmode_u8"] = np.round(np.clip(res.bmode, 0, 1) * 255).astype(np.uint8)
+        out["clean_u8"] = np.round(np.clip(res.clean, 0, 1) * 255).astype(np.uint8)
+    else:
+        env = np.asarray(res.envelope, np.float64)
+        scale = float(env.max()) if env.size and env.max() > 0 else 1.0
+        out["bmode_u16"] = np.round(np.clip(res.bmode, 0, 1) * 65535).astype(np.uint16)
+        out["clean_u16"] = np.round(np.clip(res.clean, 0, 1) * 65535).astype(np.uint16)
+        out["envelope_f16"] = (env / scale).astype(np.float16)
+        out["envelope_scale"] = np.float64(scale)
+    out.update({
         "mask": np.asarray(res.mask, bool),
         "lesion_mask": np.asarray(res.lesion_mask, bool),
         "background_mask": np.asarray(res.background_mask, bool),
@@ -372,15 +382,20 @@ def testset_arrays(res: SimResult) -> dict[str, np.ndarray]:
         "spacing_mm": np.asarray(res.spacing_mm, np.float64),
         "dynamic_range_db": np.float64(res.dynamic_range_db),
         "seed": np.int64(res.seed),
-    }
+    })
+    return out
 
 
 def _decode_testset(z: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out = {
-        "bmode": z["bmode_u16"].astype(np.float32) / 65535.0,
-        "clean": z["clean_u16"].astype(np.float32) / 65535.0,
-        "envelope": (z["envelope_f16"].astype(np.float32) * np.asarray(z["envelope_scale"], np.float32)[..., None, None]),
-    }
+    out = {}
+    for name in ("bmode", "clean"):
+        if f"{name}_u16" in z:
+            out[name] = z[f"{name}_u16"].astype(np.float32) / np.float32(65535.0)
+        else:
+            out[name] = z[f"{name}_u8"].astype(np.float32) / np.float32(255.0)
+    if "envelope_f16" in z:
+        scale = np.asarray(z["envelope_scale"], np.float32).reshape(-1, 1, 1)
+        out["envelope"] = z["envelope_f16"].astype(np.float32) * scale
     for k in ("mask", "lesion_mask", "background_mask", "labels", "seed", "spacing_mm", "dynamic_range_db"):
         out[k] = z[k]
     return out
@@ -389,9 +404,10 @@ def _decode_testset(z: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def load_test_set(kind: str = "fast", probe: str = "L11-5v", root: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """The committed test set ``kind`` ("fast" | "full") of ``probe`` as a dict of arrays.
 
-    ``bmode``, ``clean``, ``envelope`` (N, H, W) float32; ``mask``, ``lesion_mask``,
-    ``background_mask`` (N, H, W) bool; ``labels`` (N, H, W) int16; ``seed`` (N,);
-    ``spacing_mm`` (N, 2); ``dynamic_range_db`` (N,).  All images are split="test" MRI phantoms
+    ``bmode``, ``clean`` (N, H, W) float32 (uint16-exact for "full", 8-bit for "fast");
+    ``envelope`` (N, H, W) float32 ("full" only, relative precision 1e-3); ``mask``,
+    ``lesion_mask``, ``background_mask`` (N, H, W) bool; ``labels`` (N, H, W) int16 (0 = no
+    lesion, k = lesion k); ``seed`` (N,); ``spacing_mm`` (N, 2); ``dynamic_range_db`` (N,).  All images are split="test" MRI phantoms
     (128 x 128).  The parameters are in ``resources/testsets/<kind>/params.json``.
     """
     if kind not in TESTSET_KINDS:

@@ -59,7 +59,8 @@ def _params(kind: str, n: int, probes: list[str]) -> dict:
         "base_seed": SEEDS[kind], "phantom": "mri (random augmentation, ~half with inserted lesions)",
         "seed_rule": "simulator.fullset.image_seed(kind, probe, i) = sample_seed(base_seed, probe, i)",
         "generator": f"python -m simulator.fullset --kind {kind}",
-        "storage": "simulator.datasets.testset_arrays: bmode/clean uint16 (/65535), envelope float16 x scale",
+        "storage": ("simulator.datasets.testset_arrays: bmode/clean uint8 (/255), no envelope" if kind == "fast" else
+                    "simulator.datasets.testset_arrays: bmode/clean uint16 (/65535), envelope float16 x scale"),
         "versions": {"numpy": np.__version__, "pymust": version("pymust")},
         "seeds": {p: [image_seed(kind, p, i) for i in range(n)] for p in probes},
     }
@@ -87,7 +88,7 @@ def build(kind: str = "full", n: int | None = None, probes: list[str] | None = N
                 continue
             t0 = time.perf_counter()
             res = sample_pair(p, size=SIZE, seed=image_seed(kind, p, i), split="test", path=kind)
-            atomic_savez(f, **testset_arrays(res))
+            atomic_savez(f, **testset_arrays(res, compact=kind == "fast"))
             dt = time.perf_counter() - t0
             params["checksums"].setdefault(p, {})[str(i)] = {"bmode": sha256(res.bmode), "clean": sha256(res.clean)}
             params["seconds"].setdefault(p, {})[str(i)] = round(dt, 2)

@@ -134,7 +134,8 @@ def test_fast_test_set_regenerates_bit_identically(probe, index):
     assert fullset.sha256(res.bmode) == expected["bmode"]
     assert fullset.sha256(res.clean) == expected["clean"]
     stored = load_test_set("fast", probe)
-    np.testing.assert_allclose(stored["bmode"][index], res.bmode, atol=1 / 65535)
+    np.testing.assert_allclose(stored["bmode"][index], res.bmode, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(stored["clean"][index], res.clean, atol=0.5 / 255 + 1e-6)
 
 
 @pytest.mark.parametrize("probe", PROBE_NAMES)
@@ -151,3 +152,20 @@ def test_load_test_set_bad_input():
         load_test_set("medium", "L11-5v")
     with pytest.raises(ValueError, match="valid probes"):
         load_test_set("fast", "Z9")
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_test_set_storage_round_trip(tmp_path, compact):
+    res = sample_pair("C5-2v", size=32, seed=3, split="test", lesions=1)
+    kind = "fast" if compact else "full"
+    atomic_savez(tmp_path / kind / "C5-2v" / "000.npz", **datasets.testset_arrays(res, compact=compact))
+    ts = load_test_set(kind, "c5-2v", root=tmp_path)
+    tol = 0.5 / 255 if compact else 0.5 / 65535
+    np.testing.assert_allclose(ts["bmode"][0], res.bmode, atol=tol + 1e-7)
+    np.testing.assert_allclose(ts["clean"][0], res.clean, atol=tol + 1e-7)
+    np.testing.assert_array_equal(ts["lesion_mask"][0], res.lesion_mask)
+    assert ts["lesion_mask"][0].any() and ts["labels"][0].max() == 1
+    if compact:
+        assert "envelope" not in ts
+    else:
+        np.testing.assert_allclose(ts["envelope"][0], res.envelope, rtol=1e-3, atol=1e-3 * res.envelope.max())
