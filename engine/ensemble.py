@@ -176,7 +176,7 @@ class Ensemble:
     @torch.no_grad()
     def _run_tile(self, net: torch.nn.Module, mu: torch.Tensor, z: torch.Tensor, steps: int, sampler: str,
                   gen: torch.Generator, tick: Callable[[], None]) -> torch.Tensor:
-        """mu (h, w), z (K, h, w) → member outputs (K, h, w) on the device."""
+        """mu (h, w), z (h, w) (x_T noise shared by all members) → member outputs (K, h, w)."""
         k = net.members
         mu5 = mu[None, None, None]  # (1, 1, 1, h, w)
         if self.mode != "irsde":
@@ -192,7 +192,7 @@ class Ensemble:
             return net(torch.cat([x - muk, muk], dim=2),
                        torch.full((1,), t, dtype=torch.long, device=x.device)).clamp(0.0, 1.0)
 
-        x_T = start_state(self.schedule, mu5, z[None, :, None])
+        x_T = start_state(self.schedule, mu5, z[None, None, None]).expand(1, k, 1, *mu.shape).contiguous()
         out = get_sampler(sampler)(self.schedule, denoiser, mu5, x_T, steps, generator=gen,
                                    callback=lambda done, total: tick())
         return out[0, :, 0].clamp(0.0, 1.0)
@@ -233,12 +233,12 @@ class Ensemble:
             work = plan.forward(frame) if plan is not None else frame
             h, w = work.shape
             gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + fi)
-            z = torch.randn((k, h, w), generator=gen)
+            z = torch.randn((h, w), generator=gen)
             mu = torch.from_numpy(np.ascontiguousarray(work)).to(self.device)
             acc = torch.zeros((k, h, w), dtype=torch.float64)
             wsum = torch.zeros((h, w), dtype=torch.float64)
             for y0, y1, x0, x1 in self._tiles(h, w):
-                out = self._run_tile(net, mu[y0:y1, x0:x1], z[:, y0:y1, x0:x1].to(self.device),
+                out = self._run_tile(net, mu[y0:y1, x0:x1], z[y0:y1, x0:x1].to(self.device),
                                      steps, sampler, gen, tick).double().cpu()
                 win = torch.from_numpy(np.outer(_window_1d(y1 - y0, y0, y1, h, self.overlap),
                                                 _window_1d(x1 - x0, x0, x1, w, self.overlap)))

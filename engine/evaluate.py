@@ -493,7 +493,7 @@ class Evaluation:
         if u:
             rel = u["reliability"]
             out["reliability"] = str(figures.reliability_plot(
-                fig_dir / "reliability.png", rel["std_mean"], rel["err_mean"], rel["count"],
+                fig_dir / "reliability.png", rel["std_mean"], rel["err_mean"],
                 title="%s on %d images" % (DEFAULT_MODEL, u["n_images"])))
         ds = self.results.get("domain_shift")
         if ds and ds["methods"]:

@@ -92,22 +92,19 @@ def steps_curve(path: str | os.PathLike, curves: dict[str, dict[int, dict[str, f
 
 
 def reliability_plot(path: str | os.PathLike, std_bin_mean: Sequence[float], err_bin_mean: Sequence[float],
-                     counts: Sequence[int] | None = None, title: str = "") -> Path:
-    """Mean absolute error per bin of predicted std, with the line E|e| = sqrt(2/π)·std that a
-    calibrated Gaussian predictor would follow."""
+                     title: str = "") -> Path:
+    """Mean absolute error per (equal-count) bin of predicted std, with the line
+    E|e| = sqrt(2/π)·std that a calibrated Gaussian predictor would follow."""
     s = np.asarray(std_bin_mean, float)
     e = np.asarray(err_bin_mean, float)
     fig, ax = plt.subplots(figsize=(4.6, 4.0))
-    ax.plot(s, e, "o-", label="measured")
-    top = float(max(s.max(initial=0.0), e.max(initial=0.0))) * 1.05 or 1.0
-    ax.plot([0, top], [0, top * np.sqrt(2 / np.pi)], "--", color="grey", label="calibrated Gaussian")
-    if counts is not None:
-        for x, y, n in zip(s, e, counts):
-            ax.annotate(str(int(n)), (x, y), fontsize=6, textcoords="offset points", xytext=(2, 3))
+    ax.plot(s, e, "o-", label="measured (equal-count std bins)")
+    xmax = float(s.max(initial=0.0)) * 1.1 or 1.0
+    ax.plot([0, xmax], [0, xmax * np.sqrt(2 / np.pi)], "--", color="grey", label="calibrated Gaussian")
     ax.set_xlabel("ensemble std (bin mean)")
     ax.set_ylabel("mean |error|")
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, None)
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(0, max(float(e.max(initial=0.0)), xmax * np.sqrt(2 / np.pi)) * 1.1 or 1.0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     if title:

@@ -3,7 +3,9 @@
 Every sampler takes ``denoiser(x_t, t) -> x̂_0`` (batched: any leading dims, t a Python int that is the
 same for the whole batch), the degraded frame ``mu`` (broadcastable against x), the starting state
 ``x_T`` (normally ``μ + λ z``), the number of network evaluations ``steps`` and an optional
-``callback(done, total)`` run after each evaluation (it may raise to cancel).  ``steps`` always counts
+``callback(done, total)`` run after each evaluation (it may raise to cancel).  Fresh noise is drawn
+with ``mu``'s shape and broadcast, so ensemble members that share μ also share every noise draw: their
+spread then measures only how the models disagree (identical members give identical samples).  ``steps`` always counts
 network evaluations: the samplers visit the trained integer steps of :func:`timesteps` and never
 rebuild the schedule, so the network only sees noise levels it was trained on.
 
@@ -84,7 +86,7 @@ def _run(kind: str, s: Schedule, denoiser: Denoiser, mu: torch.Tensor, x: torch.
             return x0_hat if kind != "em" else em_step(s, x, mu, x0_hat, t, u, None)
         noise = None
         if kind != "ddim":
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
+            noise = torch.randn(mu.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
         if kind == "posterior":
             x = posterior_step(s, x, mu, x0_hat, t, u, noise)
         elif kind == "ddim":

@@ -1,0 +1,155 @@
+"""The Ensemble API: mean/std, determinism, progress/cancel, validation, tiling, normalisation."""
+import numpy as np
+import pytest
+import torch
+
+from engine import Cancelled, Ensemble
+from engine.network import UNet, build, select_members, stack_members
+from engine.normalize import fit, grain_size, measure_reference
+from engine.sde import make_schedule
+from engine.testing import tiny_ensemble
+
+torch.set_num_threads(1)  # 2 shared cores: oversubscribed threads slow tiny nets 10x
+
+
+def _frames(n=2, h=48, w=40, seed=0):
+    """Smooth image + log-Rayleigh speckle with a grain of a few pixels (display units, DR 50 dB)."""
+    from scipy.ndimage import gaussian_filter
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    clean = 0.5 + 0.2 * np.sin(xx / 9.0) * np.cos(yy / 13.0)
+    field = rng.normal(size=(n, h, w)) + 1j * rng.normal(size=(n, h, w))
+    field = gaussian_filter(field.real, (0, 1.5, 1.0)) + 1j * gaussian_filter(field.imag, (0, 1.5, 1.0))
+    env = np.abs(field) / np.sqrt(np.mean(np.abs(field) ** 2))
+    return np.clip(clean + 20 * np.log10(np.maximum(env, 1e-6)) / 50.0, 0, 1).astype(np.float32)
+
+
+def test_mean_std_shapes_and_determinism():
+    ens = tiny_ensemble(seed=0, members=3)
+    x = _frames()
+    a = ens.despeckle(x, steps=3, seed=4)
+    b = ens.despeckle(x, steps=3, seed=4)
+    c = ens.despeckle(x, steps=3, seed=5)
+    assert a.mean.shape == x.shape and a.std.shape == x.shape and a.mean.dtype == np.float32
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.std, b.std)
+    assert not np.array_equal(a.mean, c.mean)
+    assert float(a.std.mean()) > 0
+    single = ens.despeckle(x[0], steps=3, seed=4)
+    assert single.mean.shape == x.shape[1:]
+    np.testing.assert_allclose(single.mean, a.mean[0], atol=1e-6)
+
+
+def test_identical_members_give_zero_std():
+    tiny = tiny_ensemble(seed=1, members=1)
+    state = stack_members([tiny.net.state_dict()] * 4)
+    net = build(tiny.net.config(), 4)
+    net.load_state_dict(state)
+    ens = Ensemble(net, schedule=make_schedule(), device="cpu", normalize="off")
+    for sampler in ("posterior", "ddim", "em"):
+        res = ens.despeckle(_frames(1), steps=3, sampler=sampler)
+        assert res.std.shape == (1, 48, 40)
+        assert float(res.std.max()) < 1e-6  # members share all sampling noise: spread = model disagreement
+        single = Ensemble(tiny.net, schedule=make_schedule(), device="cpu", normalize="off")
+        np.testing.assert_allclose(res.mean, single.despeckle(_frames(1), steps=3, sampler=sampler).mean, atol=1e-5)
+
+
+def test_member_subset():
+    ens = tiny_ensemble(seed=2, members=3)
+    x = _frames(1)
+    one = ens.despeckle(x, members=1, steps=1)
+    assert float(one.std.max()) == 0.0
+    sub = UNet(1, base=4, emb=4)
+    sub.load_state_dict(select_members(ens.net.state_dict(), 3, [0]))
+    ref = Ensemble(sub, schedule=make_schedule(), device="cpu", normalize="off").despeckle(x, steps=1)
+    np.testing.assert_allclose(one.mean, ref.mean, atol=1e-6)
+    with pytest.raises(ValueError, match="members"):
+        ens.despeckle(x, members=5)
+
+
+def test_progress_counts_network_evaluations_and_cancel_stops():
+    ens = tiny_ensemble()
+    x = _frames(3)
+    seen = []
+    ens.despeckle(x, steps=4, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, 12) for i in range(1, 13)]
+    calls = []
+    with pytest.raises(Cancelled):
+        ens.despeckle(x, steps=4, cancel=lambda: calls.append(1) or len(calls) >= 3)
+    assert len(calls) == 3  # stopped right after the evaluation that saw True
+
+
+def test_iter_despeckle_streams_frames():
+    ens = tiny_ensemble()
+    x = _frames(3)
+    full = ens.despeckle(x, steps=2)
+    got = list(ens.iter_despeckle(x, steps=2))
+    assert [g[0] for g in got] == [0, 1, 2]
+    for i, m, s in got:
+        np.testing.assert_array_equal(m, full.mean[i])
+        np.testing.assert_array_equal(s, full.std[i])
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ("frames", "numpy array"),
+    (np.zeros((0, 32, 32), np.float32), "empty"),
+    (np.zeros((8, 40), np.float32), "too small"),
+    (np.zeros((4097, 16), np.float32), "too large"),
+    (np.zeros((32, 32), np.uint8), "floating point"),
+    (np.full((32, 32), np.nan, np.float32), "NaN"),
+    (np.full((32, 32), np.inf, np.float32), "NaN or infinite"),
+    (np.zeros((32, 32, 3), np.float32), "colour"),
+    (np.zeros((2, 32, 32, 4), np.float32), "colour"),
+    (np.zeros((2, 2, 32, 32), np.float32), "dimensions"),
+    (np.full((32, 32), 2.0, np.float32), r"\[0, 1\]"),
+])
+def test_bad_input_is_refused_clearly(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        tiny_ensemble().despeckle(bad)
+
+
+def test_bad_settings_are_refused():
+    ens = tiny_ensemble()
+    for kw in ({"steps": 0}, {"steps": 101}, {"steps": 2.5}, {"sampler": "heun"}, {"normalize": "yes"}):
+        with pytest.raises(ValueError):
+            ens.despeckle(_frames(1), **kw)
+
+
+def test_tiling_has_no_seams():
+    ens = tiny_ensemble(seed=3)
+    h, w = 150, 170
+    yy, xx = np.mgrid[0:h, 0:w]
+    smooth = (0.5 + 0.3 * np.sin(xx / 40.0) * np.cos(yy / 50.0)).astype(np.float32)
+    whole = ens.despeckle(smooth, steps=1).mean
+    ens.untiled_max_pixels, ens.tile, ens.overlap = 64 * 64, 64, 24
+    assert len(ens._tiles(h, w)) > 4
+    tiled = ens.despeckle(smooth, steps=1).mean
+    diff = np.abs(tiled - whole)
+    assert float(diff.max()) < 0.02 and float(diff.mean()) < 0.002
+    # no step at tile borders: the tiled image is as smooth across them as the untiled one
+    jump_t = np.abs(np.diff(tiled, axis=1)).max()
+    jump_w = np.abs(np.diff(whole, axis=1)).max()
+    assert jump_t < jump_w + 0.01
+
+
+def test_normalisation_is_identity_in_domain_and_corrects_grain_and_contrast():
+    x = _frames(4, 96, 96)
+    ref = measure_reference(x)
+    plan = fit(x[0], ref)
+    assert plan.identity
+    import cv2
+    big = np.clip(cv2.resize(x[1], (192, 192), interpolation=cv2.INTER_CUBIC), 0, 1)
+    g0, g1 = grain_size(x[1]), grain_size(big)
+    assert g1[0] > 1.5 * g0[0] and g1[1] > 1.5 * g0[1]
+    plan = fit(big, ref)
+    assert 75 <= plan.work_shape[0] <= 125 and 75 <= plan.work_shape[1] <= 125
+    back = plan.inverse(plan.forward(big))
+    assert back.shape == big.shape
+    flat = np.clip(0.5 + 0.5 * (x[2] - 0.5), 0, 1)  # half the dynamic-range contrast
+    plan = fit(flat, ref)
+    assert 1.6 < plan.scale <= 2.0
+    np.testing.assert_allclose(plan.inverse(plan.forward(flat)), flat, atol=1e-5)
+    ens = tiny_ensemble()
+    ens.reference, ens.normalize = ref, "auto"
+    res = ens.despeckle(big[None])
+    assert res.mean.shape == (1, 192, 192)

@@ -1,0 +1,43 @@
+"""Grouped UNet / DnCNN: size, shapes, member independence."""
+import torch
+
+from engine.network import DnCNN, UNet, init_members, param_count, select_members, stack_members
+
+torch.set_num_threads(1)  # 2 shared cores: oversubscribed threads slow tiny nets 10x
+
+
+def test_unet_size_and_shapes():
+    net = UNet(members=1, base=32)
+    assert 300_000 < param_count(net) <= 1_000_000
+    net = init_members(UNet(1, base=8).config(), [1, 2, 3])
+    for h, w in ((16, 16), (37, 53), (64, 32)):
+        x = torch.rand(2, 3, 2, h, w)
+        out = net(x, torch.tensor([5, 90]))
+        assert out.shape == (2, 3, 1, h, w)
+
+
+def test_members_are_independent_and_match_single_nets():
+    cfg = UNet(1, base=8).config()
+    net = init_members(cfg, [10, 11, 12])
+    for p in net.parameters():  # make the output layer non-trivial
+        p.data.add_(0.01 * torch.randn_like(p))
+    x = torch.rand(1, 3, 2, 24, 24)
+    t = torch.tensor([40])
+    out = net(x, t)
+    for k in range(3):
+        single = UNet(1, base=8)
+        single.load_state_dict(select_members(net.state_dict(), 3, [k]))
+        torch.testing.assert_close(single(x[:, k:k + 1], t)[:, 0], out[:, k], atol=1e-5, rtol=1e-4)
+    # stacking the selected members back gives the same state
+    back = stack_members([select_members(net.state_dict(), 3, [k]) for k in range(3)])
+    for name, v in net.state_dict().items():
+        torch.testing.assert_close(back[name], v)
+    w0 = [v.reshape(3, -1)[0] for v in net.state_dict().values()]
+    w1 = [v.reshape(3, -1)[1] for v in net.state_dict().values()]
+    assert any(not torch.equal(a, b) for a, b in zip(w0, w1))
+
+
+def test_dncnn_residual_shape():
+    net = DnCNN(members=2, width=8, depth=4)
+    x = torch.rand(3, 2, 1, 20, 30)
+    assert net(x).shape == (3, 2, 1, 20, 30)
