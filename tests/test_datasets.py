@@ -141,8 +141,11 @@ def test_fast_test_set_regenerates_bit_identically(probe, index):
 @pytest.mark.parametrize("probe", PROBE_NAMES)
 def test_committed_full_test_set(probe):
     ts = load_test_set("full", probe)
+    params = json.loads((datasets.TESTSET_DIR / "full" / "params.json").read_text())
     n = ts["bmode"].shape[0]
-    assert n >= 1 and ts["bmode"].shape[1:] == (128, 128)
+    assert n >= 24 and ts["bmode"].shape[1:] == (128, 128) and params["path"] == "full"
+    assert [int(s) for s in ts["seed"]] == params["seeds"][probe][:n]
+    assert ts["lesion_mask"].any(axis=(1, 2)).sum() >= 4
     assert np.isfinite(ts["envelope"]).all() and (ts["envelope"] >= 0).all()
     assert ts["bmode"].std() > 0.05 and ts["clean"].std() > 0.01
 
