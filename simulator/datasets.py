@@ -232,7 +232,8 @@ def generate_dataset(probes: Sequence[str] | str, n: int, size: int = 128, path:
     if int(n) != n or n < 1:
         raise ValueError(f"n (samples per probe) must be a positive integer, got {n!r}")
     _check_path(path)
-    get_probe(probe_names[0]).image_window(size)  # validates size early (>= 16, fits the depth)
+    for name in probe_names:
+        get_probe(name).image_window(size)  # validates size early (>= 16, fits the depth range)
     fractions = _check_fractions(split_fractions or SPLIT_FRACTIONS)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
