@@ -3,10 +3,12 @@
 Convex and phased probes image a sector.  Their fast simulation works in beam space, a
 regular grid in radius ``r`` (mm from the polar origin of the probe) and angle ``theta``
 (rad from the probe axis, positive towards +x), where the point-spread function is nearly
-shift-invariant; :func:`to_cartesian` then interpolates the beam-space field at the Cartesian
-pixel centres with ``scipy.ndimage.map_coordinates``, or with a precomputed sparse
-interpolation matrix (:func:`interpolation_matrix`, Keys cubic convolution) when the same
-geometry is used many times.
+shift-invariant.  Scan conversion interpolates the (complex) beam-space field at the Cartesian
+pixel centres with a sparse interpolation matrix (:func:`interpolation_matrix`, Keys cubic
+convolution), built once per geometry and reused; pixels outside the sector are masked by
+``Probe.in_field``; :func:`to_cartesian` does the same for a one-off geometry with
+``scipy.ndimage.map_coordinates``.  :func:`sample_image` samples a Cartesian image anywhere
+(``scipy.ndimage.map_coordinates``).
 """
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ def covering_grid(origin: tuple[float, float], x_mm: np.ndarray, z_mm: np.ndarra
 def to_cartesian(field: np.ndarray, grid: BeamGrid, x_mm: np.ndarray, z_mm: np.ndarray,
                  order: int = 3) -> np.ndarray:
     """Interpolate a beam-space field (real or complex, shape ``grid.shape``) at Cartesian
-    points (any shape); points outside the grid get 0."""
+    points (any shape) with ``scipy.ndimage.map_coordinates``; points outside the grid get 0."""
     r, th = polar_coords(grid.origin, x_mm, z_mm)
     coords = np.stack([(r - grid.r0) / grid.dr, (th - grid.th0) / grid.dth])
     if np.iscomplexobj(field):
