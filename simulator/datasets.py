@@ -102,11 +102,12 @@ class PairStream:
 
     Pair ``i`` uses probe ``probes[i % len(probes)]`` and seed ``sample_seed(seed, probe, i)``,
     so two streams with the same arguments yield identical pairs, and ``start=k`` resumes a
-    stream at pair ``k``.
+    stream at pair ``k``.  ``step=n`` yields every n-th pair (``start, start + n, ...``): n
+    data-loader workers with ``start=j, step=n`` share one stream without overlap.
     """
 
     def __init__(self, probes: Sequence | str, size: int = 128, split: str = "train", seed: int = 0,
-                 path: str = "fast", start: int = 0, **phantom_kw: Any) -> None:
+                 path: str = "fast", start: int = 0, step: int = 1, **phantom_kw: Any) -> None:
         if isinstance(probes, str) or not isinstance(probes, Iterable):
             probes = [probes]
         self.probes = [_as_probe(p) for p in probes]
@@ -115,7 +116,9 @@ class PairStream:
         if split not in mri.SPLITS:
             raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(mri.SPLITS)}")
         self.size, self.split, self.seed, self.path = int(size), split, int(seed), _check_path(path)
-        self.index = int(start)
+        if int(step) != step or step < 1 or int(start) != start or start < 0:
+            raise ValueError(f"PairStream needs start >= 0 and step >= 1, got start={start!r}, step={step!r}")
+        self.index, self.step = int(start), int(step)
         self.phantom_kw = phantom_kw
 
     def __iter__(self) -> Iterator[SimResult]:
@@ -124,7 +127,7 @@ class PairStream:
     def __next__(self) -> SimResult:
         probe = self.probes[self.index % len(self.probes)]
         s = sample_seed(self.seed, probe.name, self.index)
-        self.index += 1
+        self.index += self.step
         return sample_pair(probe, self.size, s, self.split, self.path, **self.phantom_kw)
 
     def take(self, n: int) -> list[SimResult]:

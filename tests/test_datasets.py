@@ -38,6 +38,8 @@ def test_pair_stream_is_deterministic_and_resumable():
     for x, y in zip(first[2:], again):
         np.testing.assert_array_equal(x.bmode, y.bmode)
     assert len({r.seed for r in first}) == 4
+    shard = PairStream(["L11-5v", "C5-2v"], size=32, split="train", seed=4, start=1, step=2).take(2)
+    assert [r.seed for r in shard] == [first[1].seed, first[3].seed]
     assert all(_slab_of(r) in mri.split_slabs("train") for r in first)
     with pytest.raises(ValueError, match="valid probes"):
         PairStream(["X1"])
