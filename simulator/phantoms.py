@@ -15,7 +15,9 @@ Phantoms (:data:`PHANTOM_NAMES`):
                  gain variations and optional inserted lesions.
 ``cyst``         one anechoic disc in homogeneous tissue.
 ``lesions``      discs of chosen contrast(s) in dB (hypo- or hyperechoic) and radius.
-``points``       wire targets (small bright discs) in an anechoic medium.
+``points``       wire targets (bright discs of about half a wavelength) in an anechoic medium;
+                 their brightness varies like any scatterer's (the phantom is an echogenicity
+                 map, not a set of deterministic reflectors).
 ``layers``       layered tissue with gently curved boundaries and random levels.
 ``homogeneous``  uniform tissue.
 
@@ -153,8 +155,8 @@ def _points(probe, size, rng, n_lateral: int = 3, n_depth: int = 3, level: float
             background_level: float = 0.0, radius_mm: float | None = None) -> Phantom:
     xx, zz, x0, z0, sp = _grid(probe, size)
     field = _field(probe, xx, zz)
-    if radius_mm is None:
-        radius_mm = max(sp[0], sp[1]) * 0.75
+    if radius_mm is None:  # about one full-path scatterer cell, so that every wire echoes
+        radius_mm = max(0.75 * max(sp), 0.5 * probe.wavelength_mm)
     span_x = xx[0, -1] - xx[0, 0]
     span_z = zz[-1, 0] - zz[0, 0]
     echo = np.full(xx.shape, float(background_level))
