@@ -76,9 +76,23 @@ def test_full_physics_runs_in_a_cancellable_process(window, qtbot):
     assert tab.busy and tab._proc.is_alive() and tab._proc.pid != __import__("os").getpid()
     assert not tab.fast_button.isEnabled() and tab.cancel_button.isEnabled()
     qtbot.wait(300)
-    assert "full physics running" in tab.status.text()
+    assert "full path" in tab.status.text() and "worker process" in tab.status.text()
     t0 = time.monotonic()
     tab.cancel_button.click()
     assert time.monotonic() - t0 < 1.5
     assert not tab._proc.is_alive() and not tab.busy and tab.fast_button.isEnabled()
     assert "cancelled" in tab.status.text()
+
+
+def test_worker_process_result_is_shown(window, qtbot):
+    """The worker-process round trip (spawn, simulate, return, display), on the fast path for speed."""
+    tab = window.simulator
+    tab.phantom.setCurrentText("cyst")
+    tab.probe.setCurrentText("L12-3v")
+    tab.size.setValue(64)
+    with qtbot.waitSignal(tab.simulated, timeout=60000):
+        tab.simulate_full(path="fast")
+    assert tab.sim is not None and tab.sim.path == "fast" and tab.sim.bmode.shape == (64, 64)
+    assert not tab.busy and not tab._proc.is_alive()
+    assert "worker process" in tab.status.text()
+    assert tab.metrics.item(0, 0).text() != ""

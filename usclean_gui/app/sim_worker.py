@@ -1,7 +1,7 @@
 """Qt-free helpers of the simulator tab: run a simulation (in this process or a worker process)
 and score a despeckled image against the simulator's ground truth.
 
-The full-physics path takes tens of seconds per image, so the tab runs :func:`full_physics_job`
+The full-physics path takes tens of seconds per image, so the tab runs :func:`process_job`
 in a separate process (``multiprocessing``, spawn context): it can be cancelled at any moment
 by terminating that process, and it never competes with the GUI thread for the GIL.
 """
@@ -37,7 +37,7 @@ def simulate(req: SimRequest) -> Any:
     return run(phantom, probe, path=req.path, seed=req.seed)
 
 
-def full_physics_job(req: SimRequest, queue: Any) -> None:
+def process_job(req: SimRequest, queue: Any) -> None:
     """Worker-process entry point: puts ``("ok", SimResult)`` or ``("error", message)`` on ``queue``."""
     try:
         queue.put(("ok", simulate(req)))

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 
 from .engine_thread import EngineController
 from .model import EngineSettings
-from .sim_worker import SimRequest, full_physics_job, score, simulate
+from .sim_worker import SimRequest, process_job, score, simulate
 
 PANES = ("Ground truth", "Simulated", "Despeckled", "Uncertainty (std)")
 METRICS = ("PSNR (dB)", "SSIM", "CNR", "gCNR")
@@ -58,6 +58,7 @@ class SimulatorTab(QWidget):
         self._job: int | None = None
         self._job_kind = ""
         self._proc: Any = None
+        self._proc_path = "full"
         self._queue: Any = None
         self._t0 = 0.0
         self._poll = QTimer(self)
@@ -246,13 +247,15 @@ class SimulatorTab(QWidget):
             self._shift_sims = result
             self._submit("shift", [np.asarray(r.bmode, dtype=np.float32) for r in result])
 
-    def simulate_full(self) -> None:
-        """Start full-physics simulation in a worker process (cancellable)."""
+    def simulate_full(self, path: str = "full") -> None:
+        """Simulate in a worker process (cancellable); ``path`` is the simulator path, full physics
+        unless stated.  :attr:`simulated` is emitted when the result is on show."""
         if self.busy:
             return
         ctx = mp.get_context("spawn")
         self._queue = ctx.Queue()
-        self._proc = ctx.Process(target=full_physics_job, args=(self.request("full"), self._queue), daemon=True)
+        self._proc_path = path
+        self._proc = ctx.Process(target=process_job, args=(self.request(path), self._queue), daemon=True)
         self._proc.start()
         self._t0 = time.monotonic()
         self.progress.setRange(0, 0)  # busy indicator: pymust reports no progress
@@ -271,21 +274,25 @@ class SimulatorTab(QWidget):
                 self._message("The simulation process stopped unexpectedly (exit code %s)."
                               % self._proc.exitcode, "error")
             else:
-                self.status.setText("full physics running… %.0f s" % elapsed)
+                self.status.setText("simulating (%s path) in a worker process… %.0f s" % (self._proc_path, elapsed))
             return
         self._end_process()
         if kind == "ok":
             self._set_sim(payload)
-            self.status.setText("full physics done in %.0f s" % elapsed)
+            self.status.setText("%s / %s, %s path (worker process), %.0f s"
+                                % (self.phantom.currentText(), payload.probe, payload.path, elapsed))
+            self.simulated.emit()
         else:
-            self._message("Full-physics simulation failed:\n%s" % payload, "error")
+            self._message("Simulation (%s path) failed:\n%s" % (self._proc_path, payload), "error")
 
     def _end_process(self) -> None:
         self._poll.stop()
         self.progress.setRange(0, 1000)
         self.progress.setValue(0)
         if self._proc is not None:
-            self._proc.join(timeout=1.0)
+            if self._proc.is_alive():  # its result (if any) is already here: do not wait for its teardown
+                self._proc.terminate()
+            self._proc.join(timeout=0.5)
         self._set_busy(False)
 
     # ------------------------------------------------------------------------------ engine
