@@ -104,6 +104,8 @@ class MainWindow(QMainWindow):
         split.addWidget(left_w)
         split.addWidget(side_w)
         split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 0)
+        split.setSizes([1100, 400])
         QHBoxLayout(viewer).addWidget(split)
 
         self.tabs = QTabWidget()

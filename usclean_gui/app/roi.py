@@ -88,6 +88,9 @@ class RoiPanel(QWidget):
         self.table = QTableWidget(len(ROWS), 2)
         self.table.setHorizontalHeaderLabels(["Original", "Despeckled"])
         self.table.setVerticalHeaderLabels(list(ROWS))
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setMinimumHeight(22 * len(ROWS) + 30)
+        self.table.horizontalHeader().setStretchLastSection(True)
         self.domain = QLabel("Domain: " + MEASURE_DOMAIN)
         self.domain.setWordWrap(True)
         self.loop_button = QPushButton("Measure over loop")
@@ -96,7 +99,7 @@ class RoiPanel(QWidget):
         self.csv_button.clicked.connect(self.export_requested)
         self.plot = pg.PlotWidget()
         self.plot.setMinimumHeight(140)
-        self.plot.setLabel("bottom", "time", units="ms")
+        self.plot.setLabel("bottom", "time (ms)")
         self.plot.setLabel("left", "CNR / gCNR")
         self.plot.addLegend(offset=(5, 5))
         self.curves = {

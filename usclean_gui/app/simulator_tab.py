@@ -79,6 +79,8 @@ class SimulatorTab(QWidget):
         phantoms, probes = _names()
         self.phantom = QComboBox()
         self.phantom.addItems(list(phantoms))
+        if "cyst" in phantoms:
+            self.phantom.setCurrentText("cyst")
         self.probe = QComboBox()
         self.probe.addItems(list(probes))
         self.freq = QDoubleSpinBox()
@@ -132,8 +134,15 @@ class SimulatorTab(QWidget):
             ["Probe"] + ["%s %s" % (m, k) for m in METRICS for k in ("sim", "desp")])
         side = QVBoxLayout()
         side.addWidget(controls)
-        side.addWidget(QLabel("Against the ground truth (CNR/gCNR: lesion vs background, display domain)"))
+        note = QLabel("Against the ground truth inside the imaged field. CNR / gCNR: lesion vs background "
+                      "mask of the phantom, display domain (n/a: the phantom has no lesion).")
+        note.setWordWrap(True)
+        side.addWidget(note)
+        self.metrics.verticalHeader().setDefaultSectionSize(22)
+        self.metrics.setFixedHeight(22 * len(METRICS) + 30)
+        self.metrics.horizontalHeader().setStretchLastSection(True)
         side.addWidget(self.metrics)
+        side.addStretch(1)
         side_w = QWidget()
         side_w.setLayout(side)
         side_w.setMaximumWidth(420)
@@ -196,7 +205,8 @@ class SimulatorTab(QWidget):
         for r, m in enumerate(METRICS):
             for c in range(2):
                 v = rows[c][m] if c < len(rows) else None
-                self.metrics.setItem(r, c, QTableWidgetItem("" if v is None or math.isnan(v) else "%.3f" % v))
+                text = "" if v is None else ("n/a" if math.isnan(v) else "%.3f" % v)
+                self.metrics.setItem(r, c, QTableWidgetItem(text))
 
     def _set_sim(self, sim: Any) -> None:
         self.sim, self.mean, self.std = sim, None, None
@@ -344,7 +354,7 @@ class SimulatorTab(QWidget):
         for k, m in enumerate(METRICS):
             for j, key in enumerate(("sim", "desp")):
                 v = self.shift_results[probe][key][m]
-                self.shift_table.setItem(r, 1 + 2 * k + j, QTableWidgetItem("—" if math.isnan(v) else "%.3f" % v))
+                self.shift_table.setItem(r, 1 + 2 * k + j, QTableWidgetItem("n/a" if math.isnan(v) else "%.3f" % v))
 
     def _finish(self, text: str) -> None:
         self._job = None
