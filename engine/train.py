@@ -95,7 +95,7 @@ class TrainConfig:
 def make_network(cfg: TrainConfig) -> torch.nn.Module:
     """A fresh grouped network with member k initialised from seed ``member_seeds()[k]``."""
     if cfg.arch == "dncnn":
-        config = DnCNN(1).config()
+        config = DnCNN(1, width=2 * cfg.base).config()
     else:
         config = UNet(1, base=cfg.base).config()
     return init_members(config, cfg.member_seeds())
@@ -228,6 +228,7 @@ def _save_checkpoint(run: Path, net, ema: dict, opt: torch.optim.Optimizer, stat
 
 
 def _load_checkpoint(run: Path, net, opt: Optional[torch.optim.Optimizer]) -> tuple[dict, dict]:
+    run = Path(run)
     state = json.loads((run / STATE).read_text())
     tensors = load_file(str(run / CKPT))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})

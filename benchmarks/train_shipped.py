@@ -1,0 +1,86 @@
+"""Train the shipped models in one background process, then (``--export``) write them to resources/weights.
+
+Runs, in order, each in its own resumable run folder under ``--runs``:
+  l11-5v      IR-SDE, 4 members, L11-5v only
+  multiprobe  IR-SDE, 4 members, L11-5v + L12-3v + C5-2v + P4-2v (the app's default)
+  baseline    direct regression (same UNet, no diffusion), 1 member, L11-5v, stopped at the same number
+              of optimiser steps as each l11-5v member got (same network, data and per-member budget)
+  dncnn       DnCNN, 1 member, L11-5v, same step count (only if --dncnn-minutes > 0)
+Re-running the same command resumes where it stopped (finished runs are skipped).
+
+    nohup setsid python benchmarks/train_shipped.py --runs /work/train_runs > /work/train_runs/log.txt 2>&1 &
+    python benchmarks/train_shipped.py --runs /work/train_runs --export     # writes resources/weights/*
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from engine.train import STATE, TrainConfig, export, train
+from engine.weights import shipped_dir
+
+ALL_PROBES = ["L11-5v", "L12-3v", "C5-2v", "P4-2v"]
+COMMON = dict(lam=30 / 255, loss="x0", patch=64, batch=8, base=16, threads=1, checkpoint_minutes=4.0)
+
+
+def plan(a: argparse.Namespace) -> list[tuple[str, TrainConfig]]:
+    return [
+        ("l11-5v", TrainConfig(probes=["L11-5v"], members=4, minutes=a.l11_minutes, seed=11, name="l11-5v", **COMMON)),
+        ("multiprobe", TrainConfig(probes=ALL_PROBES, members=4, minutes=a.multi_minutes, seed=21, name="multiprobe",
+                                   **COMMON)),
+        ("baseline", TrainConfig(probes=["L11-5v"], members=1, minutes=a.baseline_minutes, arch="regression", seed=31,
+                                 name="baseline", **COMMON)),
+        ("dncnn", TrainConfig(probes=["L11-5v"], members=1, minutes=a.dncnn_minutes, arch="dncnn", seed=41,
+                              name="dncnn", **COMMON)),
+    ]
+
+
+def _steps(run: Path) -> int:
+    return json.loads((run / STATE).read_text())["step"] if (run / STATE).is_file() else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default="/work/train_runs")
+    ap.add_argument("--l11-minutes", type=float, default=38.0)
+    ap.add_argument("--multi-minutes", type=float, default=42.0)
+    ap.add_argument("--baseline-minutes", type=float, default=15.0, help="cap; it stops at l11-5v's step count")
+    ap.add_argument("--dncnn-minutes", type=float, default=8.0)
+    ap.add_argument("--export", action="store_true", help="write the finished runs to resources/weights/<name>")
+    a = ap.parse_args()
+    runs = Path(a.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    if a.export:
+        for name, _ in plan(a):
+            run = runs / name
+            if name == "dncnn" or not (run / STATE).is_file():
+                continue
+            dest = shipped_dir() / name
+            tmp = shipped_dir() / (name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            export(run, tmp, name=name)
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
+        return
+    for name, cfg in plan(a):
+        if cfg.minutes <= 0:
+            continue
+        run = runs / name
+        max_steps = None
+        if cfg.arch != "irsde":
+            target = _steps(runs / "l11-5v")
+            max_steps = max(0, target - _steps(run)) if target else None
+            if max_steps == 0:
+                continue
+        t0 = time.time()
+        print("== %s: training (%s) at %s" % (name, cfg.arch, time.strftime("%H:%M:%S")), flush=True)
+        train(cfg, run, max_steps=max_steps)
+        export(run, name=name)
+        print("== %s: done in %.1f min" % (name, (time.time() - t0) / 60), flush=True)
+
+
+if __name__ == "__main__":
+    main()
