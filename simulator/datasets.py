@@ -25,6 +25,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -293,8 +294,9 @@ def _run_jobs(jobs: list[tuple], scheduler: Any, progress: bool, summary: dict) 
     else:
         client = Client(scheduler, timeout=20)
     try:
-        futures = [client.submit(_make_sample, *job, key=f"usclean-sample-{Path(job[0]).stem}-{job[1]}-{job[3]}-"
-                                 f"{job[2]}", pure=False, retries=0) for job in jobs]
+        run_id = uuid.uuid4().hex[:8]  # fresh keys: never reuse a result cached by an earlier run
+        futures = [client.submit(_make_sample, *job, key=f"usclean-sample-{job[1]}-{job[3]}-{Path(job[0]).stem}-{run_id}",
+                                 pure=False, retries=0) for job in jobs]
         bar = None
         if progress:
             from tqdm import tqdm
