@@ -9,6 +9,7 @@ import pydicom
 import pytest
 
 pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.timeout(120)
 
 from PySide6.QtCore import QElapsedTimer, QSettings, QTimer  # noqa: E402
 
@@ -200,3 +201,26 @@ def test_screenshot_mode(qtbot, dicom_factory, tmp_path, capsys):
     assert "Cannot open" in capsys.readouterr().err
     assert not (tmp_path / "bad.png").exists()
     assert main(["--screenshot", str(tmp_path / "x.png")]) == 2
+
+
+def test_torch_leaves_a_core_for_the_gui(window, qtbot, dicom_factory):
+    import os
+
+    import torch
+
+    from usclean_gui.app.engine_thread import torch_threads
+
+    assert torch_threads() == max(1, (os.cpu_count() or 2) - 1)
+    assert window.open_file(_clip(dicom_factory, n=1))
+    with qtbot.waitSignal(window.engine.finished, timeout=30000):
+        window.despeckle()
+    assert torch.get_num_threads() == torch_threads()
+
+
+def test_importing_the_app_package_is_cheap():
+    import subprocess
+    import sys
+
+    code = "import sys, usclean_gui.app; print(sorted(m for m in ('PySide6', 'torch', 'pyqtgraph') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

@@ -10,6 +10,7 @@ from pydicom import examples
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
 pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.timeout(120)
 
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.timeout(120)
 
 from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.timeout(120)
 
 from PySide6.QtCore import QSettings  # noqa: E402
 

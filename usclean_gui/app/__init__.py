@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -46,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("USClean")
     app.setOrganizationName("USClean")
     win = MainWindow()
+
+    def report(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        """Last resort: an unexpected error becomes a message, the window stays up."""
+        traceback.print_exception(kind, value, tb)
+        win.show_message("Unexpected error (please report it): %s: %s" % (kind.__name__, value), "error")
+
+    sys.excepthook = report
     if args.model:
         win.model_combo.setCurrentText(args.model)
     win.show()

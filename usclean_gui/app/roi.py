@@ -133,6 +133,10 @@ class RoiPanel(QWidget):
 
     # -- context ------------------------------------------------------------------------------
     def set_session(self, session: ClipSession | None) -> None:
+        self._loop_timer.stop()
+        self._loop_todo = []
+        self.loop_button.setEnabled(True)
+        self.cancel_drawing()
         self._session = session
         self.rows.clear()
         for c in self.curves.values():
