@@ -62,7 +62,7 @@ class EvalConfig:
     probes: tuple[str, ...] = PROBES
     max_images: int | None = None          # per test set (None = all)
     ref_images: int = 16                   # 100-step references on the first N images of each set
-    ref_sets: tuple[tuple[str, str], ...] | None = None  # None = every set
+    ref_sets: tuple[tuple[str, str], ...] | None = tuple(("full", p) for p in PROBES)  # None = every set
     ref_steps: int = 100
     steps_set: tuple[str, str] = ("full", REFERENCE_PROBE)
     steps_images: int = 16
@@ -76,11 +76,12 @@ class EvalConfig:
     reliability_bins: int = 10
     seed: int = 0
     quick: bool = False
+    budget_min: float = 90.0               # shrink the reference/steps subsets to finish in time (0 = never)
 
     @classmethod
     def quick_config(cls) -> "EvalConfig":
         return cls(max_images=2, ref_images=1, ref_sets=(("full", REFERENCE_PROBE),), steps_images=1,
-                   nfe_grid=(1, 5, 100), val_per_probe=1, sample_seeds=2, quick=True)
+                   nfe_grid=(1, 5, 100), val_per_probe=1, sample_seeds=2, quick=True, budget_min=5.0)
 
 
 @dataclass
@@ -118,12 +119,13 @@ class Evaluation:
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> dict:
-        t0 = time.time()
+        t0 = self._t0 = time.time()
         cfg = self.config
         self.results = {"config": dataclasses.asdict(cfg), "missing": [], "timings": {}, "sets": {},
                         "refs": {}, "tuning": {}, "models": {}, "figures": {}}
         self._models: dict[str, Any] = {}
         self._runs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._speed: dict[str, list[tuple[float, int]]] = {}
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
         self.sets = self._load_sets()
         self._load_models()
@@ -144,6 +146,7 @@ class Evaluation:
                 self._pool.shutdown()
             self._pool = None
         self._stage("quality", self._quality)
+        self._plan_budget()
         self._stage("references", self._references)
         self._stage("steps", self._steps)
         self._stage("uncertainty", self._uncertainty)
@@ -225,6 +228,8 @@ class Evaluation:
             std = np.asarray(res.std, np.float32).reshape(mean.shape)
             self._runs[key] = (mean, std)
             dt = time.time() - t
+            nfe = steps or getattr(self._models[model], "default_steps", 1) or 1
+            self._speed.setdefault(model, []).append((dt, len(idx) * nfe * (members or _n_members(self._models[model]) or 1)))
             self.log("[evaluate]   %s on %s (%d images, sampler=%s, steps=%s, members=%s): %.1f s"
                      % (model, ts.name, len(idx), sampler, steps, members, dt))
         return self._runs[key]
@@ -319,6 +324,44 @@ class Evaluation:
                 rival = max(others, key=lambda m: others[m]["psnr"])
                 entry["ours_vs_best_other"] = {"rival": rival, **paired_diff(cands[DEFAULT_MODEL]["psnr_per_image"],
                                                                              cands[rival]["psnr_per_image"])}
+
+    # ------------------------------------------------------------------ time budget
+    def _plan_budget(self) -> None:
+        """Shrink the reference and steps-curve subsets (same factor) if, at the speed measured on
+        the default runs, they would not finish within ``budget_min``; the report states it."""
+        cfg = self.config
+        runs = self._speed.get(DEFAULT_MODEL)
+        if not cfg.budget_min or not runs:
+            return
+        ens = self._models[DEFAULT_MODEL]
+        k = _n_members(ens) or 1
+        d = getattr(ens, "default_steps", 1) or 1
+        c = sum(t for t, _ in runs) / max(1, sum(n for _, n in runs))  # seconds per member-evaluation of a frame
+        full = [ts for ts in self.sets.values() if ts.kind == "full"] or list(self.sets.values())
+        n_unc = sum(len(ts) for ts in full)
+        fixed = c * n_unc * d * (k * (k - 1) / 2 + cfg.sample_seeds)  # member curve + one member's samples
+        ref_sets = self._ref_sets()
+        steps_name = "%s %s" % (cfg.steps_set[1], cfg.steps_set[0])
+        n_ref_sets = sum(1 for ts in ref_sets if not (ts.name == steps_name and cfg.ref_steps in cfg.nfe_grid))
+        per_image = c * k * (n_ref_sets * 2 * cfg.ref_steps * cfg.ref_images
+                             + (2 * sum(cfg.nfe_grid) + cfg.ref_steps) * cfg.steps_images)
+        left = cfg.budget_min * 60.0 * 0.95 - (time.time() - self._t0) - fixed - 30.0
+        projected = per_image  # for the configured subset sizes
+        self.results["budget"] = {"s_per_member_eval": c, "projected_s": projected + fixed, "left_s": left + fixed}
+        self.log("[evaluate] measured %.3f s per member-evaluation of a frame; references + steps curve projected "
+                 "at %.1f min, %.1f min left in the budget" % (c, projected / 60, max(left, 0) / 60))
+        if projected <= left:
+            return
+        f = max(left, 0.0) / projected
+        new_ref = max(1, int(cfg.ref_images * f))
+        new_steps = max(1, int(cfg.steps_images * f))
+        note = ("to fit the %.0f-minute budget at the measured %.3f s per member-evaluation, the 100-step references "
+                "use the first %d (not %d) images per set and the steps curve the first %d (not %d)"
+                % (cfg.budget_min, c, new_ref, cfg.ref_images, new_steps, cfg.steps_images))
+        self.log("[evaluate] " + note)
+        self.results["budget"]["note"] = note
+        cfg.ref_images, cfg.steps_images = new_ref, new_steps
+        self.results["config"].update(ref_images=new_ref, steps_images=new_steps)
 
     # ------------------------------------------------------------------ 100-step references
     def _ref_sets(self) -> list[TestSet]:
@@ -606,6 +649,22 @@ def _n_members(ens: Any) -> int | None:
     return None
 
 
+def default_model_loader(name: str) -> Any:
+    """``engine.load_ensemble(name)``; a name that is not shipped is looked up as a folder under the
+    shipped-weights folder (e.g. a DnCNN baseline written there by ``usclean train``)."""
+    from engine import load_ensemble
+
+    try:
+        return load_ensemble(name)
+    except ValueError:
+        from engine.weights import shipped_dir
+
+        folder = shipped_dir() / name
+        if folder.is_dir():
+            return load_ensemble(folder)
+        raise
+
+
 def default_val_pairs(probe: str, n: int, size: int = 128) -> list[tuple]:
     """``n`` fast-path validation pairs (split="val") of ``probe``: (bmode, clean, mask, DR)."""
     from simulator.datasets import derive_seed, sample_pair
@@ -671,8 +730,13 @@ def render_report(results: dict, out_path: str | os.PathLike, command: str) -> s
     L.append("Metrics: PSNR and SSIM (scikit-image, 7×7 window, data range 1) against the clean target inside each image's "
              "valid imaging region; **CNR and gCNR in the display (log-compressed, [0, 1]) domain**, lesion mask vs "
              "background mask, averaged over the images that contain a lesion (`n_lesion`). Tables give means over images; "
-             "the best value of each column is in bold.")
+             "the best value of each column is in bold. `s / image`: wall-clock seconds per image (classical filters: "
+             "single-process time; models: the whole ensemble).")
     L.append("")
+    budget = results.get("budget", {})
+    if budget.get("note"):
+        L.append("Note: %s." % budget["note"])
+        L.append("")
     if results["missing"]:
         L.append("## Missing")
         L.append("")
@@ -698,7 +762,8 @@ def render_report(results: dict, out_path: str | os.PathLike, command: str) -> s
     trows = []
     for name, t in results["tuning"].items():
         f = classical.FILTERS.get(name)
-        trows.append([name, f.domain if f else "", ", ".join("%s=%s" % kv for kv in t["params"].items()) or "defaults",
+        chosen = ", ".join("%s=%s" % (k, ("%.4g" % v) if isinstance(v, float) else v) for k, v in t["params"].items())
+        trows.append([name, f.domain if f else "", chosen or "defaults",
                       _f(t.get("val_psnr")), "; ".join("%s ∈ %s" % (k, v) for k, v in (f.grid if f else {}).items())])
     L += _table(["filter", "domain", "chosen", "val PSNR", "grid"], trows)
     L.append("")
@@ -870,7 +935,7 @@ def run_evaluation(out_md: str | os.PathLike, fig_dir: str | os.PathLike | None 
     validation pairs from ``simulator.datasets.sample_pair``.
     """
     if model_loader is None:
-        from engine import load_ensemble as model_loader  # type: ignore[no-redef]
+        model_loader = default_model_loader
     if testset_loader is None:
         from simulator.datasets import load_test_set
 

@@ -141,21 +141,26 @@ def test_missing_test_set_is_reported(tmp_path):
     def loader(kind, probe):
         if kind == "full":
             raise FileNotFoundError("no full test set for %s" % probe)
-        return _synthetic_set(kind, probe, n=1)
+        return _synthetic_set(kind, probe)
 
     cfg = _config()
     cfg.probes = ("L11-5v",)
     cfg.filters = ("median", "lee")
     cfg.nfe_grid = (1,)
     cfg.workers = 2  # the process-pool path gives the same numbers as in-process filtering
+    cfg.ref_sets = (("fast", "L11-5v"),)
+    cfg.ref_images = 2
+    cfg.budget_min = 1e-3  # nothing fits: the subsets shrink to one image and the report says so
     res = evaluate.run_evaluation(tmp_path / "R.md", config=cfg, model_loader=_models, testset_loader=loader,
                                   val_loader=_val_pairs, log=lambda s: None)
     text = (tmp_path / "R.md").read_text()
     assert any("L11-5v full" in m for m in res["missing"]) and "no full test set for L11-5v" in text
     assert set(res["sets"]) == {"L11-5v fast"}
-    d = _synthetic_set("fast", "L11-5v", n=1)
-    lee = classical.FILTERS["lee"](d["bmode"][0], **res["tuning"]["lee"]["params"])
-    assert res["sets"]["L11-5v fast"]["rows"]["lee"]["psnr"] == pytest.approx(metrics.psnr(lee, d["clean"][0]), abs=1e-9)
+    assert res["refs"]["L11-5v fast"]["indices"] == [0] and "budget" in text and "first 1 (not 2)" in text
+    d = _synthetic_set("fast", "L11-5v")
+    lee = [classical.FILTERS["lee"](d["bmode"][i], **res["tuning"]["lee"]["params"]) for i in range(2)]
+    assert res["sets"]["L11-5v fast"]["rows"]["lee"]["psnr"] == pytest.approx(
+        np.mean([metrics.psnr(lee[i], d["clean"][i]) for i in range(2)]), abs=1e-9)
 
 
 def test_cli_rejects_bad_arguments(capsys):

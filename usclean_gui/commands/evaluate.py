@@ -16,6 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images of each test set")
     parser.add_argument("--ref-images", type=int, default=None,
                         help="images per set for the 100-step references (default 16; quick: 1)")
+    parser.add_argument("--ref-kinds", nargs="+", choices=("fast", "full"), default=None,
+                        help="test-set kinds that get the 100-step references (default: full)")
+    parser.add_argument("--budget-min", type=float, default=None,
+                        help="shrink the reference/steps subsets to finish within this many minutes "
+                             "(default 90; quick: 5; 0 = never shrink)")
     parser.add_argument("--kinds", nargs="+", choices=("fast", "full"), default=None, help="test-set kinds to evaluate")
     parser.add_argument("--probes", nargs="+", default=None, help="probes to evaluate (default: all four)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every model call (default 0)")
@@ -40,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError("unknown probe(s) %s; valid probes: %s" % (", ".join(unknown), ", ".join(PROBES)))
         cfg.probes = tuple(args.probes)
+    if args.budget_min is not None:
+        if args.budget_min < 0:
+            raise ValueError("--budget-min must be >= 0")
+        cfg.budget_min = args.budget_min
+    if args.ref_kinds and not args.quick:
+        cfg.ref_sets = tuple((k, p) for k in args.ref_kinds for p in cfg.probes)
     cfg.seed = args.seed
     command = "usclean evaluate" + (" --quick" if args.quick else "") + " -o %s" % args.output
     t0 = time.time()
