@@ -46,6 +46,7 @@ def test_simulate_writes_a_valid_multiframe_dicom(tmp_path, capsys):
     (["--probe", "X9"], "valid probes"),
     (["--size", "8"], ">= 16"),
     (["--n-frames", "0"], "frames"),
+    (["--lesions", "2"], "mri phantom only"),
 ])
 def test_simulate_bad_input_is_a_clear_message(tmp_path, capsys, argv, needle):
     rc = main(["simulate", "-o", str(tmp_path / "x.dcm"), *argv])
