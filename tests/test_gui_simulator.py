@@ -97,3 +97,16 @@ def test_worker_process_result_is_shown(window, qtbot):
     assert not tab.busy and not tab._proc.is_alive()
     assert "worker process" in tab.status.text()
     assert tab.metrics.item(0, 0).text() != ""
+
+
+def test_simulator_tab_is_built_when_first_shown(qtbot, tmp_path):
+    from usclean_gui.app.simulator_tab import SimulatorTab
+
+    win = MainWindow(settings=QSettings(str(tmp_path / "g.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(win)
+    win.show()
+    assert win._simulator is None and not isinstance(win.tabs.widget(1), SimulatorTab)
+    win.tabs.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: isinstance(win.tabs.widget(1), SimulatorTab), timeout=60000)
+    assert win.tabs.currentIndex() == 1 and win.tabs.widget(1) is win.simulator
+    win.close()

@@ -36,25 +36,7 @@ OPEN_FILTER = "Images (*.dcm *.dicom *.DCM *.png *.npy *.jpg *.tif *.tiff);;All 
 ICON = Path(__file__).resolve().parents[2] / "resources" / "icons" / "usclean.svg"
 
 
-_PREWARM = ("engine.ensemble", "simulator.phantoms", "simulator.physics")
-_prewarmed = threading.Event()
-
-
-def _prewarm() -> None:
-    """Import torch and pymust in a background thread once, so the first despeckle or simulator
-    tab does not stall the window for the seconds those imports take."""
-    if _prewarmed.is_set():
-        return
-    _prewarmed.set()
-
-    def run() -> None:
-        for name in _PREWARM:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - reported when the feature is used
-                pass
-
-    threading.Thread(target=run, name="usclean-prewarm", daemon=True).start()
+SIMULATOR_MODULES = ("simulator.probes", "simulator.phantoms", "simulator.physics")
 
 
 class MainWindow(QMainWindow):
@@ -110,10 +92,17 @@ class MainWindow(QMainWindow):
 
         self.tabs = QTabWidget()
         self.tabs.addTab(viewer, "Viewer")
-        # The simulator tab imports pymust (seconds): build it the first time it is shown.
+        # The simulator tab needs pymust, whose import takes seconds: it is imported in a helper
+        # thread the first time the tab is shown, and the tab is built when that is done.
         self._simulator: Any = None
-        self.tabs.addTab(QWidget(), "Simulator")
-        self.tabs.currentChanged.connect(lambda index: self.simulator if index == 1 else None)
+        self._sim_loading: threading.Thread | None = None
+        placeholder = QLabel("Loading the simulator…")
+        placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.tabs.addTab(placeholder, "Simulator")
+        self.tabs.currentChanged.connect(self._on_tab)
+        self._sim_poll = QTimer(self)
+        self._sim_poll.setInterval(50)
+        self._sim_poll.timeout.connect(self._on_sim_poll)
         self.setCentralWidget(self.tabs)
         self._build_menus()
         self.file_label = QLabel("Open a DICOM clip (File ▸ Open or drop a file here)")
@@ -127,7 +116,30 @@ class MainWindow(QMainWindow):
         self.engine.busy_changed.connect(self._on_busy)
         self._on_busy(False)
         self.resize(1500, 800)
-        QTimer.singleShot(300, _prewarm)
+
+    def _on_tab(self, index: int) -> None:
+        if index != 1 or self._simulator is not None or self._sim_loading is not None:
+            return
+
+        def load() -> None:
+            for name in SIMULATOR_MODULES:
+                try:
+                    importlib.import_module(name)
+                except Exception:  # noqa: BLE001 - the tab reports it when it is built
+                    return
+
+        self._sim_loading = threading.Thread(target=load, name="usclean-simulator-import", daemon=True)
+        self._sim_loading.start()
+        self._sim_poll.start()
+
+    def _on_sim_poll(self) -> None:
+        if self._sim_loading is not None and self._sim_loading.is_alive():
+            return
+        self._sim_poll.stop()
+        try:
+            self.simulator
+        except ImportError as exc:
+            self.tabs.widget(1).setText("The simulator is not available: %s" % exc)
 
     @property
     def simulator(self) -> Any:
