@@ -359,6 +359,28 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
     return state
 
 
+def test_set_metrics(ens: Ensemble, probes: Sequence[str], steps: int) -> dict:
+    """PSNR / SSIM of the ensemble mean at the default setting on the committed test sets (fast and
+    full physics) of each probe; sets that are not there are skipped."""
+    from simulator.datasets import load_test_set
+
+    out: dict = {}
+    for kind in ("fast", "full"):
+        for probe in probes:
+            try:
+                data = load_test_set(kind, probe)
+            except (FileNotFoundError, ValueError, OSError):
+                continue
+            if len(data.get("bmode", ())) == 0:
+                continue
+            settings = [("posterior", steps)]
+            res = evaluate(ens, data["bmode"], data["clean"], settings)
+            key = [k for k in res if k != "input"][0]
+            out["%s/%s" % (kind, probe)] = {"images": int(len(data["bmode"])), "input_psnr": res["input"]["psnr"],
+                                            "setting": key, **res[key]}
+    return out
+
+
 # --------------------------------------------------------------------------- export
 DESCRIPTIONS = {
     "irsde": "IR-SDE (mean-reverting SDE) ensemble, x0-predicting conditional UNet members, trained jointly "
@@ -370,12 +392,14 @@ DESCRIPTIONS = {
 
 
 def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, name: Optional[str] = None,
-           choose_steps: Sequence[int] = (1, 2, 4), n_eval: int = 16, log: Callable[[str], None] = print) -> dict:
+           choose_steps: Sequence[int] = (1, 2, 4), n_eval: int = 16, log: Callable[[str], None] = print,
+           test_sets: bool = True) -> dict:
     """Write the EMA weights of a run as a model folder (fp16 safetensors + model card) into ``dest``.
 
     The default sampler steps are chosen by measurement: posterior sampling with each of
     ``choose_steps`` is scored on ``n_eval`` validation frames and the fewest steps within 0.05 dB of the
-    best PSNR become the default.  Metrics, training record and normalisation reference go in the card.
+    best PSNR become the default.  Metrics (validation; with ``test_sets`` also the committed fast and
+    full-physics test sets of the run's probes), training record and normalisation reference go in the card.
     """
     run = Path(run_dir)
     if not (run / STATE).is_file():
@@ -395,6 +419,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
         scores = {s: metrics["validation"]["posterior-%d" % s]["psnr"] for s in choose_steps}
         best = max(scores.values())
         default_steps = min(s for s, v in scores.items() if v >= best - 0.05)
+    if test_sets:
+        metrics["test_sets"] = test_set_metrics(ens, cfg.probes, default_steps)
     train_src = pair_source(cfg, "train", seed=cfg.seed + 999)
     ref = normalize.measure_reference([next(train_src)[0] for _ in range(16)])
     card = {

@@ -153,3 +153,14 @@ def test_normalisation_is_identity_in_domain_and_corrects_grain_and_contrast():
     ens.reference, ens.normalize = ref, "auto"
     res = ens.despeckle(big[None])
     assert res.mean.shape == (1, 192, 192)
+
+
+def test_bench_quick_prints_every_row(capsys):
+    from usclean_gui.cli import main
+
+    assert main(["bench", "--quick", "--sizes", "48x64", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    for row in ("default (mean+std)", "posterior 100 steps", "em 100 steps", "BM3D", "NLM", "matmul peak",
+                "GFLOP/s", "peak memory"):
+        assert row in out, row
+    assert "48x64" in out

@@ -67,7 +67,7 @@ def test_resume_and_export(synthetic, tmp_path):
     assert any("resuming" in m for m in lines)
     with pytest.raises(ValueError, match="different settings"):
         train(_cfg(lam=0.2), run, log=lambda m: None, max_steps=1)
-    card = export(run, name="tiny-run", choose_steps=(1, 2), n_eval=2, log=lambda m: None)
+    card = export(run, name="tiny-run", choose_steps=(1, 2), n_eval=2, log=lambda m: None, test_sets=False)
     assert card["training"]["steps"] == 15 and card["training"]["member_seeds"] == [0, 1]
     assert card["default_steps"] in (1, 2) and "posterior-1" in card["metrics"]["validation"]
     ens = load_ensemble(run, device="cpu")
@@ -91,3 +91,18 @@ def test_bad_config_is_refused():
     for kw in ({"arch": "gan"}, {"loss": "l2"}, {"members": 0}, {"minutes": 0}, {"probes": []}, {"patch": 200}):
         with pytest.raises(ValueError):
             _cfg(**kw).validate()
+
+
+def test_usclean_train_cli_trains_and_writes_a_model(tmp_path, capsys):
+    from usclean_gui.cli import main
+
+    out = tmp_path / "cli_run"
+    rc = main(["train", "--probe", "L11-5v", "--members", "2", "--minutes", "0.03", "--base", "4",
+               "--patch", "32", "--batch", "2", "-o", str(out)])
+    assert rc == 0
+    card = json.loads((out / "model.json").read_text())
+    assert card["members"] == 2 and card["training"]["probes"] == ["L11-5v"]
+    assert card["metrics"]["test_sets"]["fast/L11-5v"]["images"] > 0
+    assert "loss" in capsys.readouterr().err
+    assert load_ensemble(out, device="cpu").members == 2
+    assert main(["train", "--probe", "L99", "-o", str(tmp_path / "x")]) == 2
