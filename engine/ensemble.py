@@ -214,7 +214,10 @@ class Ensemble:
         mode = self.normalize if normalize is None else normalize
         if mode not in ("auto", "off"):
             raise ValueError("normalize must be 'auto' or 'off' (got %r)" % (normalize,))
-        plans = [_norm.fit(f, self.reference) if (mode == "auto" and self.reference) else None for f in arr]
+        # one plan per call, fitted on the first frame: a cine loop comes from one scanner setting, and a
+        # shared mapping keeps consecutive frames consistent (no flicker)
+        plan0 = _norm.fit(arr[0], self.reference) if (mode == "auto" and self.reference) else None
+        plans = [None if plan0 is None or plan0.identity else plan0] * len(arr)
         shapes = [p.work_shape if p is not None else f.shape for p, f in zip(plans, arr)]
         total = sum(len(self._tiles(*s)) for s in shapes) * steps
         done = [0]

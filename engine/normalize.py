@@ -5,15 +5,16 @@ network we bring a frame to the training statistics, and undo the mapping afterw
 
 1. **Grain.**  The speckle component (frame minus a Gaussian blur, σ = 4 px) is autocorrelated inside
    the imaged region (pixels above 1/255); the axial and lateral full widths at half maximum of the
-   autocorrelation are the grain size in pixels.  If a size differs from the training grain
-   (``reference["grain_px"]``) by more than the tolerance (training already augments pixel spacing by
-   about ±30 %), the frame is resampled by ``reference / measured`` on that axis (area filter when
-   shrinking, cubic when enlarging; factor clamped to [0.25, 4]) and the result resampled back.
+   autocorrelation are the grain size in pixels.  The model card's ``reference`` holds the range of
+   grains the network saw in training (5th–95th percentile of training frames, widened by the
+   pixel-spacing augmentation).  A frame whose grain lies outside that range (by more than 15 %) is
+   resampled on that axis to the nearest end of the range (area filter when shrinking, cubic when
+   enlarging; factor clamped to [0.25, 4]), and the outputs are resampled back.
 2. **Contrast.**  The median 7 × 7 local standard deviation (a speckle-std estimate, ≈ 5.57 dB / DR for
-   fully developed speckle) is compared with the training value ``reference["speckle_std"]``; if they
-   differ by more than 15 % the frame is scaled about its median, w' = m + a (w − m),
-   a = reference / measured ∈ [0.5, 2], and the outputs mapped back by m + (y − m) / a.  The gain
-   (overall level) is left alone: training augments it.
+   fully developed speckle) is compared with the trained range (widened by the dynamic-range
+   augmentation); outside it the frame is scaled about its median, w' = m + a (w − m), a ∈ [0.5, 2]
+   bringing it to the nearest end of the range, and the outputs are mapped back by m + (y − m) / a.
+   The gain (overall level) is left alone: training augments it.
 
 On frames like the training data every factor is within tolerance and the mapping is the identity.
 """
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-GRAIN_TOL = 1.3
+GRAIN_TOL = 1.15
 STD_TOL = 1.15
 
 
@@ -73,12 +74,25 @@ def speckle_std(frame: np.ndarray) -> float:
     return float(np.median(vals))
 
 
-def measure_reference(frames) -> dict:
-    """Training statistics (store them in the model card as ``reference``)."""
+def measure_reference(frames, zoom: tuple[float, float] = (1.0, 1.0),
+                      dr_ratio: tuple[float, float] = (1.0, 1.0)) -> dict:
+    """Training statistics for the model card's ``reference``: median grain and speckle std, and the
+    ranges the network saw (5th–95th percentiles, grain widened by the pixel-spacing augmentation
+    ``zoom``, std by the dynamic-range augmentation ``dr_ratio`` (std scales by 1/ratio))."""
     grains = np.array([grain_size(f) for f in frames])
     stds = np.array([speckle_std(f) for f in frames])
+    lo, hi = np.nanpercentile(grains, 5, axis=0), np.nanpercentile(grains, 95, axis=0)
     return {"grain_px": [float(np.nanmedian(grains[:, 0])), float(np.nanmedian(grains[:, 1]))],
-            "speckle_std": float(np.median(stds))}
+            "grain_range": [[float(lo[i] * zoom[0]), float(hi[i] * zoom[1])] for i in range(2)],
+            "speckle_std": float(np.median(stds)),
+            "std_range": [float(np.percentile(stds, 5) / dr_ratio[1]), float(np.percentile(stds, 95) / dr_ratio[0])]}
+
+
+def _to_range(value: float, lo: float, hi: float, tol: float) -> float:
+    """Factor that brings ``value`` to the nearest end of [lo, hi] (1 when within the tolerance)."""
+    if not np.isfinite(value) or value <= 0 or lo / tol <= value <= hi * tol:
+        return 1.0
+    return (lo if value < lo else hi) / value
 
 
 @dataclass
@@ -114,20 +128,18 @@ class Plan:
 
 
 def fit(frame: np.ndarray, reference: dict, min_side: int = 16, max_side: int = 4096) -> Plan:
-    """Measure ``frame`` and plan the mapping to the ``reference`` statistics."""
+    """Measure ``frame`` and plan the mapping into the ``reference`` ranges (identity when inside)."""
     shape = (int(frame.shape[0]), int(frame.shape[1]))
-    ga, gl = grain_size(frame)
-    ra, rl = reference["grain_px"]
-    zoom = []
-    for g, r in ((ga, ra), (gl, rl)):
-        z = r / g if np.isfinite(g) and g > 0 else 1.0
-        zoom.append(float(np.clip(z, 0.25, 4.0)) if not (1 / GRAIN_TOL <= z <= GRAIN_TOL) else 1.0)
-    work = tuple(int(np.clip(round(n * z), min_side, max_side)) for n, z in zip(shape, zoom))
+    grains = grain_size(frame)
+    ranges = reference.get("grain_range") or [[g, g] for g in reference["grain_px"]]
+    zoom = [float(np.clip(_to_range(g, lo, hi, GRAIN_TOL), 0.25, 4.0)) for g, (lo, hi) in zip(grains, ranges)]
+    work = tuple(int(np.clip(round(n * z), min_side, max_side)) if z != 1.0 else n for n, z in zip(shape, zoom))
     plan = Plan(shape, work, 0.0, 1.0)
     w = plan.forward(frame)
     sd = speckle_std(w)
-    a = reference["speckle_std"] / sd if sd > 0 else 1.0
-    if not (1 / STD_TOL <= a <= STD_TOL):
+    lo, hi = reference.get("std_range") or [reference["speckle_std"]] * 2
+    a = _to_range(sd, lo, hi, STD_TOL)
+    if a != 1.0:
         plan.scale = float(np.clip(a, 0.5, 2.0))
         valid = _valid(w)
         plan.median = float(np.median(w[valid])) if valid.any() else float(np.median(w))

@@ -422,7 +422,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
     if test_sets:
         metrics["test_sets"] = test_set_metrics(ens, cfg.probes, default_steps)
     train_src = pair_source(cfg, "train", seed=cfg.seed + 999)
-    ref = normalize.measure_reference([next(train_src)[0] for _ in range(16)])
+    ref = normalize.measure_reference([next(train_src)[0] for _ in range(32)], cfg.zoom, cfg.dr_ratio)
     card = {
         "name": name or cfg.name or run.name,
         "description": DESCRIPTIONS[cfg.arch],

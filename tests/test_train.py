@@ -28,7 +28,7 @@ def _synthetic_source(cfg, split="train", start=0, seed=None):
 def synthetic(monkeypatch):
     monkeypatch.setattr(tr, "pair_source", _synthetic_source)
     monkeypatch.setattr(tr.normalize, "measure_reference",
-                        lambda frames: {"grain_px": [1.0, 1.0], "speckle_std": 0.11})
+                        lambda frames, *a: {"grain_px": [1.0, 1.0], "speckle_std": 0.11})
 
 
 def _cfg(**kw):
