@@ -81,6 +81,10 @@ def steps_curve(path: str | os.PathLike, curves: dict[str, dict[int, dict[str, f
         for name, pt in (markers or {}).items():
             ax.plot([pt["nfe"]], [pt[metric]], "s", ms=8, label=name)
         ax.set_xscale("log")
+        ticks = sorted({x for pts in curves.values() for x in pts} | {int(pt["nfe"]) for pt in (markers or {}).values()})
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("network evaluations per member")
         ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
         ax.grid(True, alpha=0.3)

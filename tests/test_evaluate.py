@@ -134,7 +134,8 @@ def test_sections_are_filled(quick_run):
     ds = res["domain_shift"]
     assert ds["best_classical"] in classical.FILTERS
     assert ds["table"]["fast"]["l11-5v"]["L11-5v"]["drop_psnr"] == 0.0
-    assert "ours_vs_best_other" in res["sets"]["L11-5v fast"]
+    cmp = res["sets"]["L11-5v fast"]["irsde_vs_best_other"]
+    assert set(cmp) == {"l11-5v", "multiprobe"} and cmp["multiprobe"]["rival"] in list(classical.FILTERS) + ["baseline"]
 
 
 def test_missing_test_set_is_reported(tmp_path):
