@@ -89,7 +89,7 @@ def bench_ensemble(model: str, device: torch.device) -> tuple[Ensemble, str]:
     try:
         return load_ensemble(model, device=device), model
     except ValueError:
-        net = init_members(UNet(1, base=32).config(), [0, 1, 2, 3])
+        net = init_members(UNet(1, base=16).config(), [0, 1, 2, 3])
         return (Ensemble(net, schedule=make_schedule(), device=device, normalize="off"),
                 "untrained 4-member UNet (shipped %r not installed)" % model)
 
