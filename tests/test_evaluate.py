@@ -57,30 +57,42 @@ def _models(name: str):
 def _config() -> evaluate.EvalConfig:
     cfg = evaluate.EvalConfig.quick_config()
     cfg.probes = PROBES
-    cfg.max_images = 2
-    cfg.nfe_grid = (1, 2, 5)
+    cfg.nfe_grid = (1, 2)
     cfg.ref_steps = 10
-    cfg.workers = 1
-    cfg.grids = {"bm3d": {"sigma": [0.12]}}  # BM3D costs ~0.6 CPU-s a call whatever the size
     return cfg
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """``usclean evaluate --quick`` through the CLI, with the tiny models, synthetic test sets and
+    synthetic validation pairs in place of the shipped ones."""
     import torch
+
+    import simulator.datasets
+    from usclean_gui import cli
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("eval") / "docs" / "RESULTS.md"
-    logs: list[str] = []
-    res = evaluate.run_evaluation(out, config=_config(), model_loader=_models, testset_loader=_synthetic_set,
-                                  val_loader=_val_pairs, log=logs.append, command="usclean evaluate --quick")
-    return res, out, logs
+    captured: dict = {}
+    real_run = evaluate.run_evaluation
+
+    def run_and_capture(*args, **kw):
+        captured["results"] = real_run(*args, **kw)
+        return captured["results"]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluate, "default_model_loader", _models)
+        mp.setattr(evaluate, "default_val_pairs", _val_pairs)
+        mp.setattr(simulator.datasets, "load_test_set", lambda kind, probe: _synthetic_set(kind, probe))
+        mp.setattr(evaluate, "run_evaluation", run_and_capture)
+        assert cli.main(["evaluate", "--quick", "-o", str(out), "--probes", *PROBES]) == 0
+    return captured["results"], out
 
 
 def test_quick_report_and_figures_are_written(quick_run):
-    res, out, _ = quick_run
+    res, out = quick_run
     text = out.read_text()
-    assert "# USClean evaluation results" in text and "Run time:" in text
+    assert "# USClean evaluation results" in text and "Run time:" in text and "usclean evaluate --quick" in text
     assert "model dncnn" in text  # the missing learned baseline is reported, not a crash
     assert set(res["sets"]) == {"L11-5v fast", "C5-2v fast", "L11-5v full", "C5-2v full"}
     for key in ("examples", "steps", "reliability", "domain_fast", "domain_full"):
@@ -94,7 +106,7 @@ def test_quick_report_and_figures_are_written(quick_run):
 
 
 def test_input_and_median_rows_match_direct_recomputation(quick_run):
-    res, out, _ = quick_run
+    res, out = quick_run
     d = _synthetic_set("full", "C5-2v")
     rows = res["sets"]["C5-2v full"]["rows"]
     ps = [metrics.psnr(d["bmode"][i], d["clean"][i], mask=d["mask"][i]) for i in range(2)]
@@ -111,7 +123,7 @@ def test_input_and_median_rows_match_direct_recomputation(quick_run):
 
 
 def test_irsde_row_matches_a_direct_model_call(quick_run):
-    res, _, _ = quick_run
+    res, _ = quick_run
     d = _synthetic_set("fast", "L11-5v")
     mean = tiny_ensemble(seed=MODEL_SEEDS["multiprobe"]).despeckle(d["bmode"], seed=0).mean
     row = res["sets"]["L11-5v fast"]["rows"]["multiprobe"]
@@ -121,16 +133,18 @@ def test_irsde_row_matches_a_direct_model_call(quick_run):
 
 
 def test_sections_are_filled(quick_run):
-    res, _, _ = quick_run
+    res, _ = quick_run
     u = res["uncertainty"]
     assert u["sets"] == ["L11-5v full", "C5-2v full"] and u["n_images"] == 4
     assert -1 <= u["pixel"]["pearson_std"] <= 1 and 0 <= u["top10_overlap"] <= 1
     assert [r["members"] for r in u["members"]] == [1, 2]
     assert isinstance(u["one_member_samples"], dict)
     st = res["steps"]
-    assert set(st["curves"]) == {"posterior", "ddim"} and sorted(st["curves"]["ddim"]) == [1, 2, 5]
+    assert set(st["curves"]) == {"posterior", "ddim"} and sorted(st["curves"]["ddim"]) == [1, 5, 100]
     assert set(res["refs"]) == {"L11-5v full"}
-    assert set(res["refs"]["L11-5v full"]["rows"]) == {"default", "posterior 10", "em 10"}
+    assert set(res["refs"]["L11-5v full"]["rows"]) == {"default", "posterior 100", "em 100"}
+    # the 100-step posterior reference is the steps curve's 100-NFE point (same images, same seed)
+    assert res["refs"]["L11-5v full"]["rows"]["posterior 100"]["psnr"] == st["curves"]["posterior"][100]["psnr"]
     ds = res["domain_shift"]
     assert ds["best_classical"] in classical.FILTERS
     assert ds["table"]["fast"]["l11-5v"]["L11-5v"]["drop_psnr"] == 0.0
