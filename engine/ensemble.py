@@ -112,7 +112,7 @@ class Ensemble:
     def __init__(self, net: torch.nn.Module, mode: str = "irsde", schedule: Optional[Schedule] = None,
                  name: str = "", card: Optional[dict] = None, device: str | torch.device | None = None,
                  threads: int | str | None = None, default_sampler: str = "posterior", default_steps: int = 1,
-                 tile: int = 256, overlap: int = 32, untiled_max_pixels: int = 512 * 768,
+                 tile: int = 256, overlap: int = 48, untiled_max_pixels: int = 512 * 768,
                  normalize: str = "auto", reference: Optional[dict] = None):
         if mode not in MODES:
             raise ValueError("unknown ensemble mode %r" % mode)
@@ -238,16 +238,16 @@ class Ensemble:
             gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + fi)
             z = torch.randn((h, w), generator=gen)
             mu = torch.from_numpy(np.ascontiguousarray(work)).to(self.device)
-            acc = torch.zeros((k, h, w), dtype=torch.float64)
-            wsum = torch.zeros((h, w), dtype=torch.float64)
+            acc = torch.zeros((k, h, w), dtype=torch.float32)
+            wsum = torch.zeros((h, w), dtype=torch.float32)
             for y0, y1, x0, x1 in self._tiles(h, w):
                 out = self._run_tile(net, mu[y0:y1, x0:x1], z[y0:y1, x0:x1].to(self.device),
-                                     steps, sampler, gen, tick).double().cpu()
+                                     steps, sampler, gen, tick).float().cpu()
                 win = torch.from_numpy(np.outer(_window_1d(y1 - y0, y0, y1, h, self.overlap),
-                                                _window_1d(x1 - x0, x0, x1, w, self.overlap)))
+                                                _window_1d(x1 - x0, x0, x1, w, self.overlap)).astype(np.float32))
                 acc[:, y0:y1, x0:x1] += out * win
                 wsum[y0:y1, x0:x1] += win
-            outs = (acc / wsum).float().numpy()
+            outs = (acc / wsum).numpy()
             if plan is not None:
                 outs = np.stack([plan.inverse(o) for o in outs])
             mean = outs.mean(axis=0).astype(np.float32)
