@@ -16,10 +16,11 @@ from typing import Any, Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QElapsedTimer, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QSpinBox, QSplitter,
+                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QSizePolicy, QSpinBox,
+                               QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
 from . import export
@@ -32,6 +33,7 @@ from .roi import RoiPanel
 MODELS = ("multiprobe", "l11-5v", "baseline")
 SAMPLERS = ("default", "posterior", "ddim", "em")
 MAX_RECENT = 8
+PROGRESS_INTERVAL_MS = 150  #: the progress bar and ETA are refreshed at most this often
 OPEN_FILTER = "Images (*.dcm *.dicom *.DCM *.png *.npy *.jpg *.tif *.tiff);;All files (*)"
 ICON = Path(__file__).resolve().parents[2] / "resources" / "icons" / "usclean.svg"
 
@@ -174,7 +176,14 @@ class MainWindow(QMainWindow):
         self.members_spin = QSpinBox()
         self.members_spin.setRange(0, 16)
         self.members_spin.setSpecialValueText("all")
-        form.addRow("Model", self.model_combo)
+        browse = QPushButton("…")
+        browse.setToolTip("Use a model folder written by `usclean train`")
+        browse.setMaximumWidth(32)
+        browse.clicked.connect(self._ask_model_folder)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(browse)
+        form.addRow("Model", model_row)
         form.addRow("Sampler", self.sampler_combo)
         form.addRow("Steps", self.steps_spin)
         form.addRow("Members", self.members_spin)
@@ -191,9 +200,19 @@ class MainWindow(QMainWindow):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.eta_label = QLabel("")
+        # text changes must not re-layout the window (and re-render the panes) on every update
+        self.eta_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.eta_label.setMinimumHeight(self.eta_label.sizeHint().height())
+        self._progress_clock = QElapsedTimer()
+        self._progress_clock.start()
         form.addRow(self.progress)
         form.addRow(self.eta_label)
         return box
+
+    def _ask_model_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder", str(Path.home()))
+        if folder:
+            self.model_combo.setCurrentText(folder)
 
     def _build_region_box(self) -> QGroupBox:
         box = QGroupBox("B-mode region")
@@ -444,6 +463,9 @@ class MainWindow(QMainWindow):
     def _on_progress(self, job: int, frac: float, eta: float) -> None:
         if job != self._job:
             return
+        if frac < 1.0 and self._progress_clock.elapsed() < PROGRESS_INTERVAL_MS:
+            return
+        self._progress_clock.restart()
         self.progress.setValue(int(round(1000 * frac)))
         self.eta_label.setText("%.0f %% — ETA %s" % (100 * frac, "…" if math.isnan(eta) else "%.0f s" % eta))
 
