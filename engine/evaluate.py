@@ -777,6 +777,24 @@ def render_report(results: dict, out_path: str | os.PathLike, command: str) -> s
     # quality
     L.append("## 1. Quality")
     L.append("")
+    filled = {n: e for n, e in results["sets"].items() if e["rows"]}
+    if filled:
+        methods = [m for m in next(iter(filled.values()))["rows"] if m != "clean target"]
+        L.append("Summary: mean PSNR (dB) / SSIM per test set (best in bold; details and CNR/gCNR below).")
+        L.append("")
+        body = []
+        for m in methods:
+            cells = [m]
+            for e in filled.values():
+                r = e["rows"].get(m)
+                if not r:
+                    cells.append("—")
+                    continue
+                txt = "%s / %s" % (_f(r["psnr"]), _f(r["ssim"], "%.3f"))
+                cells.append("**%s**" % txt if e.get("best", {}).get("psnr") == m else txt)
+            body.append(cells)
+        L += _table(["method"] + list(filled), body)
+        L.append("")
     for set_name, entry in results["sets"].items():
         rows = entry["rows"]
         if not rows:

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", nargs="+", choices=("fast", "full"), default=None, help="test-set kinds to evaluate")
     parser.add_argument("--probes", nargs="+", default=None, help="probes to evaluate (default: all four)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every model call (default 0)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for the classical filters (default 2; 1 = no worker processes)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         cfg.budget_min = args.budget_min
     if args.ref_kinds and not args.quick:
         cfg.ref_sets = tuple((k, p) for k in args.ref_kinds for p in cfg.probes)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        cfg.workers = args.workers
     cfg.seed = args.seed
     command = "usclean evaluate" + (" --quick" if args.quick else "") + " -o %s" % args.output
     t0 = time.time()
