@@ -230,3 +230,34 @@ def test_importing_the_app_package_is_cheap():
     code = "import sys, usclean_gui.app; print(sorted(m for m in ('PySide6', 'torch', 'pyqtgraph') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_overlay_opacity_and_csv_provenance_after_despeckling(window, qtbot, dicom_factory, tmp_path):
+    import csv
+
+    from usclean_gui.app.model import RoiShape
+
+    assert window.open_file(_clip(dicom_factory, n=2, colour=False))
+    window.steps_spin.setValue(2)
+    window.members_spin.setValue(2)
+    with qtbot.waitSignal(window.engine.finished, timeout=30000):
+        window.despeckle()
+    window.panes.opacity.setValue(25)
+    assert window.panes.overlay.opacity() == pytest.approx(0.25)
+    lo, hi = window.panes.colorbar.levels()
+    std = window.session.std_frame(0)
+    assert lo == 0.0 and 0 < hi <= float(std.max()) + 1e-6
+    # the overlay is transparent (NaN) outside the despeckled pixels
+    ov = window.panes.image(2)
+    assert np.isnan(ov[~window.session.paste_mask(0)]).all() and np.isfinite(ov[window.session.paste_mask(0)]).all()
+    window.roi.set_roi(RoiShape("target", "ellipse", params=(40, 50, 20, 20)))
+    window.roi.set_roi(RoiShape("background", "rect", params=(90, 30, 30, 30)))
+    m = window.roi.current
+    assert m.despeckled is not None and window.roi.table.item(0, 1).text() == "%.3f" % m.despeckled.cnr
+    out = tmp_path / "m.csv"
+    assert window.export_csv(str(out)) == out
+    rows = {r["image"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    d = rows["despeckled"]
+    assert d["model"] == "tiny" and d["steps"] == "2" and d["members"] == "2" and d["sampler"] == "default"
+    assert d["area_unit"] == "mm²" and rows["original"]["model"] == ""
+    assert float(d["cnr"]) == pytest.approx(m.despeckled.cnr, rel=1e-5)

@@ -172,3 +172,16 @@ def test_recent_files_and_drop(window, dicom_factory):
                        Qt.KeyboardModifier.NoModifier)
     window.dropEvent(event)
     assert Path(window.session.path).resolve() == b.resolve()
+
+
+def test_user_drags_the_region(window, dicom_factory):
+    path = dicom_factory.dicom("r.dcm", dicom_factory.frames(n_frames=2))
+    assert window.open_file(path)
+    item = window._region_item
+    assert not item.translatable and not any(h.isVisible() for h in item.getHandles())
+    window.region_edit.setChecked(True)
+    assert item.translatable and all(h.isVisible() for h in item.getHandles())
+    x0, y0, x1, y1 = dicom_factory.box
+    item.setPos((x0 + 4, y0 + 2), finish=True)
+    assert window.session.box == (x0 + 4, y0 + 2, min(x1 + 4, 176), min(y1 + 2, 128))
+    assert "user" in window.region_label.text()
