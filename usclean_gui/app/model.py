@@ -28,6 +28,9 @@ class ClipLike(Protocol):
 
     n_frames: int
     is_color: bool
+    bmode_region: tuple[int, int, int, int]
+    spacing_mm: tuple[float, float] | None
+    frame_time_ms: float | None
 
     def frame(self, i: int) -> np.ndarray: ...
 
@@ -39,18 +42,14 @@ class ClipLike(Protocol):
 def region_box(region: Any, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """Return ``(x0, y0, x1, y1)`` (end-exclusive, clamped to ``shape``) for a B-mode region.
 
-    Accepts a 4-sequence ``(x0, y0, x1, y1)``, an object with ``x0, y0, x1, y1`` attributes,
-    or ``None`` (the whole image).
+    ``region`` is a 4-sequence ``(x0, y0, x1, y1)`` or ``None`` (the whole image).
     """
     h, w = int(shape[0]), int(shape[1])
     if region is None:
         return 0, 0, w, h
-    if all(hasattr(region, a) for a in ("x0", "y0", "x1", "y1")):
-        vals = (region.x0, region.y0, region.x1, region.y1)
-    else:
-        vals = tuple(region)
-        if len(vals) != 4:
-            raise ValueError("a B-mode region needs 4 numbers (x0, y0, x1, y1), got %r" % (region,))
+    vals = tuple(region)
+    if len(vals) != 4:
+        raise ValueError("a B-mode region needs 4 numbers (x0, y0, x1, y1), got %r" % (region,))
     x0, y0, x1, y1 = (int(round(float(v))) for v in vals)
     x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))
     y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
@@ -60,13 +59,10 @@ def region_box(region: Any, shape: tuple[int, int]) -> tuple[int, int, int, int]
 
 
 def to_unit(frame: np.ndarray) -> np.ndarray:
-    """Scale a frame to float32 in [0, 1] (uint8/uint16 by their dtype range, floats clipped)."""
+    """Scale a frame to float32 in [0, 1]: unsigned integers by their dtype's range, floats clipped."""
     a = np.asarray(frame)
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if np.issubdtype(a.dtype, np.integer):
-        top = float(a.max()) if a.size and a.max() > 0 else 1.0
-        return (a.astype(np.float32) / top).clip(0.0, 1.0)
+    if a.dtype.kind == "u":
+        return a.astype(np.float32) / float(np.iinfo(a.dtype).max)
     return np.clip(a.astype(np.float32), 0.0, 1.0)
 
 
