@@ -85,6 +85,7 @@ def test_despeckle_streams_frames_without_stalling(window, qtbot, dicom_factory)
     print("run %.2f s, worst stall %d ms" % (elapsed, worst))
     assert worst < 200, "event loop stalled %d ms during a %.1f s run" % (worst, elapsed)
     assert window.progress.value() == 1000 and "6 frames" in window.eta_label.text()
+    assert "2 members" in window.model_info.text() and window.members_spin.maximum() == 2
     s = window.session
     assert sorted(s.means) == list(range(6)) and s.means[0].shape == (96, 120)  # the B-mode box only
     # the three panes hold non-constant images

@@ -57,7 +57,7 @@ class _EngineWorker(QObject):
     finished = Signal(int)
     cancelled = Signal(int)
     failed = Signal(int, str)
-    model_loaded = Signal(str)
+    model_loaded = Signal(str, int, str)  # name, members, description
 
     def __init__(self, loader: Callable[[str], Any]) -> None:
         super().__init__()
@@ -70,8 +70,12 @@ class _EngineWorker(QObject):
 
             torch.set_num_threads(torch_threads())
             self._models.clear()  # keep one ensemble in memory
-            self._models[name] = self._loader(name)
-            self.model_loaded.emit(name)
+            ens = self._loader(name)
+            self._models[name] = ens
+            members = int(getattr(ens, "members", 1))
+            self.model_loaded.emit(name, members, "%s: %d member%s, %s sampler, %s step(s) by default" % (
+                getattr(ens, "name", "") or name, members, "s" if members != 1 else "",
+                getattr(ens, "default_sampler", "?"), getattr(ens, "default_steps", "?")))
         return self._models[name]
 
     @Slot(object)
@@ -122,6 +126,7 @@ class EngineController(QObject):
     cancelled = Signal(int)
     failed = Signal(int, str)
     busy_changed = Signal(bool)
+    model_loaded = Signal(str, int, str)  # name, members, description
     _submit = Signal(object)
 
     def __init__(self, loader: Callable[[str], Any] | None = None, parent: QObject | None = None) -> None:
@@ -132,6 +137,7 @@ class EngineController(QObject):
         self._worker.moveToThread(self._thread)
         self._submit.connect(self._worker.run)
         self._worker.frame_ready.connect(self.frame_ready)
+        self._worker.model_loaded.connect(self.model_loaded)
         self._worker.progress.connect(self._on_progress)
         self._worker.finished.connect(self._on_end)
         self._worker.cancelled.connect(self._on_end)

@@ -116,6 +116,7 @@ class MainWindow(QMainWindow):
         self.engine.cancelled.connect(self._on_job_end)
         self.engine.failed.connect(self._on_failed)
         self.engine.busy_changed.connect(self._on_busy)
+        self.engine.model_loaded.connect(self._on_model_loaded)
         self._on_busy(False)
         self.resize(1500, 800)
 
@@ -205,6 +206,9 @@ class MainWindow(QMainWindow):
         self.eta_label.setMinimumHeight(self.eta_label.sizeHint().height())
         self._progress_clock = QElapsedTimer()
         self._progress_clock.start()
+        self.model_info = QLabel("model not loaded yet")
+        self.model_info.setWordWrap(True)
+        form.addRow(self.model_info)
         form.addRow(self.progress)
         form.addRow(self.eta_label)
         return box
@@ -479,6 +483,10 @@ class MainWindow(QMainWindow):
         self._on_job_end(job)
         self.eta_label.setText("failed")
         self.show_message(message, "error")
+
+    def _on_model_loaded(self, name: str, members: int, description: str) -> None:
+        self.members_spin.setMaximum(max(1, members))
+        self.model_info.setText(description)
 
     def _on_busy(self, busy: bool) -> None:
         self.cancel_button.setEnabled(busy)
