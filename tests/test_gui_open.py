@@ -185,3 +185,16 @@ def test_user_drags_the_region(window, dicom_factory):
     item.setPos((x0 + 4, y0 + 2), finish=True)
     assert window.session.box == (x0 + 4, y0 + 2, min(x1 + 4, 176), min(y1 + 2, 128))
     assert "user" in window.region_label.text()
+
+
+def test_default_message_box_does_not_block(window, qtbot, dicom_factory):
+    from PySide6.QtWidgets import QMessageBox
+
+    window.message_sink = None  # the real, non-modal message box
+    bad = dicom_factory.bad("sr")
+    assert not window.open_file(bad)  # returns at once: the box does not run its own event loop
+    boxes = [w for w in window.findChildren(QMessageBox) if w.isVisible()]
+    assert len(boxes) == 1 and bad.name in boxes[0].text() and "(SR)" in boxes[0].text(), boxes[0].text()
+    assert boxes[0].icon() == QMessageBox.Icon.Critical
+    boxes[0].accept()
+    qtbot.waitUntil(lambda: not boxes[0].isVisible(), timeout=2000)
