@@ -18,6 +18,18 @@ from simulator.probes import PROBE_NAMES  # noqa: E402
 from usclean_gui.app.main_window import MainWindow  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _psf_cache_in_tmp(tmp_path, monkeypatch):
+    """PSF banks for new probe settings (e.g. another frequency) go to tmp, not resources/psf."""
+    import simulator.psf as psf
+
+    cache = tmp_path / "psf"
+    cache.mkdir()
+    for f in psf.PSF_DIR.glob("*.npz"):
+        (cache / f.name).symlink_to(f)
+    monkeypatch.setattr(psf, "PSF_DIR", cache)
+
+
 @pytest.fixture
 def window(qtbot, tmp_path):
     win = MainWindow(engine_loader=lambda name: tiny_ensemble(seed=1),
