@@ -262,3 +262,33 @@ def test_overlay_opacity_and_csv_provenance_after_despeckling(window, qtbot, dic
     assert d["model"] == "tiny" and d["steps"] == "2" and d["members"] == "2" and d["sampler"] == "default"
     assert d["area_unit"] == "mm²" and rows["original"]["model"] == ""
     assert float(d["cnr"]) == pytest.approx(m.despeckled.cnr, rel=1e-5)
+
+
+def test_console_screenshot_end_to_end(dicom_factory, tmp_path):
+    """``usclean-gui FILE --screenshot OUT --model FOLDER`` in a fresh process, then with corrupt weights."""
+    import os
+    import subprocess
+    import sys
+
+    from engine.weights import save_model
+
+    ens = tiny_ensemble(seed=0)
+    sch = ens.schedule
+    folder = tmp_path / "model"
+    save_model(folder, ens.net, {"mode": "irsde", "name": "tiny-e2e", "default_sampler": "posterior",
+                                 "default_steps": 1, "schedule": {"lambda": sch.lam, "T": sch.T, "eps": sch.eps}})
+    src = _clip(dicom_factory, n=2)
+    out = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    cmd = [sys.executable, "-m", "usclean_gui.app", str(src), "--screenshot", str(out), "--model", str(folder)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
+    assert run.returncode == 0, run.stderr
+    img = cv2.imread(str(out))
+    assert img is not None and img.std() > 5
+    # corrupt weights: a clear message and exit code 3, no picture, no traceback
+    weights = next(folder.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    out.unlink()
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=110, env=env)
+    assert run.returncode == 3 and "SHA-256" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert not out.exists()
