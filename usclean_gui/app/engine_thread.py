@@ -3,8 +3,8 @@
 :class:`EngineController` lives in the GUI thread; its :class:`_EngineWorker` lives in a
 QThread for the whole session, loads ensembles on demand (cached by name) and turns
 ``Ensemble.iter_despeckle`` into Qt signals.  Frames are fetched lazily through a callable, so
-a long clip is never stacked whole in memory, and are despeckled in small chunks so results
-reach the panes frame by frame.  Cancelling sets a flag that the engine polls between network
+a clip larger than :data:`MAX_CALL_BYTES` is never stacked whole in memory; results reach the
+panes frame by frame as the engine yields them.  Cancelling sets a flag that the engine polls between network
 evaluations (well under a second), and :meth:`EngineController.shutdown` is what the window
 calls when it closes.
 """
@@ -22,8 +22,10 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from .model import EngineSettings
 
-#: Frames handed to the engine per ``iter_despeckle`` call (small, so results stream in).
-CHUNK = 2
+#: Most bytes of input frames handed to the engine in one ``iter_despeckle`` call.  A clip that
+#: fits goes in one call, exactly as ``usclean despeckle`` does it (one normalisation plan for the
+#: clip, the same per-frame noise seeds, hence the same result); results still stream per frame.
+MAX_CALL_BYTES = 256 * 1024 * 1024
 
 
 def default_loader(name: str) -> Any:
@@ -88,9 +90,15 @@ class _EngineWorker(QObject):
                 raise Cancelled()
             ens = self._model(job.settings.model)
             s = job.settings
-            for c0 in range(0, n, CHUNK):
-                idx = list(job.indices[c0:c0 + CHUNK])
-                frames = np.stack([job.fetch(i) for i in idx]).astype(np.float32)
+            first = np.asarray(job.fetch(job.indices[0]), dtype=np.float32)
+            chunk = max(1, MAX_CALL_BYTES // max(1, first.nbytes))
+            for c0 in range(0, n, chunk):
+                idx = list(job.indices[c0:c0 + chunk])
+                frames = np.empty((len(idx),) + first.shape, dtype=np.float32)
+                for k, i in enumerate(idx):
+                    frames[k] = first if c0 + k == 0 else job.fetch(i)
+                    if job.cancel_event.is_set():
+                        raise Cancelled()
 
                 def progress(done: int, total: int, c0: int = c0, k: int = len(idx)) -> None:
                     frac = (c0 + k * (done / max(total, 1))) / n

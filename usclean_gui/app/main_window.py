@@ -433,7 +433,8 @@ class MainWindow(QMainWindow):
                               members=self.members_spin.value() or None)
 
     def despeckle(self, indices: list[int] | None = None) -> int | None:
-        """Despeckle ``indices`` (default: the whole clip, from the current frame on); returns the job id."""
+        """Despeckle ``indices`` (default: the whole clip, in order, as ``usclean despeckle`` does);
+        returns the job id."""
         s = self.session
         if s is None:
             self.show_message("Open a clip first.", "warning")
@@ -443,8 +444,7 @@ class MainWindow(QMainWindow):
             s.clear_results()
         s.settings = settings
         if indices is None:
-            start = self.cine.frame
-            indices = [(start + k) % s.n_frames for k in range(s.n_frames)]
+            indices = list(range(s.n_frames))
         if self._job is not None:
             self.engine.cancel(self._job)
         self.progress.setValue(0)
