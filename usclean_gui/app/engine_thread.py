@@ -42,12 +42,17 @@ def torch_threads() -> int:
 
 @dataclass
 class Job:
-    """One despeckling request: ``fetch(i)`` returns frame ``i`` (H, W) float32 in [0, 1]."""
+    """One despeckling request: ``fetch(i)`` returns frame ``i`` (H, W) float32 in [0, 1].
+
+    ``independent``: the frames are unrelated images (not a cine loop), so each goes to the
+    engine on its own and gets its own normalisation.
+    """
 
     job_id: int
     indices: Sequence[int]
     fetch: Callable[[int], np.ndarray]
     settings: EngineSettings
+    independent: bool = False
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
 
@@ -91,10 +96,11 @@ class _EngineWorker(QObject):
             ens = self._model(job.settings.model)
             s = job.settings
             first = np.asarray(job.fetch(job.indices[0]), dtype=np.float32)
-            chunk = max(1, MAX_CALL_BYTES // max(1, first.nbytes))
+            chunk = 1 if job.independent else max(1, MAX_CALL_BYTES // max(1, first.nbytes))
             for c0 in range(0, n, chunk):
                 idx = list(job.indices[c0:c0 + chunk])
-                frames = np.empty((len(idx),) + first.shape, dtype=np.float32)
+                shape = first.shape if not job.independent else np.shape(job.fetch(idx[0]))
+                frames = np.empty((len(idx),) + tuple(shape), dtype=np.float32)
                 for k, i in enumerate(idx):
                     frames[k] = first if c0 + k == 0 else job.fetch(i)
                     if job.cancel_event.is_set():
@@ -161,9 +167,10 @@ class EngineController(QObject):
     def busy(self) -> bool:
         return bool(self._jobs)
 
-    def submit(self, indices: Sequence[int], fetch: Callable[[int], np.ndarray], settings: EngineSettings) -> int:
-        """Queue a job; returns its id (signals carry it)."""
-        job = Job(self._next_id, list(indices), fetch, settings)
+    def submit(self, indices: Sequence[int], fetch: Callable[[int], np.ndarray], settings: EngineSettings,
+               independent: bool = False) -> int:
+        """Queue a job; returns its id (signals carry it).  See :class:`Job` for ``independent``."""
+        job = Job(self._next_id, list(indices), fetch, settings, independent)
         self._next_id += 1
         was_busy = self.busy
         self._jobs[job.job_id] = (job, time.monotonic())

@@ -328,7 +328,8 @@ class SimulatorTab(QWidget):
         if self.busy:
             return None
         self._job_kind = kind
-        self._job = self._engine.submit(range(len(frames)), lambda i: frames[i], self._settings())
+        # every probe's image is its own acquisition: normalised and despeckled on its own
+        self._job = self._engine.submit(range(len(frames)), lambda i: frames[i], self._settings(), independent=True)
         self.progress.setValue(0)
         self._set_busy(True)
         self._engine.progress.connect(self._on_progress)
