@@ -104,8 +104,8 @@ def test_polygon_roi_and_sync_between_panes(window, tmp_path):
 def test_area_in_mm2_with_calibrated_dicom(window, dicom_factory):
     path = dicom_factory.dicom("cal.dcm", dicom_factory.frames(n_frames=2, colour=False), spacing_mm=(0.25, 0.3))
     assert window.open_file(path)
-    window.roi.add_default("target", "rect")
-    window.roi.add_default("background", "ellipse")
+    window.roi.set_roi(RoiShape("target", "rect", params=(40, 30, 20, 20)))
+    window.roi.set_roi(RoiShape("background", "ellipse", params=(80, 30, 30, 30)))
     m = window.roi.current
     assert m.area_unit == "mm²"
     n_t = window.roi.shapes["target"].mask(window.session.shape).sum()

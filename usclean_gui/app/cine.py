@@ -16,7 +16,6 @@ class CineController(QWidget):
     """Frame navigation; emits :attr:`frame_changed` whenever the current frame changes."""
 
     frame_changed = Signal(int)
-    playing_changed = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -140,14 +139,12 @@ class CineController(QWidget):
         self._clock.start()
         self._timer.start(max(5, int(self._frame_time_ms / 2)))
         self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPause))
-        self.playing_changed.emit(True)
 
     def pause(self) -> None:
         if not self._timer.isActive():
             return
         self._timer.stop()
         self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
-        self.playing_changed.emit(False)
 
     def toggle(self) -> None:
         self.pause() if self.playing else self.play()

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QSlider, QVBoxLayout, QWidget
 
@@ -91,8 +91,6 @@ def _image_item() -> pg.ImageItem:
 class PaneSet(QWidget):
     """The three linked panes plus the overlay's opacity slider."""
 
-    opacity_changed = Signal(float)
-
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.graphics = pg.GraphicsLayoutWidget()
@@ -147,7 +145,6 @@ class PaneSet(QWidget):
 
     def _on_opacity(self, value: int) -> None:
         self.overlay.setOpacity(value / 100.0)
-        self.opacity_changed.emit(value / 100.0)
 
     @staticmethod
     def _show(item: pg.ImageItem, img: np.ndarray | None) -> None:

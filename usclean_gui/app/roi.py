@@ -49,7 +49,6 @@ def _shape_from_item(role: str, kind: str, item: pg.ROI) -> RoiShape:
 class RoiPanel(QWidget):
     """ROI tools: add/remove ROIs, the measurement table, the over-the-loop plot and CSV export."""
 
-    measured = Signal(object)  # Measurement of the current frame
     export_requested = Signal()
 
     def __init__(self, views: list[pg.ViewBox], parent: QWidget | None = None) -> None:
@@ -181,24 +180,6 @@ class RoiPanel(QWidget):
             shape = RoiShape(role, kind, params=(min(xa, xb), min(ya, yb), w, h))
         self.set_roi(shape)
 
-    def add_default(self, role: str, kind: str) -> RoiShape:
-        """Add a ROI of ``kind`` in the middle of the visible area (then drag it into place)."""
-        rect = self._views[0].viewRect()
-        cx, cy = rect.center().x(), rect.center().y()
-        s = max(4.0, min(rect.width(), rect.height()) / 6.0)
-        if self._session is not None:
-            x0, y0, x1, y1 = self._session.box
-            cx, cy = min(max(cx, x0 + s), x1 - s), min(max(cy, y0 + s), y1 - s)
-        dx = -s if role == "target" else s
-        if kind == "polygon":
-            c = (cx + dx, cy)
-            shape = RoiShape(role, kind, points=[(c[0] - s / 2, c[1] - s / 2), (c[0] + s / 2, c[1] - s / 2),
-                                                 (c[0] + s / 2, c[1] + s / 2), (c[0] - s / 2, c[1] + s / 2)])
-        else:
-            shape = RoiShape(role, kind, params=(cx + dx - s / 2, cy - s / 2, s, s))
-        self.set_roi(shape)
-        return shape
-
     def set_roi(self, shape: RoiShape) -> None:
         """Place (or replace) the ROI of ``shape.role`` on every pane and re-measure."""
         self._remove(shape.role)
@@ -278,7 +259,6 @@ class RoiPanel(QWidget):
         for r, v in ((6, m.area_t), (7, m.area_b)):
             self.table.setItem(r, 0, QTableWidgetItem("%.2f %s" % (v, m.area_unit)))
         self.rows = [row for row in self.rows if row.frame != m.frame] + [m]
-        self.measured.emit(m)
 
     def measure_loop(self) -> None:
         """Measure every frame (incrementally, so the window stays responsive) and plot over time."""
