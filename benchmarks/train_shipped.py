@@ -45,10 +45,10 @@ def _steps(run: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="/work/train_runs")
-    ap.add_argument("--l11-minutes", type=float, default=38.0)
-    ap.add_argument("--multi-minutes", type=float, default=42.0)
+    ap.add_argument("--l11-minutes", type=float, default=50.0)
+    ap.add_argument("--multi-minutes", type=float, default=35.0)
     ap.add_argument("--baseline-minutes", type=float, default=15.0, help="cap; it stops at l11-5v's step count")
-    ap.add_argument("--dncnn-minutes", type=float, default=8.0)
+    ap.add_argument("--dncnn-minutes", type=float, default=6.0)
     ap.add_argument("--export", action="store_true", help="write the finished runs to resources/weights/<name>")
     a = ap.parse_args()
     runs = Path(a.runs)
