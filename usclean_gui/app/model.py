@@ -10,14 +10,16 @@ ROI coordinates are in image pixels: ``x`` is the column, ``y`` the row.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 from skimage.draw import ellipse as _draw_ellipse
 from skimage.draw import polygon as _draw_polygon
 
 ROI_KINDS = ("rect", "ellipse", "polygon")
+CACHE_ENTRIES = 12  #: derived arrays kept by a ClipSession (a few frames' worth)
 ROI_ROLES = ("target", "background")
 #: The intensity domain in which the app measures CNR: the displayed, log-compressed grey level.
 MEASURE_DOMAIN = "display [0, 1] (log-compressed grey level)"
@@ -130,10 +132,11 @@ def region_stats(image: np.ndarray, target: np.ndarray, background: np.ndarray) 
     """CNR, gCNR, mean and std of ``image`` (display domain) in the two masks."""
     from engine.metrics import cnr, gcnr
 
-    img = np.asarray(image, dtype=np.float64)
-    if img.ndim == 3:  # a colour frame: measure its luminance-free grey (channels are equal in B-mode)
-        img = img.mean(axis=2)
-    t, b = img[target], img[background]
+    img = np.asarray(image)
+    t = img[target].astype(np.float64)
+    b = img[background].astype(np.float64)
+    if img.ndim == 3:  # a colour frame: the mean of R, G, B (equal on grey B-mode pixels)
+        t, b = t.mean(axis=1), b.mean(axis=1)
     if t.size == 0 or b.size == 0:
         raise ValueError("an ROI lies outside the image or covers no pixels")
     return RegionStats(cnr(t, b), gcnr(t, b), float(t.mean()), float(t.std()), float(b.mean()), float(b.std()))
@@ -200,6 +203,9 @@ class ClipSession:
         self.means: dict[int, np.ndarray] = {}
         self.stds: dict[int, np.ndarray] = {}
         self.settings: EngineSettings | None = None
+        # the last few frames' derived arrays (GUI thread only): a frame is drawn, measured and
+        # overlaid from the same arrays without recomputing the colour test or the composite
+        self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -235,19 +241,37 @@ class ClipSession:
             return False
         self.clip.bmode_region = new
         self.clear_results()
+        self._cache.clear()
         return True
 
     def clear_results(self) -> None:
         self.means.clear()
         self.stds.clear()
         self.settings = None
+        for key in [k for k in self._cache if k[0] != "mask"]:
+            del self._cache[key]
+
+    def _cached(self, kind: str, i: int, make: Callable[[], np.ndarray]) -> np.ndarray:
+        key = (kind, int(i))
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = make()
+            self._cache[key] = hit
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return hit
 
     # -- frames -----------------------------------------------------------------------------
     def original_frame(self, i: int) -> np.ndarray:
-        """Frame ``i`` for display: float32 [0, 1], (H, W) grey or (H, W, 3) colour."""
-        if self.clip.is_color:
-            return to_unit(self.clip.frame(i))
-        return to_unit(self.clip.gray_frame(i))
+        """Frame ``i`` for display: float32 [0, 1], (H, W) grey or (H, W, 3) colour (read-only)."""
+        def make() -> np.ndarray:
+            a = to_unit(self.clip.frame(i)) if self.clip.is_color else to_unit(self.clip.gray_frame(i))
+            a.setflags(write=False)
+            return a
+
+        return self._cached("orig", i, make)
 
     def engine_input(self, i: int) -> np.ndarray:
         """The grey B-mode box of frame ``i`` that the engine despeckles (float32 [0, 1])."""
@@ -257,36 +281,52 @@ class ClipSession:
     def store(self, i: int, mean: np.ndarray, std: np.ndarray) -> None:
         self.means[i] = np.asarray(mean, dtype=np.float32)
         self.stds[i] = np.asarray(std, dtype=np.float32)
+        self._cache.pop(("desp", int(i)), None)
+        self._cache.pop(("std", int(i)), None)
 
     def paste_mask(self, i: int) -> np.ndarray:
         """Pixels of frame ``i`` replaced by the despeckled image: process mask ∩ region box."""
-        x0, y0, x1, y1 = self.box
-        box = np.zeros(self.shape, dtype=bool)
-        box[y0:y1, x0:x1] = True
-        pm = getattr(self.clip, "process_mask", None)
-        return box & np.asarray(pm(i), dtype=bool) if pm is not None else box
+        def make() -> np.ndarray:
+            x0, y0, x1, y1 = self.box
+            box = np.zeros(self.shape, dtype=bool)
+            box[y0:y1, x0:x1] = True
+            pm = getattr(self.clip, "process_mask", None)
+            return box & np.asarray(pm(i), dtype=bool) if pm is not None else box
+
+        return self._cached("mask", i, make)
 
     def despeckled_frame(self, i: int) -> np.ndarray | None:
         """Frame ``i`` with its grey B-mode pixels despeckled (same layout as the original)."""
         if i not in self.means:
             return None
-        out = self.original_frame(i).copy()
-        full = np.zeros(self.shape, dtype=np.float32)
-        x0, y0, x1, y1 = self.box
-        full[y0:y1, x0:x1] = np.clip(self.means[i], 0.0, 1.0)
-        m = self.paste_mask(i)
-        out[m] = full[m][:, None] if out.ndim == 3 else full[m]
-        return out
+
+        def make() -> np.ndarray:
+            out = self.original_frame(i).copy()
+            x0, y0, x1, y1 = self.box
+            m = self.paste_mask(i)[y0:y1, x0:x1]  # the mask lies inside the box
+            vals = np.clip(self.means[i], 0.0, 1.0)
+            if out.ndim == 3:
+                vals, m = vals[..., None], m[..., None]
+            np.copyto(out[y0:y1, x0:x1], vals, where=m)
+            out.setflags(write=False)
+            return out
+
+        return self._cached("desp", i, make)
 
     def std_frame(self, i: int) -> np.ndarray | None:
         """Full-size std map of frame ``i`` (zero outside the despeckled pixels)."""
         if i not in self.stds:
             return None
-        full = np.zeros(self.shape, dtype=np.float32)
-        x0, y0, x1, y1 = self.box
-        full[y0:y1, x0:x1] = self.stds[i]
-        full[~self.paste_mask(i)] = 0.0
-        return full
+
+        def make() -> np.ndarray:
+            full = np.zeros(self.shape, dtype=np.float32)
+            x0, y0, x1, y1 = self.box
+            m = self.paste_mask(i)[y0:y1, x0:x1]
+            full[y0:y1, x0:x1] = np.where(m, self.stds[i], 0.0)
+            full.setflags(write=False)
+            return full
+
+        return self._cached("std", i, make)
 
     def time_ms(self, i: int) -> float:
         return float(i) * self.frame_time_ms
