@@ -44,6 +44,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -72,6 +73,7 @@ def save_model(folder: str | os.PathLike, net: torch.nn.Module, card: dict) -> d
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in net.state_dict().items()}
     tmp = folder / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "members": str(net.members)})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, folder / WEIGHTS_FILE)
     card = dict(card)
     card.update({"network": net.config(), "members": int(net.members),
