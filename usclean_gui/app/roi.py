@@ -97,10 +97,10 @@ class RoiPanel(QWidget):
         self.csv_button = QPushButton("Export CSV…")
         self.csv_button.clicked.connect(self.export_requested)
         self.plot = pg.PlotWidget()
-        self.plot.setMinimumHeight(140)
+        self.plot.setMinimumHeight(170)
         self.plot.setLabel("bottom", "time (ms)")
         self.plot.setLabel("left", "CNR / gCNR")
-        self.plot.addLegend(offset=(5, 5))
+        self.plot.addLegend(offset=(-5, 5), labelTextSize="7pt")
         self.curves = {
             "cnr_o": self.plot.plot(pen=pg.mkPen((200, 200, 200), width=1), name="CNR original"),
             "cnr_d": self.plot.plot(pen=pg.mkPen((255, 200, 0), width=2), name="CNR despeckled"),
