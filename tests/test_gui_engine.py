@@ -208,6 +208,9 @@ def test_screenshot_mode(qtbot, dicom_factory, tmp_path, capsys):
     assert "Cannot open" in capsys.readouterr().err
     assert not (tmp_path / "bad.png").exists()
     assert main(["--screenshot", str(tmp_path / "x.png")]) == 2
+    assert screenshot(str(src), str(tmp_path / "no" / "such" / "dir.png"), engine_loader=_loader) == 2
+    assert screenshot(str(src), str(src), engine_loader=_loader) == 2  # never the input file
+    assert "cannot write the screenshot" in capsys.readouterr().err
 
 
 def test_torch_leaves_a_core_for_the_gui(window, qtbot, dicom_factory):

@@ -23,6 +23,11 @@ def screenshot(path: str, out: str, model: str | None = None, n_frames: int = 2,
     from . import export
     from .main_window import MainWindow
 
+    dest = Path(out)
+    if not dest.parent.is_dir() or dest.is_dir() or (Path(path).exists() and dest.resolve() == Path(path).resolve()):
+        print("usclean-gui: error: cannot write the screenshot to %s (missing folder, a folder, or the input "
+              "file itself)" % out, file=sys.stderr)
+        return 2
     app = QApplication.instance() or QApplication(["usclean-gui"])
     errors: list[str] = []
 
