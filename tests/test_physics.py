@@ -87,9 +87,10 @@ def test_sector_mask(name, probes):
     assert np.array_equal(res.mask, probe.in_field(xx, zz))
 
 
-def test_compounding_reduces_speckle(probes, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["P4-2v", "L11-5v"])
+def test_compounding_reduces_speckle(name, probes, tmp_path, monkeypatch):
     """Steered transmits (their PSF banks are built on demand, here in a temporary folder)."""
-    probe = probes["P4-2v"]
+    probe = probes[name]
     ph = make_phantom("homogeneous", probe, 96)
     single = simulate(ph, probe, "fast", seed=2)
     committed = psf.PSF_DIR / f"{psf.bank_key(probe, 0.0, probe.pixel_pitch_mm)}.npz"
@@ -100,7 +101,7 @@ def test_compounding_reduces_speckle(probes, tmp_path, monkeypatch):
         comp = simulate(ph, probe, "fast", seed=2, angles_deg=(-10, 0, 10))
     finally:
         psf._cached_bank.cache_clear()
-    assert len(list(tmp_path.glob("P4-2v_*.npz"))) == 3
+    assert len(list(tmp_path.glob(f"{name}_*.npz"))) == 3
     assert comp.meta["angles_deg"] == [-10.0, 0.0, 10.0]
     snr = [r.envelope.mean() / r.envelope.std() for r in (single, comp)]
     assert snr[1] > snr[0] * 1.08
