@@ -85,6 +85,18 @@ class _EngineWorker(QObject):
                 getattr(ens, "default_sampler", "?"), getattr(ens, "default_steps", "?")))
         return self._models[name]
 
+    @Slot()
+    def warm(self) -> None:
+        """Import torch and the engine now (seconds, holding the GIL in bursts) rather than when the
+        user first asks for a result; any import error is reported by the first job instead."""
+        try:
+            import torch
+
+            import engine.ensemble  # noqa: F401
+        except ImportError:
+            return
+        torch.set_num_threads(torch_threads())
+
     @Slot(object)
     def run(self, job: Job) -> None:
         from engine.ensemble import Cancelled
@@ -142,6 +154,7 @@ class EngineController(QObject):
     busy_changed = Signal(bool)
     model_loaded = Signal(str, int, str)  # name, members, description
     _submit = Signal(object)
+    _warm = Signal()
 
     def __init__(self, loader: Callable[[str], Any] | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -150,6 +163,7 @@ class EngineController(QObject):
         self._worker = _EngineWorker(loader or default_loader)
         self._worker.moveToThread(self._thread)
         self._submit.connect(self._worker.run)
+        self._warm.connect(self._worker.warm)
         self._worker.frame_ready.connect(self.frame_ready)
         self._worker.model_loaded.connect(self.model_loaded)
         self._worker.progress.connect(self._on_progress)
@@ -162,6 +176,7 @@ class EngineController(QObject):
         self._thread.start()
         self._jobs: dict[int, tuple[Job, float]] = {}
         self._next_id = 1
+        self._warm.emit()
 
     @property
     def busy(self) -> bool:

@@ -18,10 +18,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QElapsedTimer, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QSizePolicy, QSpinBox,
-                               QSplitter,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+                               QSizePolicy, QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from . import export
 from .cine import CineController
@@ -286,6 +285,7 @@ class MainWindow(QMainWindow):
         from usclean_gui.dicom import open_image
 
         p = Path(path)
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             if not p.exists():
                 raise FileNotFoundError("%s does not exist" % p)
@@ -299,6 +299,8 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # a decoder bug must not take the window down
             self.show_message("Cannot open %s:\n%s: %s" % (p.name, exc.__class__.__name__, exc), "error")
             return False
+        finally:
+            QApplication.restoreOverrideCursor()
         self.set_session(session)
         self._add_recent(str(p.resolve()))
         self.settings.setValue("last_dir", str(p.resolve().parent))
