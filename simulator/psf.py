@@ -20,8 +20,8 @@ Each kernel is normalised to unit energy (sum of |k|^2 = 1); ``energy`` keeps th
 energy (integral of |h|^2 over the patch area, arbitrary units) which the full path uses as
 its depth gain (a physics-derived TGC) so that a homogeneous medium has a flat mean level.
 
-Banks are cached in memory and on disk (``resources/psf/<key>.npz``, float16 real/imag) and
-rebuilt deterministically if the file is missing (a few seconds: point targets are cheap).
+Shipped banks live in ``resources/psf/<key>.npz`` (float16 real/imag); banks for other settings are built
+deterministically on first use (a few seconds: point targets are cheap) and cached in ``CACHE_DIR``.
 """
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ import pymust
 from .probes import Probe
 
 PSF_DIR = Path(__file__).resolve().parent.parent / "resources" / "psf"
+# Banks built on demand (custom frequency, bandwidth, angles, pitch) go to a per-user cache,
+# never into the shipped resources folder.
+CACHE_DIR = Path(os.environ.get("USCLEAN_CACHE_DIR", Path.home() / ".cache" / "usclean")) / "psf"
 N_KERNELS = 9
 AXIAL_HALF_PX = 20  # half height of the measured patch, in output pixels
 LATERAL_HALF_PX = 48  # half width of the measured patch, in output pixels (at the kernel depth)
@@ -142,7 +145,7 @@ def bank_key(probe: Probe, angle_deg: float, pitch_mm: float) -> str:
 
 def get_psf_bank(probe: Probe, angle_deg: float = 0.0, pitch_mm: float | None = None) -> PSFBank:
     """The PSF bank of ``probe`` for one transmit angle, sampled for output pitch ``pitch_mm``
-    (default: the probe's pixel pitch).  Loaded from ``resources/psf`` or built and saved."""
+    (default: the probe's pixel pitch).  Loaded from ``resources/psf`` (shipped) or the user cache, else built and cached."""
     pitch = float(probe.pixel_pitch_mm if pitch_mm is None else pitch_mm)
     return _cached_bank(probe, round(float(angle_deg), 4), round(pitch, 6))
 
@@ -150,14 +153,15 @@ def get_psf_bank(probe: Probe, angle_deg: float = 0.0, pitch_mm: float | None = 
 @lru_cache(maxsize=32)
 def _cached_bank(probe: Probe, angle_deg: float, pitch: float) -> PSFBank:
     key = bank_key(probe, angle_deg, pitch)
-    path = PSF_DIR / f"{key}.npz"
-    if path.exists():
-        try:
-            return _load(path, key)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: rebuild it
+    for folder in (PSF_DIR, CACHE_DIR):
+        path = folder / f"{key}.npz"
+        if path.exists():
+            try:
+                return _load(path, key)
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable cache: rebuild it
     bank = build_bank(probe, angle_deg, pitch)
-    _save(bank, path)
+    _save(bank, CACHE_DIR / f"{key}.npz")
     return bank
 
 

@@ -424,3 +424,15 @@ def file_snapshot():
 
     return _Snap
 
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _psf_cache_outside_home(tmp_path_factory):
+    """PSF banks built on demand during the tests go to a temporary folder, never to the
+    user's cache or to the shipped ``resources/psf``."""
+    import simulator.psf as psf
+
+    saved = psf.CACHE_DIR
+    psf.CACHE_DIR = tmp_path_factory.mktemp("psf_cache")
+    yield
+    psf.CACHE_DIR = saved

@@ -20,14 +20,10 @@ from usclean_gui.app.main_window import MainWindow  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _psf_cache_in_tmp(tmp_path, monkeypatch):
-    """PSF banks for new probe settings (e.g. another frequency) go to tmp, not resources/psf."""
+    """PSF banks for new probe settings (e.g. another frequency) go to tmp, not the user's cache."""
     import simulator.psf as psf
 
-    cache = tmp_path / "psf"
-    cache.mkdir()
-    for f in psf.PSF_DIR.glob("*.npz"):
-        (cache / f.name).symlink_to(f)
-    monkeypatch.setattr(psf, "PSF_DIR", cache)
+    monkeypatch.setattr(psf, "CACHE_DIR", tmp_path / "psf")
 
 
 @pytest.fixture

@@ -96,6 +96,7 @@ def test_compounding_reduces_speckle(name, probes, tmp_path, monkeypatch):
     committed = psf.PSF_DIR / f"{psf.bank_key(probe, 0.0, probe.pixel_pitch_mm)}.npz"
     (tmp_path / committed.name).write_bytes(committed.read_bytes())
     monkeypatch.setattr(psf, "PSF_DIR", tmp_path)
+    monkeypatch.setattr(psf, "CACHE_DIR", tmp_path)
     psf._cached_bank.cache_clear()
     try:
         comp = simulate(ph, probe, "fast", seed=2, angles_deg=(-10, 0, 10))
@@ -170,6 +171,7 @@ def test_psf_bank_rebuilds_identically(tmp_path, monkeypatch, probes):
     probe = probes["P4-2v"]
     committed = psf.get_psf_bank(probe)
     monkeypatch.setattr(psf, "PSF_DIR", tmp_path)
+    monkeypatch.setattr(psf, "CACHE_DIR", tmp_path)
     psf._cached_bank.cache_clear()
     try:
         rebuilt = psf.get_psf_bank(probe)
