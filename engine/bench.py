@@ -41,12 +41,18 @@ def _speckle_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(clean + 20 * np.log10(np.maximum(env, 1e-6)) / 50.0, 0, 1).astype(np.float32)
 
 
-def _time(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(repeat):
+def _time(fn: Callable[[], object], repeat: int, warmup: bool = False) -> float:
+    """ms per call: the median of up to ``repeat`` calls (one call when it takes over a second)."""
+    if warmup:
         fn()
-    return (time.perf_counter() - t0) / repeat * 1000.0
+    times = []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if times[-1] > 1.0:
+            break
+    return float(np.median(times)) * 1000.0
 
 
 def conv_flops(net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> float:
@@ -74,7 +80,7 @@ def matmul_peak(device: torch.device, n: int = 2048, repeat: int = 5) -> float:
         a @ b
         if device.type == "cuda":
             torch.cuda.synchronize()
-    ms = _time(mm, repeat)
+    ms = _time(mm, repeat, warmup=True)
     return 2.0 * n ** 3 / (ms / 1000.0)
 
 
@@ -111,31 +117,33 @@ def run_bench(device: str = "cpu", sizes: Sequence[tuple[int, int]] = DEFAULT_SI
     out("matmul peak (fp32): %.1f GFLOP/s" % (peak / 1e9))
     rows: list[Row] = []
     flops: dict = {}
+    ens.despeckle(_speckle_frame(64, 64), seed=0)  # warm-up (allocator, kernels)
+    out("")
+    out("%-11s %-22s %12s %14s" % ("size", "method", "ms/frame", "x default"))
+
+    def add(row: Row) -> None:
+        rows.append(row)
+        base = next(q.ms for q in rows if q.size == row.size)
+        out("%-11s %-22s %11.1f%1s %13.2fx" % ("%dx%d" % row.size, row.method, row.ms, row.note, row.ms / base))
+
     for h, w in sizes:
         frame = _speckle_frame(h, w)
-        d_ms = _time(lambda: ens.despeckle(frame, seed=0), repeat)
-        rows.append(Row((h, w), "default (mean+std)", d_ms))
+        add(Row((h, w), "default (mean+std)", _time(lambda: ens.despeckle(frame, seed=0), repeat)))
         if ens.mode == "irsde":
             full = (h * w <= 128 * 128) and not quick
             n_ref = T if full else 3
             for sampler in ("posterior", "em"):
                 ms = _time(lambda: ens.despeckle(frame, steps=n_ref, sampler=sampler, seed=0), 1)
-                rows.append(Row((h, w), "%s %d steps" % (sampler, T), ms * T / n_ref, "" if full else "*"))
-        rows.append(Row((h, w), "BM3D (sigma 0.1)", _time(lambda: classical.bm3d(frame, 0.1), 1)))
-        rows.append(Row((h, w), "NLM", _time(lambda: classical.nlm(frame), repeat)))
+                add(Row((h, w), "%s %d steps" % (sampler, T), ms * T / n_ref, "" if full else "*"))
+        add(Row((h, w), "BM3D (sigma 0.1)", _time(lambda: classical.bm3d(frame, 0.1), 1)))
+        add(Row((h, w), "NLM", _time(lambda: classical.nlm(frame), repeat)))
         net = ens.net
-        k = net.members
-        x = torch.rand(1, k, net.in_ch, h, w, device=dev)
+        x = torch.rand(1, net.members, net.in_ch, h, w, device=dev)
         t = torch.zeros(1, dtype=torch.long, device=dev)
         f = conv_flops(net, x, t)
         with torch.no_grad():
-            net_ms = _time(lambda: net(x, t), repeat)
+            net_ms = _time(lambda: net(x, t), repeat, warmup=True)
         flops[(h, w)] = {"gflop": f / 1e9, "net_ms": net_ms, "gflops": f / (net_ms / 1000) / 1e9}
-    out("")
-    out("%-11s %-22s %12s %14s" % ("size", "method", "ms/frame", "x default"))
-    for r in rows:
-        base = next(q.ms for q in rows if q.size == r.size and q.method.startswith("default"))
-        out("%-11s %-22s %11.1f%1s %13.2fx" % ("%dx%d" % r.size, r.method, r.ms, r.note, r.ms / base))
     out("")
     for (h, w), fl in flops.items():
         out("network %dx%d: %.2f GFLOP per evaluation (%d members), %.1f ms -> %.1f GFLOP/s = %.0f%% of matmul peak"
