@@ -10,6 +10,15 @@ from typing import Iterator
 from .errors import DicomError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()  # read once at import: os.umask is process-wide, not thread-safe
+
+
 @contextlib.contextmanager
 def atomic_path(out_path: str | os.PathLike, protect: tuple[str | os.PathLike | None, ...] = ()) -> Iterator[Path]:
     """Yield a temporary path next to ``out_path``; on success it replaces ``out_path``.
@@ -37,6 +46,7 @@ def atomic_path(out_path: str | os.PathLike, protect: tuple[str | os.PathLike | 
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp_path, out)
     except BaseException:
         with contextlib.suppress(OSError):
