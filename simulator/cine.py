@@ -11,12 +11,13 @@ coordinates, is drawn once and moved with the tissue:
 
 * ``path="full"``: the full path's point scatterers (:func:`simulator.physics.scatterers`) are
   moved by ``T_f`` and every frame is simulated with ``pymust.simus`` -> ``rf2iq`` -> ``dasmtx``
-  exactly as :func:`simulator.physics.simulate` does;
+  by the full path's own code (:func:`simulator.physics.full_envelope`);
 * ``path="fast"``: point scatterers with fixed complex Gaussian amplitudes (variance following
   the echogenicity law of :mod:`simulator.physics`, :data:`FAST_DENSITY` per output pixel) are
-  moved by ``T_f`` and splatted (bilinear) onto the fast path's convolution grid (Cartesian for
-  linear probes, beam space for convex / phased), then convolved with the probe's PSF bank and
-  displayed with the fast path's code (COLE-style: a scatterer map convolved with the PSF).
+  moved by ``T_f`` and splatted (bilinear) onto the fast path's field grid
+  (:func:`simulator.physics.fast_grid`: Cartesian for linear probes, beam space for convex /
+  phased), then rendered by the fast path's own code (:func:`simulator.physics.render_fast`:
+  COLE-style, a scatterer map convolved with the probe's PSF bank).
 
 Every frame uses the display mapping and clean target of :func:`simulator.physics.display`
 (recalibrated per frame, like a scanner's fixed gain on a slowly changing view).
@@ -27,12 +28,10 @@ import math
 from typing import Callable
 
 import numpy as np
-from scipy import ndimage, signal
 
 from . import physics, scanconvert
 from .phantoms import PHANTOM_NAMES, make_phantom
 from .probes import Probe
-from .psf import acquire_iq, beamform, get_psf_bank, transmit_delays
 from .types import Phantom, SimResult
 
 DEFAULT_FRAME_TIME_MS = 33.3
@@ -122,7 +121,7 @@ def _grid(ph: Phantom):
 
 
 def _full_env(xs, zs, rc, probe: Probe, xx, zz, mask) -> np.ndarray:
-    """The full path's acquisition of given scatterers (mm), as in simulator.physics."""
+    """The full path's acquisition of given scatterers (mm), keeping those near the image."""
     lam = probe.wavelength_mm
     margin = max(1.5, 8 * lam)
     keep = ((xs > xx.min() - margin) & (xs < xx.max() + margin) & (zs > max(zz.min() - margin, lam))
@@ -130,15 +129,7 @@ def _full_env(xs, zs, rc, probe: Probe, xx, zz, mask) -> np.ndarray:
     if probe.kind == "convex":
         r, _ = scanconvert.polar_coords(probe.polar_origin_mm, xs, zs)
         keep &= r > probe.radius_mm + lam
-    xs, zs, rc = xs[keep], zs[keep], rc[keep]
-    depth = zz[mask] if probe.kind == "linear" else scanconvert.polar_coords(probe.polar_origin_mm, xx[mask], zz[mask])[0]
-    env = np.zeros(xx.shape)
-    for angle in probe.angles_deg:
-        delays = transmit_delays(probe, angle)
-        iq, q = acquire_iq(probe, xs * 1e-3, zs * 1e-3, rc, delays)
-        bf = beamform(iq, xx[mask] * 1e-3, zz[mask] * 1e-3, q)
-        env[mask] += np.abs(bf) / get_psf_bank(probe, angle).gain(depth)
-    return env / len(probe.angles_deg)
+    return physics.full_envelope(xs[keep], zs[keep], rc[keep], probe, xx, zz, mask)
 
 
 def _splat(iz: np.ndarray, ix: np.ndarray, amp: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -162,82 +153,15 @@ def _splat(iz: np.ndarray, ix: np.ndarray, amp: np.ndarray, shape: tuple[int, in
 _SPLAT_VARIANCE = (2.0 / 3.0) ** 2  # mean of (bilinear weight)^2 summed over the 4 cells
 
 
-def _bands(bank, depth: np.ndarray) -> list[int]:
-    k, _ = bank.band_weights(depth)
-    return list(range(int(k.min()), int(k.max()) + 2))
-
-
-def _blend(fields: dict[int, np.ndarray], kernels: dict[int, np.ndarray], bank, row_depth: np.ndarray) -> np.ndarray:
-    """Per-band convolutions combined row by row, linearly between the kernel depths,
-    normalised so that white input keeps unit variance (as in the fast path)."""
-    k, a = bank.band_weights(row_depth)
-    out = np.empty(fields[int(k[0])].shape, complex)
-    for b in np.unique(k):
-        sel = k == b
-        rho = float(np.real(np.vdot(kernels[b + 1], kernels[b])))
-        ab = a[sel][:, None]
-        norm = np.sqrt((1 - ab) ** 2 + ab ** 2 + 2 * ab * (1 - ab) * rho)
-        out[sel] = ((1 - ab) * fields[b][sel] + ab * fields[b + 1][sel]) / norm
-    return out
-
-
-def _stretch_lateral(kernel: np.ndarray, factor: float) -> np.ndarray:
-    """A centred kernel resampled with ``factor`` times more lateral samples, unit energy."""
-    n_a, n_l = kernel.shape[0] // 2, kernel.shape[1] // 2
-    m_l = int(np.floor(n_l * factor))
-    ia, il = np.meshgrid(np.arange(kernel.shape[0], dtype=float), np.arange(-m_l, m_l + 1) / factor + n_l,
-                         indexing="ij")
-    coords = np.stack([ia, il])
-    out = (ndimage.map_coordinates(kernel.real, coords, order=3, mode="constant")
-           + 1j * ndimage.map_coordinates(kernel.imag, coords, order=3, mode="constant"))
-    return out / np.sqrt(np.sum(np.abs(out) ** 2))
-
-
-def _fast_env(px, pz, amp, probe: Probe, x, z, xx, zz, mask, spacing) -> np.ndarray:
-    """PSF-bank convolution of moved point scatterers (probe coordinates, mm): the fast path's
-    model (complex field of variance 10^(DR (I - 1) / 10) convolved with depth-blended PSFs)
-    with the field made of splatted points instead of independent per-sample draws."""
-    d = spacing[0]
-    density = FAST_DENSITY / (d * d)  # points per mm^2
-    banks = [get_psf_bank(probe, a, d) for a in probe.angles_deg]
-    env = np.zeros(xx.shape)
-    if probe.kind == "linear":
-        kh, kw = banks[0].kernels.shape[1:]
-        ph, pw = kh // 2, kw // 2
-        shape = (z.size + 2 * ph, x.size + 2 * pw)
-        noise = _splat((pz - (z[0] - ph * d)) / d, (px - (x[0] - pw * d)) / d, amp, shape)
-        noise /= math.sqrt(density * d * d * _SPLAT_VARIANCE)
-        for bank in banks:
-            kernels = {b: bank.kernels[b].astype(complex) for b in _bands(bank, z)}
-            fields = {b: signal.fftconvolve(noise, k, mode="valid") for b, k in kernels.items()}
-            env += np.abs(_blend(fields, kernels, bank, z))
-        return np.where(mask, env / len(banks), 0.0)
-    origin = probe.polar_origin_mm
-    r_mask, _ = scanconvert.polar_coords(origin, xx[mask], zz[mask])
-    r_span = np.array([r_mask.min(), r_mask.max()])
-    r_max = float(r_mask.max())
-    dr, dlat = banks[0].steps
-    kernels_all, pad_r, pad_t = [], 0, 0
-    for bank in banks:
-        ks = {b: _stretch_lateral(bank.kernels[b].astype(complex), r_max / bank.depths_mm[b])
-              for b in _bands(bank, r_span)}
-        width = max(k.shape[1] for k in ks.values())
-        ks = {b: np.pad(k, ((0, 0), ((width - k.shape[1]) // 2,) * 2)) for b, k in ks.items()}
-        kernels_all.append(ks)
-        pad_r = max(pad_r, max(k.shape[0] // 2 for k in ks.values()))
-        pad_t = max(pad_t, width // 2)
-    grid = scanconvert.covering_grid(origin, xx[mask], zz[mask], dr, dlat / r_max, pad_r, pad_t)
-    pr, pth = scanconvert.polar_coords(origin, px, pz)
-    noise = _splat((pr - grid.r0) / grid.dr, (pth - grid.th0) / grid.dth, amp, grid.shape)
-    cell_area = grid.dr * np.maximum(grid.r, 1e-6) * grid.dth  # mm^2 per beam-space sample
-    noise /= np.sqrt(density * cell_area * _SPLAT_VARIANCE)[:, None]
-    inner = (slice(pad_r, grid.nr - pad_r), slice(pad_t, grid.nth - pad_t))
-    for bank, ks in zip(banks, kernels_all):
-        fields = {b: signal.fftconvolve(noise, k, mode="same")[inner] for b, k in ks.items()}
-        beam = np.zeros(grid.shape, complex)
-        beam[inner] = _blend(fields, ks, bank, grid.r[inner[0]])
-        env[mask] += np.abs(scanconvert.to_cartesian(beam, grid, xx[mask], zz[mask], order=3))
-    return np.where(mask, env / len(banks), 0.0)
+def _fast_env(px, pz, amp, probe: Probe, x, z, mask, spacing) -> np.ndarray:
+    """The fast path's rendering (:func:`simulator.physics.render_fast`) of moved point
+    scatterers (probe coordinates, mm): the complex field of variance 10^(DR (I - 1) / 10) is
+    made of splatted points instead of independent per-sample draws."""
+    grid = physics.fast_grid(probe, x, z, mask, spacing)
+    density = FAST_DENSITY / (spacing[0] * spacing[0])  # points per mm^2
+    noise = _splat(*grid.indices(px, pz), amp, grid.shape)
+    noise /= np.sqrt(density * grid.cell_area_mm2() * _SPLAT_VARIANCE)
+    return physics.render_fast(noise, grid)
 
 
 def _fast_points(scene: Phantom, probe: Probe, rng: np.random.Generator, reach_mm: float):
@@ -302,7 +226,7 @@ def simulate_cine_results(phantom_name: str, probe: Probe, n_frames: int, seed: 
         if path == "full":
             env = _full_env(px, pz, rc, probe, xx, zz, mask)
         else:
-            env = _fast_env(px, pz, amp, probe, x, z, xx, zz, mask, ph.spacing_mm)
+            env = _fast_env(px, pz, amp, probe, x, z, mask, ph.spacing_mm)
         bmode, env_ref, ref = physics.display(env, ph.echo.astype(float), mask, dr_db)
         results.append(SimResult(
             bmode=bmode, envelope=env_ref, clean=np.where(mask, ph.echo, 0.0).astype(np.float32), mask=mask,

@@ -36,6 +36,10 @@ Fast path (``path="fast"``)
     sector (:mod:`simulator.scanconvert`).  The kernels are measured on the probe axis: the
     off-axis broadening and energy loss of sector probes is not modelled (see
     docs/fast_vs_full.md for the measured agreement).  A 128 x 128 image takes a few ms.
+    Hooks for other renderers of the same model (:mod:`simulator.cine`): :func:`fast_grid` gives
+    the grid the scatterer field lives on (:class:`FastGrid`), :func:`render_fast` turns a given
+    complex field on it into the envelope; :func:`full_envelope` is the full path's acquisition of
+    given point scatterers.  :func:`simulate` itself runs through them.
 
 Display mapping and clean target (identical for both paths)
     ``mask`` = pixels inside the probe's field of view (``Probe.in_field``).
@@ -93,7 +97,7 @@ def simulate(phantom: Phantom, probe: Probe, path: str = "fast", seed: int = 0,
     if path == "full":
         env, meta = _full(echo, x, z, xx, zz, mask, probe, rng, spacing)
     else:
-        env, meta = _fast(echo, x, z, xx, zz, mask, probe, rng, spacing)
+        env, meta = _fast(echo, x, z, mask, probe, rng, spacing)
     meta["seconds"] = time.perf_counter() - t0
     bmode, env_ref, ref = display(env, echo, mask, dr)
     meta.update(ref=ref, angles_deg=list(probe.angles_deg), fc_hz=probe.fc_hz,
@@ -185,17 +189,27 @@ def scatterers(echo: np.ndarray, x: np.ndarray, z: np.ndarray, probe: Probe, rng
     return xs, zs, rc
 
 
-def _full(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
-    xs, zs, rc = scatterers(echo, x, z, probe, rng, spacing)
+def full_envelope(xs: np.ndarray, zs: np.ndarray, rc: np.ndarray, probe: Probe, xx: np.ndarray, zz: np.ndarray,
+                  mask: np.ndarray) -> np.ndarray:
+    """The full path's envelope of given point scatterers (positions ``xs``, ``zs`` in mm,
+    reflection coefficients ``rc``) at the pixels ``xx``, ``zz`` (mm) where ``mask`` is set (0
+    elsewhere): per transmit angle ``simus`` -> ``rf2iq`` -> ``dasmtx``, ``|IQ|`` divided by the
+    probe's depth gain, averaged over angles.  :func:`simulate` uses it with :func:`scatterers`;
+    :mod:`simulator.cine` with scatterers moved with the tissue."""
     depth = _depth_of(probe, xx[mask], zz[mask])
-    env = np.zeros(echo.shape)
+    env = np.zeros(mask.shape)
     for angle in probe.angles_deg:
         delays = transmit_delays(probe, angle)
         iq, q = acquire_iq(probe, xs * 1e-3, zs * 1e-3, rc, delays)
         bf = beamform(iq, xx[mask] * 1e-3, zz[mask] * 1e-3, q)
         env[mask] += np.abs(bf) / get_psf_bank(probe, angle).gain(depth)
     env /= len(probe.angles_deg)
-    return env, {"n_scatterers": int(xs.size)}
+    return env
+
+
+def _full(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
+    xs, zs, rc = scatterers(echo, x, z, probe, rng, spacing)
+    return full_envelope(xs, zs, rc, probe, xx, zz, mask), {"n_scatterers": int(xs.size)}
 
 
 # --------------------------------------------------------------------------- fast path
@@ -223,12 +237,6 @@ def _needed_bands(bank: PSFBank, depth: np.ndarray) -> list[int]:
 def _noise(rng: np.random.Generator, weight: np.ndarray) -> np.ndarray:
     g = rng.standard_normal(weight.shape + (2,), dtype=np.float32).view(np.complex64)[..., 0]
     return g * np.sqrt(weight / 2.0).astype(np.float32)
-
-
-def _fast(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
-    if probe.kind == "linear":
-        return _fast_cartesian(echo, x, z, xx, zz, mask, probe, rng, spacing)
-    return _fast_polar(echo, x, z, xx, zz, mask, probe, rng, spacing)
 
 
 _KERNEL_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -265,22 +273,6 @@ def _band_fields(noise: np.ndarray, bank: PSFBank, bands: list[int], factors: di
     return fields, kernels
 
 
-def _fast_cartesian(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
-    d = spacing[0]
-    banks = [get_psf_bank(probe, a, d) for a in probe.angles_deg]
-    shape = tuple(max(b.kernels.shape[i] for b in banks) for i in (1, 2))
-    ph, pw = shape[0] // 2, shape[1] // 2
-    level = np.pad(echo, ((ph, ph), (pw, pw)), mode="edge")  # scatterers beyond the edges
-    noise = _noise(rng, intensity_weight(level, probe.dynamic_range_db))
-    env = np.zeros(echo.shape)
-    for bank in banks:
-        bands = _needed_bands(bank, z)
-        fields, kernels = _band_fields(noise, bank, bands, {b: (1.0, 1.0) for b in bands}, shape)
-        env += np.abs(_blend(fields, bank, kernels, z))
-    env = np.where(mask, env / len(banks), 0.0)
-    return env, {}
-
-
 def _resampled_shape(shape: tuple[int, int], factors: tuple[float, float]) -> tuple[int, int]:
     return tuple(2 * int(np.floor((n // 2) * f)) + 1 for n, f in zip(shape, factors))
 
@@ -297,10 +289,64 @@ def _resample(kernel: np.ndarray, f_ax: float, f_lat: float) -> np.ndarray:
     return out / np.sqrt(np.sum(np.abs(out) ** 2))
 
 
-def _fast_polar(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
+@dataclasses.dataclass(frozen=True, eq=False)
+class FastGrid:
+    """The grid on which the fast path's complex scatterer field lives (made by :func:`fast_grid`,
+    rendered by :func:`render_fast`).
+
+    Linear probes (``beam`` is None): the Cartesian output grid padded by half the kernel support
+    on every side, so that field sample ``(i, j)`` lies at ``z = z[0] + (i - kernel_shape[0] // 2) d``,
+    ``x = x[0] + (j - kernel_shape[1] // 2) d``.  Convex / phased probes: the beam-space grid
+    ``beam`` (radius x angle) covering the field of view plus half the kernel support.
+    """
+
+    x: np.ndarray  # output pixel centres (mm)
+    z: np.ndarray
+    spacing: tuple[float, float]  # output pitch (mm), square
+    mask: np.ndarray  # output pixels inside the field of view
+    banks: list[PSFBank]  # one per compounding angle
+    bands: list[list[int]]  # the kernels in use, per bank
+    factors: list[dict[int, tuple[float, float]]]  # kernel resampling (axial, lateral), per bank and band
+    kernel_shape: tuple[int, int]  # common (odd) support of the resampled kernels
+    beam: scanconvert.BeamGrid | None = None
+    to_beam: object = None  # sparse map: image -> beam grid (bilinear), convex / phased only
+    to_image: object = None  # sparse map: beam grid -> masked image pixels (cubic), convex / phased only
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The shape of the scatterer field :func:`render_fast` takes."""
+        if self.beam is not None:
+            return self.beam.shape
+        return self.z.size + 2 * (self.kernel_shape[0] // 2), self.x.size + 2 * (self.kernel_shape[1] // 2)
+
+    def indices(self, x_mm: np.ndarray, z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional (row, column) field indices of points given in probe coordinates (mm)."""
+        if self.beam is None:
+            d = self.spacing[0]
+            ph, pw = self.kernel_shape[0] // 2, self.kernel_shape[1] // 2
+            return (z_mm - (self.z[0] - ph * d)) / d, (x_mm - (self.x[0] - pw * d)) / d
+        r, th = scanconvert.polar_coords(self.beam.origin, x_mm, z_mm)
+        return (r - self.beam.r0) / self.beam.dr, (th - self.beam.th0) / self.beam.dth
+
+    def cell_area_mm2(self) -> np.ndarray:
+        """The area (mm^2) each field sample stands for, broadcastable to :attr:`shape`."""
+        if self.beam is None:
+            return np.asarray(self.spacing[0] * self.spacing[0])
+        return (self.beam.dr * np.maximum(self.beam.r, 1e-6) * self.beam.dth)[:, None]
+
+
+def fast_grid(probe: Probe, x: np.ndarray, z: np.ndarray, mask: np.ndarray, spacing: tuple[float, float]) -> FastGrid:
+    """The fast path's field grid and kernels for the output pixels ``x``, ``z`` (mm, square
+    pitch ``spacing``) inside ``mask`` (see the module docstring and :class:`FastGrid`)."""
     d = spacing[0]
-    origin = probe.polar_origin_mm
     banks = [get_psf_bank(probe, a, d) for a in probe.angles_deg]
+    if probe.kind == "linear":
+        shape = tuple(max(b.kernels.shape[i] for b in banks) for i in (1, 2))
+        bands = [_needed_bands(bank, z) for bank in banks]
+        return FastGrid(x=x, z=z, spacing=spacing, mask=mask, banks=banks, bands=bands,
+                        factors=[{k: (1.0, 1.0) for k in b} for b in bands], kernel_shape=shape)
+    xx, zz = np.meshgrid(x, z)
+    origin = probe.polar_origin_mm
     r_mask, _ = scanconvert.polar_coords(origin, xx[mask], zz[mask])
     r_span = np.array([r_mask.min(), r_mask.max()])
     # beam-grid steps from the band limits of the kernels in use (BEAM_OVERSAMPLING x Nyquist),
@@ -314,20 +360,52 @@ def _fast_polar(echo, x, z, xx, zz, mask, probe: Probe, rng, spacing):
                for bank, b in zip(banks, bands)]
     sizes = [_resampled_shape(bank.kernels.shape[1:], f[k]) for bank, b, f in zip(banks, bands, factors) for k in b]
     shape = (max(s[0] for s in sizes), max(s[1] for s in sizes))
-    pad_r, pad_t = shape[0] // 2, shape[1] // 2
-    grid = scanconvert.covering_grid(origin, xx[mask], zz[mask], dr, dth, pad_r, pad_t)
+    grid = scanconvert.covering_grid(origin, xx[mask], zz[mask], dr, dth, shape[0] // 2, shape[1] // 2)
     to_beam, to_image = _polar_maps(grid, x, z, spacing, mask)
-    level = (to_beam @ echo.ravel()).reshape(grid.shape)
+    return FastGrid(x=x, z=z, spacing=spacing, mask=mask, banks=banks, bands=bands, factors=factors,
+                    kernel_shape=shape, beam=grid, to_beam=to_beam, to_image=to_image)
+
+
+def render_fast(field: np.ndarray, grid: FastGrid) -> np.ndarray:
+    """The fast path's envelope (0 outside the mask) of a complex scatterer field on ``grid``
+    (shape ``grid.shape``, converted to complex64): convolution with each band's kernel, depth
+    blending, ``|.|`` (after scan conversion for convex / phased), averaged over the banks.
+
+    :func:`simulate` draws the field from the echogenicity; :mod:`simulator.cine` splats
+    scatterers that move with the tissue onto it.
+    """
+    noise = np.asarray(field, np.complex64)
+    if noise.shape != grid.shape:
+        raise ValueError(f"the scatterer field must have the grid's shape {grid.shape}, got {noise.shape}")
+    env = np.zeros(grid.mask.shape)
+    levels = zip(grid.banks, grid.bands, grid.factors)
+    if grid.beam is None:
+        for bank, b, f in levels:
+            fields, kernels = _band_fields(noise, bank, b, f, grid.kernel_shape)
+            env += np.abs(_blend(fields, bank, kernels, grid.z))
+        return np.where(grid.mask, env / len(grid.banks), 0.0)
+    beam_grid = grid.beam
+    pad_r, pad_t = grid.kernel_shape[0] // 2, grid.kernel_shape[1] // 2
+    inner = (slice(pad_r, beam_grid.nr - pad_r), slice(pad_t, beam_grid.nth - pad_t))
+    for bank, b, f in levels:
+        fields, kernels = _band_fields(noise, bank, b, f, grid.kernel_shape)
+        beam = np.zeros(beam_grid.shape, np.complex64)
+        beam[inner] = _blend(fields, bank, kernels, beam_grid.r[inner[0]])
+        env[grid.mask] += np.abs(grid.to_image @ beam.ravel())
+    return np.where(grid.mask, env / len(grid.banks), 0.0)
+
+
+def _fast(echo, x, z, mask, probe: Probe, rng, spacing):
+    grid = fast_grid(probe, x, z, mask, spacing)
+    if grid.beam is None:
+        ph, pw = grid.kernel_shape[0] // 2, grid.kernel_shape[1] // 2
+        level = np.pad(echo, ((ph, ph), (pw, pw)), mode="edge")  # scatterers beyond the edges
+        meta = {}
+    else:
+        level = (grid.to_beam @ echo.ravel()).reshape(grid.beam.shape)
+        meta = {"beam_grid": [grid.beam.nr, grid.beam.nth]}
     noise = _noise(rng, intensity_weight(level, probe.dynamic_range_db))
-    inner = (slice(pad_r, grid.nr - pad_r), slice(pad_t, grid.nth - pad_t))
-    env = np.zeros(echo.shape)
-    for bank, b, f in zip(banks, bands, factors):
-        fields, kernels = _band_fields(noise, bank, b, f, shape)
-        beam = np.zeros(grid.shape, np.complex64)
-        beam[inner] = _blend(fields, bank, kernels, grid.r[inner[0]])
-        env[mask] += np.abs(to_image @ beam.ravel())
-    env = np.where(mask, env / len(banks), 0.0)
-    return env, {"beam_grid": [grid.nr, grid.nth]}
+    return render_fast(noise, grid), meta
 
 
 _MAP_CACHE: dict[tuple, tuple] = {}
