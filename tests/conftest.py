@@ -18,6 +18,10 @@ and transfer syntax (uncompressed, RLE, JPEG baseline via OpenCV, JPEG 2000 and 
 pydicom's encoders when installed), with or without SequenceOfUltrasoundRegions and frame
 timing.  ``bad(kind)`` writes broken inputs; ``png()`` / ``npy()`` write stills and stacks.
 All content is seeded and deterministic.
+
+``make_window(model=None, **kwargs)`` (GUI tests; needs pytest-qt) makes the real main window,
+shown, with its settings in ``tmp_path`` and message boxes silenced; ``window`` is
+``make_window()``.
 """
 from __future__ import annotations
 
@@ -436,3 +440,30 @@ def _psf_cache_outside_home(tmp_path_factory):
     psf.CACHE_DIR = tmp_path_factory.mktemp("psf_cache")
     yield
     psf.CACHE_DIR = saved
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    """``make_window(model=None, **kwargs)``: ``MainWindow(**kwargs)`` with its settings in
+    ``tmp_path / "gui.ini"``, message boxes silenced (``message_sink`` discards), ``model``
+    selected in the model list when given, registered with ``qtbot`` and shown."""
+    from PySide6.QtCore import QSettings
+
+    from usclean_gui.app.main_window import MainWindow
+
+    def make(model: str | None = None, **kwargs: Any) -> MainWindow:
+        win = MainWindow(settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat), **kwargs)
+        win.message_sink = lambda level, text: None
+        if model is not None:
+            win.model_combo.setCurrentText(model)
+        qtbot.addWidget(win)
+        win.show()
+        return win
+
+    return make
+
+
+@pytest.fixture
+def window(make_window):
+    """The real main window with default settings (see ``make_window``)."""
+    return make_window()

@@ -9,17 +9,12 @@ import pytest
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.timeout(120)
 
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
-
-from usclean_gui.app.main_window import MainWindow  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat))
-    win.message_sink = lambda level, text: None
-    qtbot.addWidget(win)
-    win.show()
+def window(make_window, qtbot):
+    win = make_window()
     qtbot.waitExposed(win)
     return win
 

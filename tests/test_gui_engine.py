@@ -27,13 +27,8 @@ def _loader(name: str):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(engine_loader=_loader,
-                     settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat))
-    win.message_sink = lambda level, text: None
-    win.model_combo.setCurrentText("tiny")
-    qtbot.addWidget(win)
-    win.show()
+def window(make_window):
+    win = make_window(model="tiny", engine_loader=_loader)
     yield win
     win.engine.shutdown(5000)
 

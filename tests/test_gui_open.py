@@ -12,20 +12,11 @@ from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLEL
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.timeout(120)
 
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from usclean_gui.app.main_window import MainWindow  # noqa: E402
 from usclean_gui.dicom import box_iou  # noqa: E402
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat))
-    win.message_sink = lambda level, text: None
-    qtbot.addWidget(win)
-    win.show()
-    return win
 
 
 def _assert_shown(win: MainWindow, n_frames: int) -> None:

@@ -9,21 +9,11 @@ import pytest
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.timeout(120)
 
-from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
-from usclean_gui.app.main_window import MainWindow  # noqa: E402
 from usclean_gui.app.model import MEASURE_DOMAIN, RoiShape  # noqa: E402
 
 H, W = 80, 100
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat))
-    win.message_sink = lambda level, text: None
-    qtbot.addWidget(win)
-    win.show()
-    return win
 
 
 def _constructed(tmp_path, n: int = 3):

@@ -27,13 +27,8 @@ def _psf_cache_in_tmp(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(engine_loader=lambda name: tiny_ensemble(seed=1),
-                     settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat))
-    win.message_sink = lambda level, text: None
-    win.model_combo.setCurrentText("tiny")
-    qtbot.addWidget(win)
-    win.show()
+def window(make_window):
+    win = make_window(model="tiny", engine_loader=lambda name: tiny_ensemble(seed=1))
     win.tabs.setCurrentWidget(win.simulator)
     yield win
     win.simulator.shutdown()
