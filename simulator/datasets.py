@@ -158,15 +158,13 @@ def atomic_savez(file: str | os.PathLike, /, **arrays: Any) -> Path:
     return path
 
 
-def result_arrays(res: SimResult) -> dict[str, np.ndarray]:
-    """The arrays stored for one sample."""
+def _mask_arrays(res: SimResult) -> dict[str, np.ndarray]:
+    """The masks, labels (``meta["labels"]``, else the lesion mask) and acquisition numbers of
+    one sample, as stored by both the training shards and the test sets."""
     labels = res.meta.get("labels")
     if labels is None:
         labels = res.lesion_mask.astype(np.int16)
     return {
-        "bmode": np.asarray(res.bmode, np.float32),
-        "clean": np.asarray(res.clean, np.float32),
-        "envelope": np.asarray(res.envelope, np.float32),
         "mask": np.asarray(res.mask, bool),
         "lesion_mask": np.asarray(res.lesion_mask, bool),
         "background_mask": np.asarray(res.background_mask, bool),
@@ -174,6 +172,16 @@ def result_arrays(res: SimResult) -> dict[str, np.ndarray]:
         "spacing_mm": np.asarray(res.spacing_mm, np.float64),
         "dynamic_range_db": np.float64(res.dynamic_range_db),
         "seed": np.int64(res.seed),
+    }
+
+
+def result_arrays(res: SimResult) -> dict[str, np.ndarray]:
+    """The arrays stored for one sample."""
+    return {
+        "bmode": np.asarray(res.bmode, np.float32),
+        "clean": np.asarray(res.clean, np.float32),
+        "envelope": np.asarray(res.envelope, np.float32),
+        **_mask_arrays(res),
         "probe": np.str_(res.probe),
         "path": np.str_(res.path),
         "split": np.str_(res.meta.get("split", "")),
@@ -366,9 +374,6 @@ def testset_arrays(res: SimResult, compact: bool = False) -> dict[str, np.ndarra
     be regenerated bit-identically from its seeds): B-mode and clean as uint8 (step 1/255, the
     8-bit display a scanner would deliver), no envelope.
     """
-    labels = res.meta.get("labels")
-    if labels is None:
-        labels = res.lesion_mask.astype(np.int16)
     out: dict[str, np.ndarray] = {}
     if compact:
         out["bmode_u8"] = np.round(np.clip(res.bmode, 0, 1) * 255).astype(np.uint8)
@@ -380,15 +385,7 @@ def testset_arrays(res: SimResult, compact: bool = False) -> dict[str, np.ndarra
         out["clean_u16"] = np.round(np.clip(res.clean, 0, 1) * 65535).astype(np.uint16)
         out["envelope_f16"] = (env / scale).astype(np.float16)
         out["envelope_scale"] = np.float64(scale)
-    out.update({
-        "mask": np.asarray(res.mask, bool),
-        "lesion_mask": np.asarray(res.lesion_mask, bool),
-        "background_mask": np.asarray(res.background_mask, bool),
-        "labels": np.asarray(labels, np.int16),
-        "spacing_mm": np.asarray(res.spacing_mm, np.float64),
-        "dynamic_range_db": np.float64(res.dynamic_range_db),
-        "seed": np.int64(res.seed),
-    })
+    out.update(_mask_arrays(res))
     return out
 
 
