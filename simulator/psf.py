@@ -161,6 +161,10 @@ def _cached_bank(probe: Probe, angle_deg: float, pitch: float) -> PSFBank:
             except (OSError, ValueError, KeyError):
                 pass  # unreadable cache: rebuild it
     bank = build_bank(probe, angle_deg, pitch)
+    # Use the kernels at their stored (float16) precision, so that a fresh build and a later
+    # cached load simulate bit-identically.
+    bank.kernels = (bank.kernels.real.astype(np.float16).astype(np.float32)
+                    + 1j * bank.kernels.imag.astype(np.float16).astype(np.float32)).astype(np.complex64)
     _save(bank, CACHE_DIR / f"{key}.npz")
     return bank
 
