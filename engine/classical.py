@@ -320,18 +320,18 @@ class Filter:
 
 
 FILTERS: dict[str, Filter] = {
-    "median": Filter("median", median, {"size": [3, 5, 7, 9, 11]}, "display (= envelope)", "median filter"),
-    "lee": Filter("lee", lee, {"size": [5, 7, 9, 11], "cu": [0.4, 0.523, 0.65, 0.8]}, "envelope",
+    "median": Filter("median", median, {"size": [3, 5, 7, 9, 11, 15, 19]}, "display (= envelope)", "median filter"),
+    "lee": Filter("lee", lee, {"size": [5, 7, 9, 11, 15], "cu": [0.4, 0.523, 0.65, 0.8]}, "envelope",
                   "Lee, IEEE TPAMI 1980"),
-    "frost": Filter("frost", frost, {"size": [5, 7, 9], "damping": [0.1, 0.25, 0.5, 1.0, 2.0]}, "envelope",
+    "frost": Filter("frost", frost, {"size": [5, 7, 9, 11, 15], "damping": [0.1, 0.25, 0.5, 1.0, 2.0]}, "envelope",
                     "Frost et al., IEEE TPAMI 1982"),
-    "srad": Filter("srad", srad, {"n_iter": [25, 50, 100, 200], "dt": [0.5], "q0": [0.3, 0.523, 0.8]}, "envelope",
+    "srad": Filter("srad", srad, {"n_iter": [25, 50, 100, 200, 400], "dt": [0.5], "q0": [0.3, 0.523, 0.8, 1.2]}, "envelope",
                    "Yu & Acton, IEEE TIP 2002"),
-    "obnlm": Filter("obnlm", obnlm, {"h": [0.15, 0.25, 0.4, 0.6], "block_radius": [1, 2]}, "display",
+    "obnlm": Filter("obnlm", obnlm, {"h": [0.15, 0.25, 0.4, 0.6, 0.9], "block_radius": [1, 2]}, "display",
                     "Coupé et al., IEEE TIP 2009"),
-    "nlm": Filter("nlm", nlm, {"h": [0.05, 0.08, 0.12, 0.17, 0.25]}, "display (log)",
+    "nlm": Filter("nlm", nlm, {"h": [0.05, 0.08, 0.12, 0.17, 0.25, 0.35, 0.5]}, "display (log)",
                   "Buades et al., CVPR 2005"),
-    "bm3d": Filter("bm3d", bm3d, {"sigma": [0.06, 0.1, 0.15, 0.22, 0.32]}, "display (log)",
+    "bm3d": Filter("bm3d", bm3d, {"sigma": [0.06, 0.1, 0.15, 0.22, 0.32, 0.45, 0.6]}, "display (log)",
                    "Dabov et al., IEEE TIP 2007"),
 }
 
