@@ -6,9 +6,21 @@ Runs, in order, each in its own resumable run folder under ``--runs``:
   baseline    direct regression (same UNet, no diffusion), 1 member, L11-5v, stopped at the same number
               of optimiser steps as each l11-5v member got (same network, data and per-member budget)
   dncnn       DnCNN, 1 member, L11-5v, same step count (only if --dncnn-minutes > 0)
-Re-running the same command resumes where it stopped (finished runs are skipped).
+Re-running the same command resumes where it stopped (finished runs are skipped); a larger
+``--*-minutes`` continues a finished run (the learning rate's cosine decay is stretched over the new
+budget).
 
+The shipped weights came from two stages:
+
+    # stage 1 (one shared thread): all four runs
     nohup setsid python benchmarks/train_shipped.py --runs /work/train_runs > /work/train_runs/log.txt 2>&1 &
+    # stage 2 (two threads): l11-5v continued to 100 min with half of each batch at the last 20 timesteps
+    # (where the default 1-NFE sampler starts), then the baseline continued to l11-5v's new step count
+    python benchmarks/train_shipped.py --runs /work/train_runs --only l11-5v baseline --l11-minutes 100 \
+        --baseline-minutes 40 --t-focus 0.5 --threads 2
+    # stage 3 (two threads): multiprobe continued to 50 min the same way, then DnCNN to l11-5v's step count
+    python benchmarks/train_shipped.py --runs /work/train_runs --only multiprobe dncnn --multi-minutes 50 \
+        --dncnn-minutes 40 --t-focus 0.5 --threads 2
     python benchmarks/train_shipped.py --runs /work/train_runs --export     # writes resources/weights/*
 """
 from __future__ import annotations
@@ -23,18 +35,19 @@ from engine.train import STATE, TrainConfig, export, train
 from engine.weights import shipped_dir
 
 ALL_PROBES = ["L11-5v", "L12-3v", "C5-2v", "P4-2v"]
-COMMON = dict(lam=30 / 255, loss="x0", patch=64, batch=8, base=16, threads=1, checkpoint_minutes=4.0)
+COMMON = dict(lam=30 / 255, loss="x0", patch=64, batch=8, base=16, checkpoint_minutes=4.0)
 
 
 def plan(a: argparse.Namespace) -> list[tuple[str, TrainConfig]]:
     return [
-        ("l11-5v", TrainConfig(probes=["L11-5v"], members=4, minutes=a.l11_minutes, seed=11, name="l11-5v", **COMMON)),
+        ("l11-5v", TrainConfig(probes=["L11-5v"], members=4, minutes=a.l11_minutes, seed=11, name="l11-5v",
+                               t_focus=a.t_focus, threads=a.threads, **COMMON)),
         ("multiprobe", TrainConfig(probes=ALL_PROBES, members=4, minutes=a.multi_minutes, seed=21, name="multiprobe",
-                                   **COMMON)),
+                                   t_focus=a.t_focus, threads=a.threads, **COMMON)),
         ("baseline", TrainConfig(probes=["L11-5v"], members=1, minutes=a.baseline_minutes, arch="regression", seed=31,
-                                 name="baseline", **COMMON)),
+                                 name="baseline", threads=a.threads, **COMMON)),
         ("dncnn", TrainConfig(probes=["L11-5v"], members=1, minutes=a.dncnn_minutes, arch="dncnn", seed=41,
-                              name="dncnn", **COMMON)),
+                              name="dncnn", threads=a.threads, **COMMON)),
     ]
 
 
@@ -49,6 +62,9 @@ def main() -> None:
     ap.add_argument("--multi-minutes", type=float, default=35.0)
     ap.add_argument("--baseline-minutes", type=float, default=15.0, help="cap; it stops at l11-5v's step count")
     ap.add_argument("--dncnn-minutes", type=float, default=6.0)
+    ap.add_argument("--t-focus", type=float, default=0.0, help="IR-SDE runs: share of t drawn from the last 20 steps")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
+    ap.add_argument("--only", nargs="+", metavar="RUN", help="train only these runs (default: all, in order)")
     ap.add_argument("--export", action="store_true", help="write the finished runs to resources/weights/<name>")
     a = ap.parse_args()
     runs = Path(a.runs)
@@ -66,7 +82,7 @@ def main() -> None:
             tmp.rename(dest)
         return
     for name, cfg in plan(a):
-        if cfg.minutes <= 0:
+        if cfg.minutes <= 0 or (a.only and name not in a.only):
             continue
         run = runs / name
         max_steps = None

@@ -43,6 +43,7 @@ from .weights import save_model
 ARCHS = ("irsde", "regression", "dncnn")
 STATE = "state.json"
 CKPT = "checkpoint.safetensors"
+FOCUS_STEPS = 20  # t_focus draws t from the last FOCUS_STEPS trained steps (a_t < 0.035 there: x_t is nearly mu)
 
 
 @dataclass
@@ -72,6 +73,10 @@ class TrainConfig:
     checkpoint_minutes: float = 3.0
     threads: Optional[int] = 1
     name: str = ""
+    t_focus: float = 0.0
+
+    #: fields that may change when a run is resumed (each change is recorded in ``state["stages"]``)
+    RESUMABLE = ("minutes", "threads", "name", "t_focus")
 
     def validate(self) -> "TrainConfig":
         if self.arch not in ARCHS:
@@ -84,6 +89,8 @@ class TrainConfig:
             raise ValueError("--minutes must be positive")
         if not self.probes:
             raise ValueError("give at least one --probe")
+        if not 0.0 <= self.t_focus <= 1.0:
+            raise ValueError("--t-focus must be in [0, 1]")
         if self.patch > self.size * self.zoom[0]:
             raise ValueError("patch %d does not fit a %d frame shrunk by %.2f" % (self.patch, self.size, self.zoom[0]))
         return self
@@ -201,6 +208,9 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
         return (pred - x0).abs().mean()
     sched = make_schedule(cfg.lam)
     t = torch.randint(1, sched.T + 1, (b, k), generator=gen)
+    if cfg.t_focus > 0:  # a share of the batch at the last FOCUS_STEPS steps, where few-step sampling starts
+        top = torch.randint(sched.T - FOCUS_STEPS + 1, sched.T + 1, (b, k), generator=gen)
+        t = torch.where(torch.rand((b, k), generator=gen) < cfg.t_focus, top, t)
     noise = torch.randn(mu.shape, generator=gen)
     xt = marginal_sample(sched, x0, mu, t, noise)
     pred = net(torch.cat([xt - mu, mu], dim=2), t)
@@ -295,9 +305,13 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     if (run / STATE).is_file() and (run / CKPT).is_file():
         prev = load_config(run)
-        if asdict(prev) | {"minutes": 0, "threads": 0, "name": ""} != asdict(cfg) | {"minutes": 0, "threads": 0, "name": ""}:
+        free = {f: None for f in TrainConfig.RESUMABLE}
+        if asdict(prev) | free != asdict(cfg) | free:
             raise ValueError("%s holds a run with different settings; use a new -o folder" % run)
         state, ema = _load_checkpoint(run, net, opt)
+        if prev.t_focus != cfg.t_focus:
+            state.setdefault("stages", []).append({"step": state["step"], "prev_t_focus": prev.t_focus,
+                                                   "t_focus": cfg.t_focus})
         state["config"] = asdict(cfg)
         log("resuming %s at step %d (%.1f of %.1f min)" % (run, state["step"], state["elapsed"] / 60, cfg.minutes))
     else:
@@ -330,6 +344,8 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
     net.train()
     while state["elapsed"] < budget and (max_steps is None or state["step"] - step0 < max_steps):
         frac = min(state["elapsed"] / budget, 1.0)
+        if max_steps is not None:  # a step-limited run decays its learning rate by steps as well
+            frac = max(frac, min(state["step"] / max(step0 + max_steps, 1), 1.0))
         for g in opt.param_groups:  # short warm-up, then cosine decay to 10 % over the time budget
             g["lr"] = cfg.lr * min(1.0, (state["step"] + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         pool.refresh()
@@ -441,7 +457,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
             "loss": "L1 on x0" if cfg.loss == "x0" or cfg.arch != "irsde" else "IR-SDE maximum-likelihood L1",
             "final_loss": state["losses"][-1][2] if state["losses"] else None,
             "val_history": state["val"], "started": state.get("started"),
-            "config": state["config"], "threads": cfg.threads,
+            "config": state["config"], "threads": cfg.threads, "stages": state.get("stages", []),
             "augmentation": {"zoom": cfg.zoom, "gain": cfg.gain, "dr_ratio": cfg.dr_ratio, "lateral_flip": True},
         },
     }

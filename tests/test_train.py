@@ -67,8 +67,12 @@ def test_resume_and_export(synthetic, tmp_path):
     assert any("resuming" in m for m in lines)
     with pytest.raises(ValueError, match="different settings"):
         train(_cfg(lam=0.2), run, log=lambda m: None, max_steps=1)
+    s3 = train(_cfg(t_focus=0.5), run, log=lines.append, max_steps=3)  # a resumable change, recorded
+    assert s3["step"] == 18 and s3["stages"] == [{"step": 15, "prev_t_focus": 0.0, "t_focus": 0.5}]
     card = export(run, name="tiny-run", choose_steps=(1, 2), n_eval=2, log=lambda m: None, test_sets=False)
-    assert card["training"]["steps"] == 15 and card["training"]["member_seeds"] == [0, 1]
+    assert card["training"]["steps"] == 18 and card["training"]["member_seeds"] == [0, 1]
+    md = (run / "MODEL_CARD.md").read_text()
+    assert "steps 0-15: uniform in 1..T; from step 15: 50 % from the last 20 steps" in md
     assert card["default_steps"] in (1, 2) and "posterior-1" in card["metrics"]["validation"]
     ens = load_ensemble(run, device="cpu")
     assert ens.members == 2 and ens.name == "tiny-run"
@@ -87,8 +91,22 @@ def test_member_seeds_differ_in_init_and_data(tmp_path):
     assert not torch.equal(mu[:, 0], mu[:, 1])
 
 
+def test_t_focus_draws_the_last_steps(monkeypatch):
+    """With t_focus = f, a share f of the batch (plus the uniform draws that land there) has t > T - 20."""
+    seen = []
+    net = lambda x, t: (seen.append(t.clone()), x[:, :, 1:])[1]  # noqa: E731
+    mu = torch.rand(256, 2, 1, 8, 8)
+    for f, lo, hi in ((0.0, 0.15, 0.25), (0.6, 0.62, 0.74), (1.0, 1.0, 1.0)):
+        seen.clear()
+        loss_fn(net, _cfg(t_focus=f), mu, mu.clone(), torch.Generator().manual_seed(3))
+        t = seen[0]
+        assert t.min() >= 1 and t.max() <= 100
+        assert lo <= float((t > 80).float().mean()) <= hi
+
+
 def test_bad_config_is_refused():
-    for kw in ({"arch": "gan"}, {"loss": "l2"}, {"members": 0}, {"minutes": 0}, {"probes": []}, {"patch": 200}):
+    for kw in ({"arch": "gan"}, {"loss": "l2"}, {"members": 0}, {"minutes": 0}, {"probes": []}, {"patch": 200},
+               {"t_focus": 1.5}):
         with pytest.raises(ValueError):
             _cfg(**kw).validate()
 

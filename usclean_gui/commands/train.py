@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch", type=int, default=64, help="training crop size (default 64)")
     p.add_argument("--batch", type=int, default=8, help="crops per member per step (default 8)")
     p.add_argument("--base", type=int, default=32, help="UNet base channels (default 32, ~0.7 M parameters)")
+    p.add_argument("--t-focus", type=float, default=0.0, metavar="F",
+                   help="IR-SDE: share of each batch drawn from the last 20 timesteps, where 1-2 step sampling "
+                        "starts (default 0: t uniform; may change when a run is resumed)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--name", default="", help="model name written in the model card")
     p.add_argument("--export-to", metavar="DIR",
@@ -37,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cfg = TrainConfig(probes=args.probes or ["L11-5v"], members=args.members, minutes=args.minutes, arch=args.arch,
                       seed=args.seed, lam=args.lam / 255.0, loss=args.loss, patch=args.patch, batch=args.batch,
-                      base=args.base, data_dir=args.data, threads=args.threads, name=args.name)
+                      base=args.base, data_dir=args.data, threads=args.threads, name=args.name,
+                      t_focus=args.t_focus)
     from simulator.probes import PROBE_NAMES
     bad = [p for p in cfg.probes if p not in PROBE_NAMES]
     if bad:
