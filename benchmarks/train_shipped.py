@@ -72,7 +72,7 @@ def main() -> None:
     if a.export:
         for name, _ in plan(a):
             run = runs / name
-            if name == "dncnn" or not (run / STATE).is_file():
+            if not (run / STATE).is_file():
                 continue
             dest = shipped_dir() / name
             tmp = shipped_dir() / (name + ".tmp")
