@@ -10,7 +10,7 @@ Re-running the same command resumes where it stopped (finished runs are skipped)
 ``--*-minutes`` continues a finished run (the learning rate's cosine decay is stretched over the new
 budget).
 
-The shipped weights came from two stages:
+The shipped weights came from three stages:
 
     # stage 1 (one shared thread): all four runs
     nohup setsid python benchmarks/train_shipped.py --runs /work/train_runs > /work/train_runs/log.txt 2>&1 &

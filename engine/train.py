@@ -75,7 +75,7 @@ class TrainConfig:
     name: str = ""
     t_focus: float = 0.0
 
-    #: fields that may change when a run is resumed (each change is recorded in ``state["stages"]``)
+    #: fields that may change when a run is resumed (a t_focus change is recorded in ``state["stages"]``)
     RESUMABLE = ("minutes", "threads", "name", "t_focus")
 
     def validate(self) -> "TrainConfig":

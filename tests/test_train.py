@@ -91,7 +91,7 @@ def test_member_seeds_differ_in_init_and_data(tmp_path):
     assert not torch.equal(mu[:, 0], mu[:, 1])
 
 
-def test_t_focus_draws_the_last_steps(monkeypatch):
+def test_t_focus_draws_the_last_steps():
     """With t_focus = f, a share f of the batch (plus the uniform draws that land there) has t > T - 20."""
     seen = []
     net = lambda x, t: (seen.append(t.clone()), x[:, :, 1:])[1]  # noqa: E731
