@@ -398,6 +398,18 @@ def test_set_metrics(ens: Ensemble, probes: Sequence[str], steps: int) -> dict:
 
 
 # --------------------------------------------------------------------------- export
+def timestep_sampling(t_focus: float, stages: Sequence[dict]) -> str:
+    """How training drew t (for the model card), including the changes made when the run was resumed."""
+    def one(f: float) -> str:
+        return "uniform in 1..T" if not f else "%.0f %% from the last %d steps, the rest uniform" % (100 * f, FOCUS_STEPS)
+    parts, prev = [], 0
+    for st in stages:
+        parts.append("steps %d-%d: %s" % (prev, st["step"], one(st["prev_t_focus"])))
+        prev = st["step"]
+    parts.append(("from step %d: %s" % (prev, one(t_focus))) if stages else one(t_focus))
+    return "; ".join(parts)
+
+
 DESCRIPTIONS = {
     "irsde": "IR-SDE (mean-reverting SDE) ensemble, x0-predicting conditional UNet members, trained jointly "
              "on fast-simulated (B-mode, clean) pairs from MRI phantoms.",
@@ -458,6 +470,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
             "final_loss": state["losses"][-1][2] if state["losses"] else None,
             "val_history": state["val"], "started": state.get("started"),
             "config": state["config"], "threads": cfg.threads, "stages": state.get("stages", []),
+            "timestep_sampling": timestep_sampling(cfg.t_focus, state.get("stages", []))
+            if cfg.arch == "irsde" else None,
             "augmentation": {"zoom": cfg.zoom, "gain": cfg.gain, "dr_ratio": cfg.dr_ratio, "lateral_flip": True},
         },
     }

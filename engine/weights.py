@@ -119,20 +119,6 @@ def read_model(name_or_folder: str | os.PathLike) -> tuple[torch.nn.Module, dict
     return net, card, folder
 
 
-def _t_sampling(t_focus: float, stages: list) -> str:
-    """How training drew t, including changes made when the run was resumed."""
-    def one(f: float) -> str:
-        return "uniform in 1..T" if not f else "%.0f %% from the last 20 steps, the rest uniform" % (100 * f)
-    if not stages:
-        return one(t_focus)
-    parts, prev = [], 0
-    for st in stages:
-        parts.append("steps %d-%d: %s" % (prev, st["step"], one(st.get("prev_t_focus", 0.0))))
-        prev = st["step"]
-    parts.append("from step %d: %s" % (prev, one(t_focus)))
-    return "; ".join(parts)
-
-
 def card_markdown(card: dict) -> str:
     """Human-readable model card."""
     tr = card.get("training", {})
@@ -150,9 +136,8 @@ def card_markdown(card: dict) -> str:
              "| optimiser steps | %s |" % tr.get("steps"),
              "| wall time | %s min |" % tr.get("wall_minutes"),
              "| loss | %s |" % tr.get("loss")]
-    cfg = tr.get("config") or {}
-    if card.get("mode") == "irsde":
-        lines.append("| timestep sampling | %s |" % _t_sampling(cfg.get("t_focus", 0.0), tr.get("stages", [])))
+    if tr.get("timestep_sampling"):
+        lines.append("| timestep sampling | %s |" % tr["timestep_sampling"])
     lines.append("")
     metrics = card.get("metrics") or {}
     if metrics:
