@@ -10,7 +10,8 @@ Re-running the same command resumes where it stopped (finished runs are skipped)
 ``--*-minutes`` continues a finished run (the learning rate's cosine decay is stretched over the new
 budget).
 
-The shipped weights came from three stages:
+The shipped weights came from four stages (stages 1-3 trained from scratch; stage 4 fine-tuned the
+shipped weights of stage 3 with the Wiener input preconditioning of engine.sde):
 
     # stage 1 (one shared thread): all four runs
     nohup setsid python benchmarks/train_shipped.py --runs /work/train_runs > /work/train_runs/log.txt 2>&1 &
@@ -22,6 +23,14 @@ The shipped weights came from three stages:
     python benchmarks/train_shipped.py --runs /work/train_runs --only multiprobe dncnn --multi-minutes 50 \
         --dncnn-minutes 40 --t-focus 0.5 --threads 2
     python benchmarks/train_shipped.py --runs /work/train_runs --export     # writes resources/weights/*
+    # stage 4 (two threads, new run folders, each run initialised from the shipped weights of stage 3, fresh
+    # Adam at a peak lr of 2e-4): both IR-SDE ensembles switched to the Wiener-preconditioned input, the two
+    # baselines continued by the same number of steps as l11-5v
+    python benchmarks/train_shipped.py --runs /work/train_ft --init-shipped --precond wiener --lr 2e-4 \
+        --t-focus 0.5 --threads 2 --only l11-5v baseline --l11-minutes 26 --baseline-minutes 30
+    python benchmarks/train_shipped.py --runs /work/train_ft --init-shipped --precond wiener --lr 2e-4 \
+        --t-focus 0.5 --threads 2 --only multiprobe dncnn --multi-minutes 20 --dncnn-minutes 30
+    python benchmarks/train_shipped.py --runs /work/train_ft --export
 """
 from __future__ import annotations
 
@@ -39,15 +48,17 @@ COMMON = dict(lam=30 / 255, loss="x0", patch=64, batch=8, base=16, checkpoint_mi
 
 
 def plan(a: argparse.Namespace) -> list[tuple[str, TrainConfig]]:
+    def common(name: str) -> dict:
+        return dict(COMMON, name=name, threads=a.threads, lr=a.lr, init=name if a.init_shipped else None)
+    sde = dict(t_focus=a.t_focus, precond=a.precond)
     return [
-        ("l11-5v", TrainConfig(probes=["L11-5v"], members=4, minutes=a.l11_minutes, seed=11, name="l11-5v",
-                               t_focus=a.t_focus, threads=a.threads, **COMMON)),
-        ("multiprobe", TrainConfig(probes=ALL_PROBES, members=4, minutes=a.multi_minutes, seed=21, name="multiprobe",
-                                   t_focus=a.t_focus, threads=a.threads, **COMMON)),
+        ("l11-5v", TrainConfig(probes=["L11-5v"], members=4, minutes=a.l11_minutes, seed=11, **sde, **common("l11-5v"))),
+        ("multiprobe", TrainConfig(probes=ALL_PROBES, members=4, minutes=a.multi_minutes, seed=21, **sde,
+                                   **common("multiprobe"))),
         ("baseline", TrainConfig(probes=["L11-5v"], members=1, minutes=a.baseline_minutes, arch="regression", seed=31,
-                                 name="baseline", threads=a.threads, **COMMON)),
+                                 **common("baseline"))),
         ("dncnn", TrainConfig(probes=["L11-5v"], members=1, minutes=a.dncnn_minutes, arch="dncnn", seed=41,
-                              name="dncnn", threads=a.threads, **COMMON)),
+                              **common("dncnn"))),
     ]
 
 
@@ -63,6 +74,10 @@ def main() -> None:
     ap.add_argument("--baseline-minutes", type=float, default=15.0, help="cap; it stops at l11-5v's step count")
     ap.add_argument("--dncnn-minutes", type=float, default=6.0)
     ap.add_argument("--t-focus", type=float, default=0.0, help="IR-SDE runs: share of t drawn from the last 20 steps")
+    ap.add_argument("--precond", default="none", help="IR-SDE runs: input scaling, none or wiener (engine.sde)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    ap.add_argument("--init-shipped", action="store_true",
+                    help="start each new run from the shipped weights of the same name (a fine-tuning stage)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
     ap.add_argument("--only", nargs="+", metavar="RUN", help="train only these runs (default: all, in order)")
     ap.add_argument("--export", action="store_true", help="write the finished runs to resources/weights/<name>")

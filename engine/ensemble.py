@@ -21,7 +21,7 @@ import torch
 from . import normalize as _norm
 from .network import build, select_members
 from .samplers import SAMPLERS, get_sampler, start_state
-from .sde import Schedule, make_schedule
+from .sde import Schedule, net_input, schedule_from_dict
 from .weights import DEFAULT_MODEL, read_model
 
 MIN_SIDE = 16
@@ -189,7 +189,7 @@ class Ensemble:
 
         def denoiser(x: torch.Tensor, t: int) -> torch.Tensor:
             muk = mu5.expand_as(x)
-            return net(torch.cat([x - muk, muk], dim=2),
+            return net(net_input(self.schedule, x, muk, t),
                        torch.full((1,), t, dtype=torch.long, device=x.device)).clamp(0.0, 1.0)
 
         x_T = start_state(self.schedule, mu5, z[None, None, None]).expand(1, k, 1, *mu.shape).contiguous()
@@ -281,7 +281,7 @@ class Ensemble:
 def ensemble_from_card(net: torch.nn.Module, card: dict, device=None, threads=None, name: str = "") -> Ensemble:
     """Wrap a network and its model card in an :class:`Ensemble`."""
     sch = card.get("schedule")
-    schedule = make_schedule(sch["lambda"], sch["T"], sch["eps"]) if sch else None
+    schedule = schedule_from_dict(sch) if sch else None
     return Ensemble(net, mode=card["mode"], schedule=schedule, name=name or card.get("name", ""), card=card,
                     device=device, threads=threads, default_sampler=card.get("default_sampler", "posterior"),
                     default_steps=int(card.get("default_steps", 1)), reference=card.get("reference"))

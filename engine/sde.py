@@ -8,6 +8,13 @@ the speckled B-mode frame and x_0 the clean target.  The discrete schedule follo
     x_t | x_0 ~ N(μ + (x_0 − μ) a_t, λ² (1 − a_t²)),   σ̄_t = λ sqrt(1 − a_t²).
 
 All schedule arrays are float64 numpy arrays indexed by the integer step t = 0..T.
+
+Input preconditioning (``precond="wiener"``): the network's first input channel is not the raw
+x_t − μ but ``c_t (x_t − μ)`` with ``c_t = a_t σ_d² / (a_t² σ_d² + σ̄_t²)``, the Wiener (linear MMSE)
+estimate of x_0 − μ from x_t − μ = a_t (x_0 − μ) + σ̄_t ε for a residual of std σ_d.  At small t it is
+x_t − μ (c_0 = 1); at t = T, where x_t − μ is almost pure noise (a_T = ε), it shrinks to ≈ 0, so the
+one-step sampler's network sees a clean (0, μ) input instead of a λ-sized noise field that convolutions
+(whose weights cannot depend on t) would have to cancel.  ``precond="none"`` is the reference input.
 """
 from __future__ import annotations
 
@@ -20,6 +27,9 @@ import torch
 DEFAULT_T = 100
 DEFAULT_EPS = 0.005
 DEFAULT_LAMBDA = 30.0 / 255.0
+PRECONDS = ("none", "wiener")
+#: std of x_0 − μ (clean minus speckled) in the training data: input PSNR ≈ 18.1 dB → RMS ≈ 0.125
+DEFAULT_SIGMA_DATA = 0.125
 
 
 @dataclass(frozen=True)
@@ -35,10 +45,16 @@ class Schedule:
     a: np.ndarray          # a_t = exp(−θ̄_t dt); a_0 = 1, a_T = ε
     sigma: np.ndarray      # σ_t = λ sqrt(2 θ_t)
     sigma_bar: np.ndarray  # σ̄_t = λ sqrt(1 − a_t²)
+    c_in: np.ndarray       # input scale of x_t − μ (all ones without preconditioning)
+    precond: str = "none"
+    sigma_data: float = DEFAULT_SIGMA_DATA
 
     def as_dict(self) -> dict:
-        """The three numbers that define the schedule (for model cards / checkpoints)."""
-        return {"lambda": self.lam, "T": self.T, "eps": self.eps}
+        """The numbers that define the schedule (for model cards / checkpoints)."""
+        d = {"lambda": self.lam, "T": self.T, "eps": self.eps}
+        if self.precond != "none":
+            d.update({"input": self.precond, "sigma_data": self.sigma_data})
+        return d
 
 
 def cosine_theta(T: int = DEFAULT_T, s: float = 0.008) -> np.ndarray:
@@ -50,23 +66,47 @@ def cosine_theta(T: int = DEFAULT_T, s: float = 0.008) -> np.ndarray:
     return 1.0 - abar[1:T + 2]
 
 
-def make_schedule(lam: float = DEFAULT_LAMBDA, T: int = DEFAULT_T, eps: float = DEFAULT_EPS) -> Schedule:
-    """Build the schedule for stationary std ``lam`` (images in [0, 1]), ``T`` steps, ``a_T = eps``."""
+def make_schedule(lam: float = DEFAULT_LAMBDA, T: int = DEFAULT_T, eps: float = DEFAULT_EPS,
+                  precond: str = "none", sigma_data: float = DEFAULT_SIGMA_DATA) -> Schedule:
+    """Build the schedule for stationary std ``lam`` (images in [0, 1]), ``T`` steps, ``a_T = eps``;
+    ``precond`` ("none" | "wiener") and ``sigma_data`` set the network's input scaling (module doc)."""
     if not (lam > 0 and T >= 1 and 0 < eps < 1):
         raise ValueError("invalid schedule: need lambda > 0, T >= 1, 0 < eps < 1")
+    if precond not in PRECONDS:
+        raise ValueError("unknown input preconditioning %r (choose from %s)" % (precond, ", ".join(PRECONDS)))
+    if not sigma_data > 0:
+        raise ValueError("sigma_data must be positive")
     theta = cosine_theta(T)
     theta_bar = np.cumsum(theta) - theta[0]
     dt = -math.log(eps) / theta_bar[-1]
     a = np.exp(-theta_bar * dt)
     sigma = lam * np.sqrt(2.0 * theta)
     sigma_bar = lam * np.sqrt(np.clip(1.0 - a ** 2, 0.0, None))
-    return Schedule(float(lam), int(T), float(eps), theta, theta_bar, float(dt), a, sigma, sigma_bar)
+    if precond == "wiener":
+        c_in = a * sigma_data ** 2 / (a ** 2 * sigma_data ** 2 + sigma_bar ** 2)
+    else:
+        c_in = np.ones_like(a)
+    return Schedule(float(lam), int(T), float(eps), theta, theta_bar, float(dt), a, sigma, sigma_bar, c_in,
+                    precond, float(sigma_data))
+
+
+def schedule_from_dict(d: dict) -> Schedule:
+    """Inverse of :meth:`Schedule.as_dict` (cards written before preconditioning existed read as "none")."""
+    return make_schedule(d["lambda"], d["T"], d["eps"], precond=d.get("input", "none"),
+                         sigma_data=d.get("sigma_data", DEFAULT_SIGMA_DATA))
 
 
 def _take(arr: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Gather schedule values at integer steps ``t`` and shape them to broadcast against ``like``."""
     vals = torch.as_tensor(arr, dtype=like.dtype, device=like.device)[t.long()]
     return vals.reshape(tuple(t.shape) + (1,) * (like.dim() - t.dim()))
+
+
+def net_input(s: Schedule, xt: torch.Tensor, mu: torch.Tensor, t) -> torch.Tensor:
+    """The network input ``concat(c_t (x_t − μ), μ)`` along dim 2 of (B, K, 1, H, W) tensors; ``t`` is
+    an int or integer steps for the leading dims."""
+    c = float(s.c_in[t]) if isinstance(t, int) else _take(s.c_in, t, xt)
+    return torch.cat([(xt - mu) * c, mu], dim=2)
 
 
 def marginal_sample(s: Schedule, x0: torch.Tensor, mu: torch.Tensor, t: torch.Tensor,

@@ -36,8 +36,8 @@ from safetensors.torch import load_file, save_file
 
 from . import normalize
 from .ensemble import Ensemble
-from .network import DnCNN, UNet, init_members, param_count
-from .sde import make_schedule, marginal_sample, ml_loss, x0_to_eps
+from .network import DnCNN, UNet, init_members, param_count, select_members
+from .sde import PRECONDS, make_schedule, marginal_sample, ml_loss, net_input, x0_to_eps
 from .weights import save_model
 
 ARCHS = ("irsde", "regression", "dncnn")
@@ -74,6 +74,8 @@ class TrainConfig:
     threads: Optional[int] = 1
     name: str = ""
     t_focus: float = 0.0
+    precond: str = "none"
+    init: Optional[str] = None
 
     #: fields that may change when a run is resumed (a t_focus change is recorded in ``state["stages"]``)
     RESUMABLE = ("minutes", "threads", "name", "t_focus")
@@ -91,12 +93,18 @@ class TrainConfig:
             raise ValueError("give at least one --probe")
         if not 0.0 <= self.t_focus <= 1.0:
             raise ValueError("--t-focus must be in [0, 1]")
+        if self.precond not in PRECONDS:
+            raise ValueError("unknown --precond %r (choose from %s)" % (self.precond, ", ".join(PRECONDS)))
         if self.patch > self.size * self.zoom[0]:
             raise ValueError("patch %d does not fit a %d frame shrunk by %.2f" % (self.patch, self.size, self.zoom[0]))
         return self
 
     def member_seeds(self) -> list[int]:
         return [self.seed * 1000 + k for k in range(self.members)]
+
+    def schedule(self):
+        """The IR-SDE schedule of this run (None for the regression and DnCNN architectures)."""
+        return make_schedule(self.lam, precond=self.precond) if self.arch == "irsde" else None
 
 
 def make_network(cfg: TrainConfig) -> torch.nn.Module:
@@ -112,8 +120,7 @@ def ensemble_for(net: torch.nn.Module, cfg: TrainConfig, default_steps: int = 1,
                  default_sampler: str = "posterior") -> Ensemble:
     """Wrap a (training) network as an :class:`Ensemble` for validation (normalisation off)."""
     mode = cfg.arch
-    sched = make_schedule(cfg.lam) if mode == "irsde" else None
-    return Ensemble(net, mode=mode, schedule=sched, name=cfg.name, device="cpu", default_steps=default_steps,
+    return Ensemble(net, mode=mode, schedule=cfg.schedule(), name=cfg.name, device="cpu", default_steps=default_steps,
                     default_sampler=default_sampler, normalize="off")
 
 
@@ -206,14 +213,14 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
     if cfg.arch == "regression":
         pred = net(torch.cat([torch.zeros_like(mu), mu], dim=2), torch.zeros(b, dtype=torch.long))
         return (pred - x0).abs().mean()
-    sched = make_schedule(cfg.lam)
+    sched = cfg.schedule()
     t = torch.randint(1, sched.T + 1, (b, k), generator=gen)
     if cfg.t_focus > 0:  # a share of the batch at the last FOCUS_STEPS steps, where few-step sampling starts
         top = torch.randint(sched.T - FOCUS_STEPS + 1, sched.T + 1, (b, k), generator=gen)
         t = torch.where(torch.rand((b, k), generator=gen) < cfg.t_focus, top, t)
     noise = torch.randn(mu.shape, generator=gen)
     xt = marginal_sample(sched, x0, mu, t, noise)
-    pred = net(torch.cat([xt - mu, mu], dim=2), t)
+    pred = net(net_input(sched, xt, mu, t), t)
     if cfg.loss == "x0":
         return (pred - x0).abs().mean()
     return ml_loss(sched, xt, x0, mu, t, x0_to_eps(sched, xt, mu, pred, t))
@@ -235,6 +242,27 @@ def _save_checkpoint(run: Path, net, ema: dict, opt: torch.optim.Optimizer, stat
     tmp = run / (STATE + ".tmp")
     tmp.write_text(json.dumps(state, indent=1))
     os.replace(tmp, run / STATE)
+
+
+def warm_start(net: torch.nn.Module, cfg: TrainConfig) -> dict:
+    """Load the weights of ``cfg.init`` (a shipped model name or an exported folder) into ``net``: its
+    first ``cfg.members`` members; architecture, network and mode must match.  Returns what the model
+    card records about it (name, SHA-256, the steps and minutes it had been trained)."""
+    from .weights import read_model
+    src, card, folder = read_model(cfg.init)
+    if card["mode"] != cfg.arch:
+        raise ValueError("--init %s is a %s model; this run trains %s" % (cfg.init, card["mode"], cfg.arch))
+    if card["network"] != net.config():
+        raise ValueError("--init %s has network %s; this run builds %s" % (cfg.init, card["network"], net.config()))
+    if int(card["members"]) < cfg.members:
+        raise ValueError("--init %s has %d members; this run needs %d" % (cfg.init, card["members"], cfg.members))
+    net.load_state_dict(select_members(src.state_dict(), int(card["members"]), range(cfg.members)))
+    tr = card.get("training") or {}
+    prior = tr.get("init") or {}  # a model that was itself fine-tuned: count its whole history
+    return {"model": card.get("name", folder.name), "sha256": {f: i.get("sha256") for f, i in card["files"].items()},
+            "steps": int(tr.get("steps") or 0) + int(prior.get("steps") or 0),
+            "wall_minutes": round(float(tr.get("wall_minutes") or 0) + float(prior.get("wall_minutes") or 0), 2),
+            "schedule": card.get("schedule")}
 
 
 def _load_checkpoint(run: Path, net, opt: Optional[torch.optim.Optimizer]) -> tuple[dict, dict]:
@@ -315,9 +343,13 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
         state["config"] = asdict(cfg)
         log("resuming %s at step %d (%.1f of %.1f min)" % (run, state["step"], state["elapsed"] / 60, cfg.minutes))
     else:
-        ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
         state = {"config": asdict(cfg), "step": 0, "elapsed": 0.0, "consumed": 0, "losses": [],
                  "val": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if cfg.init:
+            state["init"] = warm_start(net, cfg)
+            log("initialised from %s (%d steps, %.1f min)" % (cfg.init, state["init"]["steps"],
+                                                              state["init"]["wall_minutes"]))
+        ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     step0 = state["step"]
     rngs = [np.random.default_rng([s, step0]) for s in cfg.member_seeds()]
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + step0)
@@ -456,7 +488,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
         "name": name or cfg.name or run.name,
         "description": DESCRIPTIONS[cfg.arch],
         "mode": cfg.arch,
-        "schedule": make_schedule(cfg.lam).as_dict() if cfg.arch == "irsde" else None,
+        "schedule": cfg.schedule().as_dict() if cfg.arch == "irsde" else None,
         "default_sampler": "posterior" if cfg.arch == "irsde" else "direct",
         "default_steps": int(default_steps),
         "reference": ref,
@@ -470,6 +502,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
             "final_loss": state["losses"][-1][2] if state["losses"] else None,
             "val_history": state["val"], "started": state.get("started"),
             "config": state["config"], "threads": cfg.threads, "stages": state.get("stages", []),
+            "init": state.get("init"),
             "timestep_sampling": timestep_sampling(cfg.t_focus, state.get("stages", []))
             if cfg.arch == "irsde" else None,
             "augmentation": {"zoom": cfg.zoom, "gain": cfg.gain, "dr_ratio": cfg.dr_ratio, "lateral_flip": True},

@@ -138,6 +138,10 @@ def card_markdown(card: dict) -> str:
              "| loss | %s |" % tr.get("loss")]
     if tr.get("timestep_sampling"):
         lines.append("| timestep sampling | %s |" % tr["timestep_sampling"])
+    if tr.get("init"):
+        ini = tr["init"]
+        lines.append("| initialised from | %s (%s optimiser steps, %s min before this run; schedule %s) |" % (
+            ini.get("model"), ini.get("steps"), ini.get("wall_minutes"), json.dumps(ini.get("schedule"))))
     lines.append("")
     metrics = card.get("metrics") or {}
     if metrics:

@@ -80,6 +80,32 @@ def test_resume_and_export(synthetic, tmp_path):
     assert on_disk["files"]["model.safetensors"]["sha256"] == card["files"]["model.safetensors"]["sha256"]
 
 
+def test_warm_start_from_an_exported_model(synthetic, tmp_path):
+    """--init copies the first members of an exported model, is recorded in the card, and refuses a
+    model of another architecture or size."""
+    src = tmp_path / "src"
+    train(_cfg(members=3), src, log=lambda m: None, max_steps=4)
+    export(src, name="src", n_eval=2, log=lambda m: None, test_sets=False)
+    from engine.weights import read_model
+    ref, _, _ = read_model(src)
+    lines = []
+    s = train(_cfg(members=2, init=str(src), precond="wiener"), tmp_path / "ft", log=lines.append, max_steps=0)
+    assert s["init"]["steps"] == 4 and s["init"]["model"] == "src" and any("initialised" in m for m in lines)
+    net = make_network(_cfg(members=2))
+    tr._load_checkpoint(tmp_path / "ft", net, None)
+    from engine.network import select_members
+    want = select_members(ref.state_dict(), 3, [0, 1])
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, want[k], atol=1e-3, rtol=1e-3)  # fp16 on disk
+    card = export(tmp_path / "ft", name="ft", n_eval=2, log=lambda m: None, test_sets=False)
+    assert card["training"]["init"]["model"] == "src" and card["schedule"]["input"] == "wiener"
+    assert load_ensemble(tmp_path / "ft", device="cpu").schedule.precond == "wiener"
+    assert "initialised from" in (tmp_path / "ft" / "MODEL_CARD.md").read_text()
+    for kw, msg in (({"members": 4}, "members"), ({"base": 8}, "network"), ({"arch": "dncnn"}, "model")):
+        with pytest.raises(ValueError, match=msg):
+            train(_cfg(init=str(src), **kw), tmp_path / ("bad" + msg), log=lambda m: None, max_steps=0)
+
+
 def test_member_seeds_differ_in_init_and_data(tmp_path):
     cfg = _cfg(members=3)
     net = make_network(cfg)
@@ -106,7 +132,7 @@ def test_t_focus_draws_the_last_steps():
 
 def test_bad_config_is_refused():
     for kw in ({"arch": "gan"}, {"loss": "l2"}, {"members": 0}, {"minutes": 0}, {"probes": []}, {"patch": 200},
-               {"t_focus": 1.5}):
+               {"t_focus": 1.5}, {"precond": "edm"}):
         with pytest.raises(ValueError):
             _cfg(**kw).validate()
 

@@ -26,6 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--t-focus", type=float, default=0.0, metavar="F",
                    help="IR-SDE: share of each batch drawn from the last 20 timesteps, where 1-2 step sampling "
                         "starts (default 0: t uniform; may change when a run is resumed)")
+    p.add_argument("--precond", choices=("none", "wiener"), default="none",
+                   help="IR-SDE input scaling: none (reference: raw x_t - mu) or wiener (x_t - mu shrunk by its "
+                        "signal-to-noise ratio, ~0 at t = T; see engine.sde)")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start from a shipped model name or an exported model folder (same architecture; "
+                        "its first --members members) instead of a random initialisation")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3; lower for --init)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--name", default="", help="model name written in the model card")
     p.add_argument("--export-to", metavar="DIR",
@@ -41,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(probes=args.probes or ["L11-5v"], members=args.members, minutes=args.minutes, arch=args.arch,
                       seed=args.seed, lam=args.lam / 255.0, loss=args.loss, patch=args.patch, batch=args.batch,
                       base=args.base, data_dir=args.data, threads=args.threads, name=args.name,
-                      t_focus=args.t_focus)
+                      t_focus=args.t_focus, precond=args.precond, init=args.init, lr=args.lr)
     from simulator.probes import PROBE_NAMES
     bad = [p for p in cfg.probes if p not in PROBE_NAMES]
     if bad:
