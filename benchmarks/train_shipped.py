@@ -49,7 +49,7 @@ COMMON = dict(lam=30 / 255, loss="x0", patch=64, batch=8, base=16, checkpoint_mi
 
 def plan(a: argparse.Namespace) -> list[tuple[str, TrainConfig]]:
     def common(name: str) -> dict:
-        return dict(COMMON, name=name, threads=a.threads, lr=a.lr, init=name if a.init_shipped else None)
+        return dict(COMMON, name=name, threads=a.threads, lr=a.lr, init=str(shipped_dir() / name) if a.init_shipped else None)
     sde = dict(t_focus=a.t_focus, precond=a.precond)
     return [
         ("l11-5v", TrainConfig(probes=["L11-5v"], members=4, minutes=a.l11_minutes, seed=11, **sde, **common("l11-5v"))),

@@ -333,14 +333,14 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     if (run / STATE).is_file() and (run / CKPT).is_file():
         prev = load_config(run)
-        free = {f: None for f in TrainConfig.RESUMABLE}
+        free = {f: None for f in TrainConfig.RESUMABLE + ("init",)}  # init only matters for a new run
         if asdict(prev) | free != asdict(cfg) | free:
             raise ValueError("%s holds a run with different settings; use a new -o folder" % run)
         state, ema = _load_checkpoint(run, net, opt)
         if prev.t_focus != cfg.t_focus:
             state.setdefault("stages", []).append({"step": state["step"], "prev_t_focus": prev.t_focus,
                                                    "t_focus": cfg.t_focus})
-        state["config"] = asdict(cfg)
+        state["config"] = asdict(cfg) | {"init": prev.init}
         log("resuming %s at step %d (%.1f of %.1f min)" % (run, state["step"], state["elapsed"] / 60, cfg.minutes))
     else:
         state = {"config": asdict(cfg), "step": 0, "elapsed": 0.0, "consumed": 0, "losses": [],

@@ -119,6 +119,14 @@ def read_model(name_or_folder: str | os.PathLike) -> tuple[torch.nn.Module, dict
     return net, card, folder
 
 
+def _with_prior(tr: dict, key: str, fmt: str) -> str:
+    """``value`` or, for a run initialised from another model, ``value in this run, total in all``."""
+    value, prior = tr.get(key), (tr.get("init") or {}).get(key)
+    if value is None or not prior:
+        return fmt % value if value is not None else "None"
+    return "%s in this run, %s in all" % (fmt % value, fmt % (value + prior))
+
+
 def card_markdown(card: dict) -> str:
     """Human-readable model card."""
     tr = card.get("training", {})
@@ -133,8 +141,8 @@ def card_markdown(card: dict) -> str:
              "| probes | %s |" % ", ".join(tr.get("probes", [])),
              "| data | %s |" % tr.get("data", ""),
              "| member seeds | %s |" % tr.get("member_seeds"),
-             "| optimiser steps | %s |" % tr.get("steps"),
-             "| wall time | %s min |" % tr.get("wall_minutes"),
+             "| optimiser steps | %s |" % _with_prior(tr, "steps", "%d"),
+             "| wall time | %s |" % _with_prior(tr, "wall_minutes", "%.1f min"),
              "| loss | %s |" % tr.get("loss")]
     if tr.get("timestep_sampling"):
         lines.append("| timestep sampling | %s |" % tr["timestep_sampling"])

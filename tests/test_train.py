@@ -97,6 +97,8 @@ def test_warm_start_from_an_exported_model(synthetic, tmp_path):
     want = select_members(ref.state_dict(), 3, [0, 1])
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, want[k], atol=1e-3, rtol=1e-3)  # fp16 on disk
+    s2 = train(_cfg(members=2, precond="wiener"), tmp_path / "ft", log=lines.append, max_steps=1)  # resume
+    assert s2["step"] == 1 and s2["config"]["init"] == str(src)  # init only matters for a new run
     card = export(tmp_path / "ft", name="ft", n_eval=2, log=lambda m: None, test_sets=False)
     assert card["training"]["init"]["model"] == "src" and card["schedule"]["input"] == "wiener"
     assert load_ensemble(tmp_path / "ft", device="cpu").schedule.precond == "wiener"
