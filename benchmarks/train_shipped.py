@@ -40,6 +40,7 @@ import shutil
 import time
 from pathlib import Path
 
+from engine.sde import PRECONDS
 from engine.train import STATE, TrainConfig, export, train
 from engine.weights import shipped_dir
 
@@ -74,7 +75,7 @@ def main() -> None:
     ap.add_argument("--baseline-minutes", type=float, default=15.0, help="cap; it stops at l11-5v's step count")
     ap.add_argument("--dncnn-minutes", type=float, default=6.0)
     ap.add_argument("--t-focus", type=float, default=0.0, help="IR-SDE runs: share of t drawn from the last 20 steps")
-    ap.add_argument("--precond", default="none", help="IR-SDE runs: input scaling, none or wiener (engine.sde)")
+    ap.add_argument("--precond", choices=PRECONDS, default="none", help="IR-SDE runs: input scaling, none or wiener (engine.sde)")
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     ap.add_argument("--init-shipped", action="store_true",
                     help="start each new run from the shipped weights of the same name (a fine-tuning stage)")

@@ -38,7 +38,7 @@ from . import normalize
 from .ensemble import Ensemble
 from .network import DnCNN, UNet, init_members, param_count, select_members
 from .sde import PRECONDS, make_schedule, marginal_sample, ml_loss, net_input, x0_to_eps
-from .weights import save_model
+from .weights import read_model, save_model
 
 ARCHS = ("irsde", "regression", "dncnn")
 STATE = "state.json"
@@ -248,7 +248,6 @@ def warm_start(net: torch.nn.Module, cfg: TrainConfig) -> dict:
     """Load the weights of ``cfg.init`` (a shipped model name or an exported folder) into ``net``: its
     first ``cfg.members`` members; architecture, network and mode must match.  Returns what the model
     card records about it (name, SHA-256, the steps and minutes it had been trained)."""
-    from .weights import read_model
     src, card, folder = read_model(cfg.init)
     if card["mode"] != cfg.arch:
         raise ValueError("--init %s is a %s model; this run trains %s" % (cfg.init, card["mode"], cfg.arch))
@@ -484,11 +483,12 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
         metrics["test_sets"] = test_set_metrics(ens, cfg.probes, default_steps)
     train_src = pair_source(cfg, "train", seed=cfg.seed + 999)
     ref = normalize.measure_reference([next(train_src)[0] for _ in range(32)], cfg.zoom, cfg.dr_ratio)
+    sched = cfg.schedule()
     card = {
         "name": name or cfg.name or run.name,
         "description": DESCRIPTIONS[cfg.arch],
         "mode": cfg.arch,
-        "schedule": cfg.schedule().as_dict() if cfg.arch == "irsde" else None,
+        "schedule": sched.as_dict() if sched is not None else None,
         "default_sampler": "posterior" if cfg.arch == "irsde" else "direct",
         "default_steps": int(default_steps),
         "reference": ref,
