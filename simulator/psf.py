@@ -17,7 +17,7 @@ A :class:`PSFBank` holds complex point-spread functions measured with exactly th
   resampled and interpolated.
 
 Each kernel is normalised to unit energy (sum of |k|^2 = 1); ``energy`` keeps the physical
-energy (integral of |h|^2 over the patch area, arbitrary units) which the full path uses as
+energy (integral of |h|^2 over the +-20 x +-48 px core of the patch, arbitrary units) which the full path uses as
 its depth gain (a physics-derived TGC) so that a homogeneous medium has a flat mean level.
 
 Shipped banks live in ``resources/psf/<key>.npz`` (float16 real/imag); banks for other settings are built
@@ -42,11 +42,20 @@ PSF_DIR = Path(__file__).resolve().parent.parent / "resources" / "psf"
 # never into the shipped resources folder.
 CACHE_DIR = Path(os.environ.get("USCLEAN_CACHE_DIR", Path.home() / ".cache" / "usclean")) / "psf"
 N_KERNELS = 9
-AXIAL_HALF_PX = 20  # half height of the measured patch, in output pixels
-LATERAL_HALF_PX = 48  # half width of the measured patch, in output pixels (at the kernel depth)
-ENERGY_KEPT = 0.997  # kernels are cropped to the smallest centred box keeping this energy
+# Half sizes (output pixels) of the measured patch.  A single unfocused transmit has long
+# edge-wave tails: for the L11-5v, 2-11 % of a point's energy (depending on depth) falls outside
+# +-20 x +-48 px, and a fast path without it showed dark regions ~0.04 (2 dB at 50 dB DR) darker
+# and a narrower speckle histogram than the full path (docs/fast_vs_full.md).  Linear banks are
+# therefore measured on +-64 x +-128 px; polar banks keep +-20 x +-48 (their lateral axis is an
+# angle: +-128 px would wrap around at shallow radii).
+AXIAL_HALF_PX = {"cartesian": 64, "polar": 20}
+LATERAL_HALF_PX = {"cartesian": 128, "polar": 48}
+# The depth gain (full path, ``PSFBank.gain``) uses the energy inside the +-20 x +-48 px core: the
+# window it always used, so full-path images are unchanged by the larger kernels.
+GAIN_HALF_PX = (20, 48)
+ENERGY_KEPT = {"cartesian": 0.999, "polar": 0.997}  # crop to the smallest centred box keeping this energy
 POLAR_OVERSAMPLING = 1.5  # beam-space samples per output pixel, radially and laterally
-_FORMAT_VERSION = 3
+_FORMAT_VERSION = 4
 
 
 # --------------------------------------------------------------------------- acquisition
@@ -203,8 +212,11 @@ def build_bank(probe: Probe, angle_deg: float, pitch: float) -> PSFBank:
     else:
         ox, oz = 0.0, 0.0
         d_ax, d_lat = pitch, pitch
-    n_ax = int(round(AXIAL_HALF_PX * pitch / d_ax))
-    n_lat = int(round(LATERAL_HALF_PX * pitch / d_lat))
+    space = "polar" if polar else "cartesian"
+    n_ax = int(round(AXIAL_HALF_PX[space] * pitch / d_ax))
+    n_lat = int(round(LATERAL_HALF_PX[space] * pitch / d_lat))
+    g_ax, g_lat = int(round(GAIN_HALF_PX[0] * pitch / d_ax)), int(round(GAIN_HALF_PX[1] * pitch / d_lat))
+    core = (slice(n_ax - g_ax, n_ax + g_ax + 1), slice(n_lat - g_lat, n_lat + g_lat + 1))
     ia = np.arange(-n_ax, n_ax + 1, dtype=float)
     il = np.arange(-n_lat, n_lat + 1, dtype=float)
     kernels, energy = [], []
@@ -221,16 +233,16 @@ def build_bank(probe: Probe, angle_deg: float, pitch: float) -> PSFBank:
             k = beamform(iq, x * 1e-3, z * 1e-3, q)
             nu = _axial_carrier(iq, q, ox, oz, dk, th, probe.wavelength_mm)
             k = k * np.exp(-2j * np.pi * nu * (ia * d_ax))[:, None]
-            e = float(np.sum(np.abs(k) ** 2) * d_ax * d_lat)
+            e = float(np.sum(np.abs(k[core]) ** 2) * d_ax * d_lat)
         else:
             zz, xx = np.meshgrid(dk + ia * d_ax, px + il * d_lat, indexing="ij")
             k = beamform(iq, xx * 1e-3, zz * 1e-3, q)
-            e = float(np.sum(np.abs(k) ** 2) * d_ax * d_lat)
+            e = float(np.sum(np.abs(k[core]) ** 2) * d_ax * d_lat)
         kernels.append(k)
         energy.append(e)
-    kernels = _crop_common(np.stack(kernels))
+    kernels = _crop_common(np.stack(kernels), ENERGY_KEPT[space])
     kernels = kernels / np.sqrt(np.sum(np.abs(kernels) ** 2, axis=(1, 2), keepdims=True))
-    return PSFBank(space="polar" if polar else "cartesian", depths_mm=np.asarray(depths, float),
+    return PSFBank(space=space, depths_mm=np.asarray(depths, float),
                    kernels=kernels.astype(np.complex64), energy=np.asarray(energy),
                    steps=(d_ax, d_lat), key=bank_key(probe, angle_deg, pitch))
 
@@ -254,19 +266,19 @@ def _band_limit(power: np.ndarray, fraction: float) -> float:
     return float(f[order][min(np.searchsorted(cum, fraction), power.size - 1)])
 
 
-def _crop_common(k: np.ndarray) -> np.ndarray:
-    """Crop all kernels to the smallest centred box keeping ENERGY_KEPT of every kernel."""
+def _crop_common(k: np.ndarray, kept: float) -> np.ndarray:
+    """Crop all kernels to the smallest centred box keeping the fraction ``kept`` of every kernel's energy."""
     _, h, w = k.shape
     e = np.abs(k) ** 2
     tot = e.sum(axis=(1, 2))
     ch, cw = h // 2, w // 2
     best_a, best_l = ch, cw
     for a in range(2, ch + 1):
-        if np.all(e[:, ch - a:ch + a + 1].sum(axis=(1, 2)) >= ENERGY_KEPT ** 0.5 * tot):
+        if np.all(e[:, ch - a:ch + a + 1].sum(axis=(1, 2)) >= kept ** 0.5 * tot):
             best_a = a
             break
     for b in range(2, cw + 1):
-        if np.all(e[:, :, cw - b:cw + b + 1].sum(axis=(1, 2)) >= ENERGY_KEPT ** 0.5 * tot):
+        if np.all(e[:, :, cw - b:cw + b + 1].sum(axis=(1, 2)) >= kept ** 0.5 * tot):
             best_l = b
             break
     return k[:, ch - best_a:ch + best_a + 1, cw - best_l:cw + best_l + 1]

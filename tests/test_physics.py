@@ -192,3 +192,18 @@ def test_fast_matches_full_physics(name):
     fast = validate.fast_statistics(name, len(stored["images"]))
     ok = validate.compare(full, fast)
     assert all(ok.values()), {k: (fast[k]["mean"] if k in fast else None) for k, v in ok.items() if not v}
+
+
+def test_fast_path_matches_full_physics_on_the_committed_anatomy():
+    """On the committed full-physics L11-5v test set (MRI anatomy, same phantoms and seeds), the fast
+    path puts dark tissue at the full path's level and spreads speckle as widely.  With PSF kernels
+    measured on +-20 x +-48 px only (format 3) dark tissue sat 0.036 lower and the residual std was 9 %
+    smaller: the plane wave's edge-wave tails carry clutter into dark regions."""
+    from simulator.validate import testset_agreement
+
+    t = testset_agreement("L11-5v")
+    assert t["images"] >= 24
+    full, fast = t["full"], t["fast"]
+    assert fast["bin_mean"][0] == pytest.approx(full["bin_mean"][0], abs=0.012)  # clean 0.05-0.3
+    assert fast["std"] == pytest.approx(full["std"], rel=0.03)
+    assert fast["mean"] == pytest.approx(full["mean"], abs=0.01)
