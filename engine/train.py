@@ -43,6 +43,7 @@ from .weights import read_model, save_model
 ARCHS = ("irsde", "regression", "dncnn")
 STATE = "state.json"
 CKPT = "checkpoint.safetensors"
+NORMS = ("l1", "l2")  # the per-pixel penalty: L1 (median-seeking) or L2 (mean-seeking, what PSNR measures)
 FOCUS_STEPS = 20  # t_focus draws t from the last FOCUS_STEPS trained steps (a_t < 0.035 there: x_t is nearly mu)
 
 
@@ -57,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     lam: float = 30.0 / 255.0
     loss: str = "x0"
+    norm: str = "l1"
     patch: int = 64
     batch: int = 8
     size: int = 128
@@ -85,6 +87,8 @@ class TrainConfig:
             raise ValueError("unknown --arch %r (choose from %s)" % (self.arch, ", ".join(ARCHS)))
         if self.loss not in ("x0", "ml"):
             raise ValueError("unknown loss %r (x0 or ml)" % self.loss)
+        if self.norm not in NORMS:
+            raise ValueError("unknown --norm %r (choose from %s)" % (self.norm, ", ".join(NORMS)))
         if self.members < 1:
             raise ValueError("--members must be at least 1")
         if not self.minutes > 0:
@@ -204,15 +208,20 @@ def val_set(cfg: TrainConfig, n: Optional[int] = None) -> tuple[np.ndarray, np.n
 
 
 # --------------------------------------------------------------------------- loss
+def _penalty(err: torch.Tensor, norm: str) -> torch.Tensor:
+    """Mean absolute (``l1``) or mean squared (``l2``) error."""
+    return err.abs().mean() if norm == "l1" else err.square().mean()
+
+
 def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.Tensor,
             gen: torch.Generator) -> torch.Tensor:
     """The training loss of one joint batch (B, K, 1, p, p)."""
     if cfg.arch == "dncnn":
-        return (net(mu) - x0).abs().mean()
+        return _penalty(net(mu) - x0, cfg.norm)
     b, k = mu.shape[:2]
     if cfg.arch == "regression":
         pred = net(torch.cat([torch.zeros_like(mu), mu], dim=2), torch.zeros(b, dtype=torch.long))
-        return (pred - x0).abs().mean()
+        return _penalty(pred - x0, cfg.norm)
     sched = cfg.schedule()
     t = torch.randint(1, sched.T + 1, (b, k), generator=gen)
     if cfg.t_focus > 0:  # a share of the batch at the last FOCUS_STEPS steps, where few-step sampling starts
@@ -222,8 +231,8 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
     xt = marginal_sample(sched, x0, mu, t, noise)
     pred = net(net_input(sched, xt, mu, t), t)
     if cfg.loss == "x0":
-        return (pred - x0).abs().mean()
-    return ml_loss(sched, xt, x0, mu, t, x0_to_eps(sched, xt, mu, pred, t))
+        return _penalty(pred - x0, cfg.norm)
+    return ml_loss(sched, xt, x0, mu, t, x0_to_eps(sched, xt, mu, pred, t), norm=cfg.norm)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -261,7 +270,13 @@ def warm_start(net: torch.nn.Module, cfg: TrainConfig) -> dict:
     return {"model": card.get("name", folder.name), "sha256": {f: i.get("sha256") for f, i in card["files"].items()},
             "steps": int(tr.get("steps") or 0) + int(prior.get("steps") or 0),
             "wall_minutes": round(float(tr.get("wall_minutes") or 0) + float(prior.get("wall_minutes") or 0), 2),
-            "schedule": card.get("schedule")}
+            "schedule": card.get("schedule"), "loss": tr.get("loss")}
+
+
+def loss_text(cfg: TrainConfig) -> str:
+    """The model card's description of the training loss."""
+    norm = {"l1": "L1", "l2": "L2 (squared error)"}[cfg.norm]
+    return ("%s on x0" % norm) if cfg.loss == "x0" or cfg.arch != "irsde" else ("IR-SDE maximum-likelihood %s" % norm)
 
 
 def _load_checkpoint(run: Path, net, opt: Optional[torch.optim.Optimizer]) -> tuple[dict, dict]:
@@ -498,7 +513,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
             "fast simulator on the fly (simulator.datasets.PairStream, split train, %d px frames)" % cfg.size,
             "member_seeds": cfg.member_seeds(), "steps": int(state["step"]),
             "wall_minutes": round(state["elapsed"] / 60, 2), "pairs_simulated": int(state.get("consumed", 0)),
-            "loss": "L1 on x0" if cfg.loss == "x0" or cfg.arch != "irsde" else "IR-SDE maximum-likelihood L1",
+            "loss": loss_text(cfg),
             "final_loss": state["losses"][-1][2] if state["losses"] else None,
             "val_history": state["val"], "started": state.get("started"),
             "config": state["config"], "threads": cfg.threads, "stages": state.get("stages", []),

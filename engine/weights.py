@@ -148,8 +148,9 @@ def card_markdown(card: dict) -> str:
         lines.append("| timestep sampling | %s |" % tr["timestep_sampling"])
     if tr.get("init"):
         ini = tr["init"]
-        lines.append("| initialised from | %s (%s optimiser steps, %s min before this run; schedule %s) |" % (
-            ini.get("model"), ini.get("steps"), ini.get("wall_minutes"), json.dumps(ini.get("schedule"))))
+        lines.append("| initialised from | %s (%s optimiser steps, %s min before this run; schedule %s%s) |" % (
+            ini.get("model"), ini.get("steps"), ini.get("wall_minutes"), json.dumps(ini.get("schedule")),
+            "; loss %s" % ini["loss"] if ini.get("loss") else ""))
     lines.append("")
     metrics = card.get("metrics") or {}
     if metrics:

@@ -132,8 +132,22 @@ def test_t_focus_draws_the_last_steps():
         assert lo <= float((t > 80).float().mean()) <= hi
 
 
+@pytest.mark.parametrize("arch", ["irsde", "regression", "dncnn"])
+def test_norm_picks_absolute_or_squared_error(arch):
+    """norm="l1" is the mean absolute error of the prediction, "l2" its mean square, for every architecture
+    (the network here returns the mu channel, so the error is mu - x0 whatever t is drawn)."""
+    mu = torch.rand(4, 2, 1, 8, 8)
+    x0 = torch.rand(4, 2, 1, 8, 8)
+    ident = lambda x, t=None: x if x.shape[2] == 1 else x[:, :, 1:]  # noqa: E731
+    for norm, want in (("l1", (mu - x0).abs().mean()), ("l2", (mu - x0).square().mean())):
+        got = loss_fn(ident, _cfg(arch=arch, norm=norm), mu, x0, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(got, want)
+    assert tr.loss_text(_cfg(norm="l2")) == "L2 (squared error) on x0"
+    assert tr.loss_text(_cfg(norm="l1", loss="ml")) == "IR-SDE maximum-likelihood L1"
+
+
 def test_bad_config_is_refused():
-    for kw in ({"arch": "gan"}, {"loss": "l2"}, {"members": 0}, {"minutes": 0}, {"probes": []}, {"patch": 200},
+    for kw in ({"arch": "gan"}, {"loss": "l2"}, {"norm": "huber"}, {"members": 0}, {"minutes": 0}, {"probes": []}, {"patch": 200},
                {"t_focus": 1.5}, {"precond": "edm"}):
         with pytest.raises(ValueError):
             _cfg(**kw).validate()

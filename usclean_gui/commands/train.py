@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lambda", dest="lam", type=float, default=30.0,
                    help="IR-SDE stationary std λ in grey levels out of 255 (default 30)")
     p.add_argument("--loss", choices=("x0", "ml"), default="x0", help="x0 L1 (default) or the IR-SDE ML loss")
+    p.add_argument("--norm", choices=("l1", "l2"), default="l1",
+                   help="per-pixel penalty of the loss: l1 (default, the reference's) or l2 (squared error: the "
+                        "estimate of the mean, which is what PSNR scores)")
     p.add_argument("--patch", type=int, default=64, help="training crop size (default 64)")
     p.add_argument("--batch", type=int, default=8, help="crops per member per step (default 8)")
     p.add_argument("--base", type=int, default=32, help="UNet base channels (default 32, ~0.7 M parameters)")
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         export(args.out, args.export_to, name=args.name or None)
         return 0
     cfg = TrainConfig(probes=args.probes or ["L11-5v"], members=args.members, minutes=args.minutes, arch=args.arch,
-                      seed=args.seed, lam=args.lam / 255.0, loss=args.loss, patch=args.patch, batch=args.batch,
+                      seed=args.seed, lam=args.lam / 255.0, loss=args.loss, norm=args.norm, patch=args.patch, batch=args.batch,
                       base=args.base, data_dir=args.data, threads=args.threads, name=args.name,
                       t_focus=args.t_focus, precond=args.precond, init=args.init, lr=args.lr)
     from simulator.probes import PROBE_NAMES
