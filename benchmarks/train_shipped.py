@@ -10,8 +10,10 @@ Re-running the same command resumes where it stopped (finished runs are skipped)
 ``--*-minutes`` continues a finished run (the learning rate's cosine decay is stretched over the new
 budget).
 
-The shipped weights came from four stages (stages 1-3 trained from scratch; stage 4 fine-tuned the
-shipped weights of stage 3 with the Wiener input preconditioning of engine.sde):
+The shipped weights came from five stages (stages 1-3 trained from scratch; stage 4 fine-tuned the
+shipped weights of stage 3 with the Wiener input preconditioning of engine.sde; stage 5 fine-tuned
+those on the corrected fast path, PSF banks format 4, whose linear-probe kernels keep the plane
+wave's edge-wave tails; DnCNN was not retrained after stage 4):
 
     # stage 1 (one shared thread): all four runs
     nohup setsid python benchmarks/train_shipped.py --runs /work/train_runs > /work/train_runs/log.txt 2>&1 &
@@ -31,6 +33,13 @@ shipped weights of stage 3 with the Wiener input preconditioning of engine.sde):
     python benchmarks/train_shipped.py --runs /work/train_ft --init-shipped --precond wiener --lr 2e-4 \
         --t-focus 0.5 --threads 2 --only multiprobe dncnn --multi-minutes 20 --dncnn-minutes 30
     python benchmarks/train_shipped.py --runs /work/train_ft --export
+    # stage 5 (two threads, new run folders, from the stage-4 weights, peak lr 3e-4): l11-5v for 32 min, the
+    # baseline by the same number of steps, multiprobe for 15 min
+    python benchmarks/train_shipped.py --runs /work/train_v4 --init-shipped --precond wiener --lr 3e-4 \
+        --t-focus 0.5 --threads 2 --only l11-5v baseline --l11-minutes 32 --baseline-minutes 15
+    python benchmarks/train_shipped.py --runs /work/train_v4 --init-shipped --precond wiener --lr 3e-4 \
+        --t-focus 0.5 --threads 2 --only multiprobe --multi-minutes 15
+    python benchmarks/train_shipped.py --runs /work/train_v4 --export
 """
 from __future__ import annotations
 
@@ -41,7 +50,7 @@ import time
 from pathlib import Path
 
 from engine.sde import PRECONDS
-from engine.train import STATE, TrainConfig, export, train
+from engine.train import NORMS, STATE, TrainConfig, export, train
 from engine.weights import shipped_dir
 
 ALL_PROBES = ["L11-5v", "L12-3v", "C5-2v", "P4-2v"]
@@ -50,7 +59,7 @@ COMMON = dict(lam=30 / 255, loss="x0", patch=64, batch=8, base=16, checkpoint_mi
 
 def plan(a: argparse.Namespace) -> list[tuple[str, TrainConfig]]:
     def common(name: str) -> dict:
-        return dict(COMMON, name=name, threads=a.threads, lr=a.lr, init=str(shipped_dir() / name) if a.init_shipped else None)
+        return dict(COMMON, name=name, threads=a.threads, lr=a.lr, norm=a.norm, init=str(shipped_dir() / name) if a.init_shipped else None)
     sde = dict(t_focus=a.t_focus, precond=a.precond)
     return [
         ("l11-5v", TrainConfig(probes=["L11-5v"], members=4, minutes=a.l11_minutes, seed=11, **sde, **common("l11-5v"))),
@@ -76,6 +85,7 @@ def main() -> None:
     ap.add_argument("--dncnn-minutes", type=float, default=6.0)
     ap.add_argument("--t-focus", type=float, default=0.0, help="IR-SDE runs: share of t drawn from the last 20 steps")
     ap.add_argument("--precond", choices=PRECONDS, default="none", help="IR-SDE runs: input scaling, none or wiener (engine.sde)")
+    ap.add_argument("--norm", choices=NORMS, default="l1", help="every run: L1 or L2 (squared error) loss")
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     ap.add_argument("--init-shipped", action="store_true",
                     help="start each new run from the shipped weights of the same name (a fine-tuning stage)")

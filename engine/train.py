@@ -273,6 +273,13 @@ def warm_start(net: torch.nn.Module, cfg: TrainConfig) -> dict:
             "schedule": card.get("schedule"), "loss": tr.get("loss")}
 
 
+def psf_format() -> int:
+    """The fast path's PSF-bank format (simulator.psf; imported here, not at module level: it loads pymust)."""
+    from simulator.psf import FORMAT_VERSION
+
+    return FORMAT_VERSION
+
+
 def loss_text(cfg: TrainConfig) -> str:
     """The model card's description of the training loss."""
     norm = {"l1": "L1", "l2": "L2 (squared error)"}[cfg.norm]
@@ -358,7 +365,8 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
         log("resuming %s at step %d (%.1f of %.1f min)" % (run, state["step"], state["elapsed"] / 60, cfg.minutes))
     else:
         state = {"config": asdict(cfg), "step": 0, "elapsed": 0.0, "consumed": 0, "losses": [],
-                 "val": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                 "val": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "psf_format": None if cfg.data_dir else psf_format()}
         if cfg.init:
             state["init"] = warm_start(net, cfg)
             log("initialised from %s (%d steps, %.1f min)" % (cfg.init, state["init"]["steps"],
@@ -510,7 +518,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
         "metrics": metrics,
         "training": {
             "probes": list(cfg.probes), "data": ("dataset %s" % cfg.data_dir) if cfg.data_dir else
-            "fast simulator on the fly (simulator.datasets.PairStream, split train, %d px frames)" % cfg.size,
+            "fast simulator on the fly (simulator.datasets.PairStream, split train, %d px frames, PSF banks format %d)"
+            % (cfg.size, state.get("psf_format") or psf_format()),  # runs older than the record: the current one
             "member_seeds": cfg.member_seeds(), "steps": int(state["step"]),
             "wall_minutes": round(state["elapsed"] / 60, 2), "pairs_simulated": int(state.get("consumed", 0)),
             "loss": loss_text(cfg),

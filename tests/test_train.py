@@ -71,6 +71,9 @@ def test_resume_and_export(synthetic, tmp_path):
     assert s3["step"] == 18 and s3["stages"] == [{"step": 15, "prev_t_focus": 0.0, "t_focus": 0.5}]
     card = export(run, name="tiny-run", choose_steps=(1, 2), n_eval=2, log=lambda m: None, test_sets=False)
     assert card["training"]["steps"] == 18 and card["training"]["member_seeds"] == [0, 1]
+    from simulator.psf import FORMAT_VERSION
+    assert s1["psf_format"] == FORMAT_VERSION  # the fast path's kernels the run was trained with
+    assert ("PSF banks format %d" % FORMAT_VERSION) in card["training"]["data"]
     md = (run / "MODEL_CARD.md").read_text()
     assert "steps 0-15: uniform in 1..T; from step 15: 50 % from the last 20 steps" in md
     assert card["default_steps"] in (1, 2) and "posterior-1" in card["metrics"]["validation"]
