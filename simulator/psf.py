@@ -55,7 +55,7 @@ LATERAL_HALF_PX = {"cartesian": 128, "polar": 48}
 GAIN_HALF_PX = (20, 48)
 ENERGY_KEPT = {"cartesian": 0.999, "polar": 0.997}  # crop to the smallest centred box keeping this energy
 POLAR_OVERSAMPLING = 1.5  # beam-space samples per output pixel, radially and laterally
-_FORMAT_VERSION = 4
+FORMAT_VERSION = 4  # part of every bank key: raise it when the measurement changes (models record it)
 
 
 # --------------------------------------------------------------------------- acquisition
@@ -147,7 +147,7 @@ def kernel_depths(probe: Probe) -> np.ndarray:
 
 
 def bank_key(probe: Probe, angle_deg: float, pitch_mm: float) -> str:
-    text = (f"v{_FORMAT_VERSION}|{probe.name}|{probe.fc_hz:.1f}|{probe.bandwidth_pct:.3f}|{probe.c:.1f}|"
+    text = (f"v{FORMAT_VERSION}|{probe.name}|{probe.fc_hz:.1f}|{probe.bandwidth_pct:.3f}|{probe.c:.1f}|"
             f"{probe.sector_deg:.3f}|{float(angle_deg):.4f}|{float(pitch_mm):.5f}|{N_KERNELS}")
     return f"{probe.name}_{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
