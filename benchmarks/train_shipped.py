@@ -49,8 +49,8 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.sde import PRECONDS
-from engine.train import NORMS, STATE, TrainConfig, export, train
+from engine.sde import NORMS, PRECONDS
+from engine.train import STATE, TrainConfig, export, train
 from engine.weights import shipped_dir
 
 ALL_PROBES = ["L11-5v", "L12-3v", "C5-2v", "P4-2v"]

@@ -28,6 +28,7 @@ DEFAULT_T = 100
 DEFAULT_EPS = 0.005
 DEFAULT_LAMBDA = 30.0 / 255.0
 PRECONDS = ("none", "wiener")
+NORMS = ("l1", "l2")  # per-pixel penalty of the losses: L1 (median-seeking) or L2 (mean-seeking, what PSNR measures)
 #: std of x_0 − μ (clean minus speckled) in the training data: input PSNR ≈ 18.1 dB → RMS ≈ 0.125
 DEFAULT_SIGMA_DATA = 0.125
 
@@ -154,5 +155,9 @@ def ml_loss(s: Schedule, xt: torch.Tensor, x0: torch.Tensor, mu: torch.Tensor, t
             eps_hat: torch.Tensor, norm: str = "l1") -> torch.Tensor:
     """The reference maximum-likelihood loss |x̂_{t−1} − x*_{t−1}| (mean over all elements; the reference
     uses L1, ``norm="l2"`` squares the difference instead)."""
-    d = em_mean(s, xt, mu, eps_hat, t) - optimal_prev(s, xt, x0, mu, t)
-    return d.abs().mean() if norm == "l1" else d.square().mean()
+    return penalty(em_mean(s, xt, mu, eps_hat, t) - optimal_prev(s, xt, x0, mu, t), norm)
+
+
+def penalty(err: torch.Tensor, norm: str = "l1") -> torch.Tensor:
+    """Mean absolute (``l1``) or mean squared (``l2``) error over all elements."""
+    return err.abs().mean() if norm == "l1" else err.square().mean()

@@ -37,13 +37,12 @@ from safetensors.torch import load_file, save_file
 from . import normalize
 from .ensemble import Ensemble
 from .network import DnCNN, UNet, init_members, param_count, select_members
-from .sde import PRECONDS, make_schedule, marginal_sample, ml_loss, net_input, x0_to_eps
+from .sde import NORMS, PRECONDS, make_schedule, marginal_sample, ml_loss, net_input, penalty, x0_to_eps
 from .weights import read_model, save_model
 
 ARCHS = ("irsde", "regression", "dncnn")
 STATE = "state.json"
 CKPT = "checkpoint.safetensors"
-NORMS = ("l1", "l2")  # the per-pixel penalty: L1 (median-seeking) or L2 (mean-seeking, what PSNR measures)
 FOCUS_STEPS = 20  # t_focus draws t from the last FOCUS_STEPS trained steps (a_t < 0.035 there: x_t is nearly mu)
 
 
@@ -208,20 +207,15 @@ def val_set(cfg: TrainConfig, n: Optional[int] = None) -> tuple[np.ndarray, np.n
 
 
 # --------------------------------------------------------------------------- loss
-def _penalty(err: torch.Tensor, norm: str) -> torch.Tensor:
-    """Mean absolute (``l1``) or mean squared (``l2``) error."""
-    return err.abs().mean() if norm == "l1" else err.square().mean()
-
-
 def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.Tensor,
             gen: torch.Generator) -> torch.Tensor:
     """The training loss of one joint batch (B, K, 1, p, p)."""
     if cfg.arch == "dncnn":
-        return _penalty(net(mu) - x0, cfg.norm)
+        return penalty(net(mu) - x0, cfg.norm)
     b, k = mu.shape[:2]
     if cfg.arch == "regression":
         pred = net(torch.cat([torch.zeros_like(mu), mu], dim=2), torch.zeros(b, dtype=torch.long))
-        return _penalty(pred - x0, cfg.norm)
+        return penalty(pred - x0, cfg.norm)
     sched = cfg.schedule()
     t = torch.randint(1, sched.T + 1, (b, k), generator=gen)
     if cfg.t_focus > 0:  # a share of the batch at the last FOCUS_STEPS steps, where few-step sampling starts
@@ -231,7 +225,7 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
     xt = marginal_sample(sched, x0, mu, t, noise)
     pred = net(net_input(sched, xt, mu, t), t)
     if cfg.loss == "x0":
-        return _penalty(pred - x0, cfg.norm)
+        return penalty(pred - x0, cfg.norm)
     return ml_loss(sched, xt, x0, mu, t, x0_to_eps(sched, xt, mu, pred, t), norm=cfg.norm)
 
 
