@@ -54,12 +54,13 @@ from engine.train import STATE, TrainConfig, export, train
 from engine.weights import shipped_dir
 
 ALL_PROBES = ["L11-5v", "L12-3v", "C5-2v", "P4-2v"]
-COMMON = dict(lam=30 / 255, loss="x0", patch=64, batch=8, base=16, checkpoint_minutes=4.0)
+COMMON = dict(lam=30 / 255, loss="x0", patch=64, base=16, checkpoint_minutes=4.0)
 
 
 def plan(a: argparse.Namespace) -> list[tuple[str, TrainConfig]]:
     def common(name: str) -> dict:
-        return dict(COMMON, name=name, threads=a.threads, lr=a.lr, norm=a.norm, init=str(shipped_dir() / name) if a.init_shipped else None)
+        return dict(COMMON, name=name, threads=a.threads, device=a.device, batch=a.batch, lr=a.lr, norm=a.norm,
+                    init=str(shipped_dir() / name) if a.init_shipped else None)
     sde = dict(t_focus=a.t_focus, precond=a.precond)
     return [
         ("l11-5v", TrainConfig(probes=["L11-5v"], members=4, minutes=a.l11_minutes, seed=11, **sde, **common("l11-5v"))),
@@ -90,7 +91,13 @@ def main() -> None:
     ap.add_argument("--init-shipped", action="store_true",
                     help="start each new run from the shipped weights of the same name (a fine-tuning stage)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the optimiser steps run")
+    ap.add_argument("--batch", type=int, default=8, help="crops per member per step (default 8)")
     ap.add_argument("--only", nargs="+", metavar="RUN", help="train only these runs (default: all, in order)")
+    ap.add_argument("--max-steps", type=int, metavar="N",
+                    help="stop every run after N more optimiser steps (its learning rate then decays by steps); "
+                         "runs of one stage can then train side by side, e.g. on one GPU, with equal steps")
+    ap.add_argument("--no-export", action="store_true", help="train only; export later with --export")
     ap.add_argument("--export", action="store_true", help="write the finished runs to resources/weights/<name>")
     a = ap.parse_args()
     runs = Path(a.runs)
@@ -111,8 +118,8 @@ def main() -> None:
         if cfg.minutes <= 0 or (a.only and name not in a.only):
             continue
         run = runs / name
-        max_steps = None
-        if cfg.arch != "irsde":
+        max_steps = a.max_steps
+        if cfg.arch != "irsde" and max_steps is None:
             target = _steps(runs / "l11-5v")
             max_steps = max(0, target - _steps(run)) if target else None
             if max_steps == 0:
@@ -120,7 +127,8 @@ def main() -> None:
         t0 = time.time()
         print("== %s: training (%s) at %s" % (name, cfg.arch, time.strftime("%H:%M:%S")), flush=True)
         train(cfg, run, max_steps=max_steps)
-        export(run, name=name)
+        if not a.no_export:
+            export(run, name=name)
         print("== %s: done in %.1f min" % (name, (time.time() - t0) / 60), flush=True)
 
 

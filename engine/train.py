@@ -73,13 +73,14 @@ class TrainConfig:
     val_frames: int = 8
     checkpoint_minutes: float = 3.0
     threads: Optional[int] = 1
+    device: str = "cpu"
     name: str = ""
     t_focus: float = 0.0
     precond: str = "none"
     init: Optional[str] = None
 
     #: fields that may change when a run is resumed (a t_focus change is recorded in ``state["stages"]``)
-    RESUMABLE = ("minutes", "threads", "name", "t_focus")
+    RESUMABLE = ("minutes", "threads", "device", "name", "t_focus")
 
     def validate(self) -> "TrainConfig":
         if self.arch not in ARCHS:
@@ -98,6 +99,14 @@ class TrainConfig:
             raise ValueError("--t-focus must be in [0, 1]")
         if self.precond not in PRECONDS:
             raise ValueError("unknown --precond %r (choose from %s)" % (self.precond, ", ".join(PRECONDS)))
+        try:
+            dev = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError("unknown --device %r (cpu or cuda)" % self.device) from exc
+        if dev.type not in ("cpu", "cuda"):
+            raise ValueError("unknown --device %r (cpu or cuda)" % self.device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device %s requested but no CUDA device is available" % self.device)
         if self.patch > self.size * self.zoom[0]:
             raise ValueError("patch %d does not fit a %d frame shrunk by %.2f" % (self.patch, self.size, self.zoom[0]))
         return self
@@ -214,14 +223,16 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
         return penalty(net(mu) - x0, cfg.norm)
     b, k = mu.shape[:2]
     if cfg.arch == "regression":
-        pred = net(torch.cat([torch.zeros_like(mu), mu], dim=2), torch.zeros(b, dtype=torch.long))
+        pred = net(torch.cat([torch.zeros_like(mu), mu], dim=2), torch.zeros(b, dtype=torch.long, device=mu.device))
         return penalty(pred - x0, cfg.norm)
     sched = cfg.schedule()
     t = torch.randint(1, sched.T + 1, (b, k), generator=gen)
     if cfg.t_focus > 0:  # a share of the batch at the last FOCUS_STEPS steps, where few-step sampling starts
         top = torch.randint(sched.T - FOCUS_STEPS + 1, sched.T + 1, (b, k), generator=gen)
         t = torch.where(torch.rand((b, k), generator=gen) < cfg.t_focus, top, t)
-    noise = torch.randn(mu.shape, generator=gen)
+    # t and noise are drawn on the CPU generator (the same draws on every device), then moved
+    t = t.to(mu.device)
+    noise = torch.randn(mu.shape, generator=gen).to(mu.device)
     xt = marginal_sample(sched, x0, mu, t, noise)
     pred = net(net_input(sched, xt, mu, t), t)
     if cfg.loss == "x0":
@@ -231,13 +242,13 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
 
 # --------------------------------------------------------------------------- checkpoints
 def _save_checkpoint(run: Path, net, ema: dict, opt: torch.optim.Optimizer, state: dict) -> None:
-    tensors = {"net." + k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    tensors.update({"ema." + k: v.detach().contiguous() for k, v in ema.items()})
+    tensors = {"net." + k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tensors.update({"ema." + k: v.detach().cpu().contiguous() for k, v in ema.items()})
     osd = opt.state_dict()
     for idx, st in osd["state"].items():
         for key, v in st.items():
-            tensors["opt.%d.%s" % (idx, key)] = torch.as_tensor(v).detach().reshape(-1).contiguous() \
-                if key == "step" else v.detach().contiguous()
+            tensors["opt.%d.%s" % (idx, key)] = torch.as_tensor(v).detach().cpu().reshape(-1).contiguous() \
+                if key == "step" else v.detach().cpu().contiguous()
     tmp = run / (CKPT + ".tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, run / CKPT)
@@ -264,7 +275,8 @@ def warm_start(net: torch.nn.Module, cfg: TrainConfig) -> dict:
     return {"model": card.get("name", folder.name), "sha256": {f: i.get("sha256") for f, i in card["files"].items()},
             "steps": int(tr.get("steps") or 0) + int(prior.get("steps") or 0),
             "wall_minutes": round(float(tr.get("wall_minutes") or 0) + float(prior.get("wall_minutes") or 0), 2),
-            "schedule": card.get("schedule"), "loss": tr.get("loss")}
+            "schedule": card.get("schedule"), "loss": tr.get("loss"),
+            "hardware": tr.get("hardware") or "cpu"}  # cards older than the hardware record: all CPU runs
 
 
 def psf_format() -> int:
@@ -272,6 +284,16 @@ def psf_format() -> int:
     from simulator.psf import FORMAT_VERSION
 
     return FORMAT_VERSION
+
+
+def hardware_text(state: dict, threads: Optional[int]) -> str:
+    """Where the run's optimiser steps ran (model card): "NVIDIA H100 80GB HBM3" or, when a resumed
+    run changed device, "cpu, 2 threads (steps 0-1200); NVIDIA ... (from step 1200)"."""
+    devices = state.get("devices") or [{"step": 0, "device": "cpu, %s thread(s)" % threads}]  # older runs: no record
+    if len(devices) == 1:
+        return devices[0]["device"]
+    parts = ["%s (steps %d-%d)" % (d["device"], d["step"], nxt["step"]) for d, nxt in zip(devices, devices[1:])]
+    return "; ".join(parts + ["%s (from step %d)" % (devices[-1]["device"], devices[-1]["step"])])
 
 
 def loss_text(cfg: TrainConfig) -> str:
@@ -344,7 +366,10 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
             sys.stderr.write(("\r" + msg + "\033[K") if tty else msg + "\n")
             sys.stderr.flush()
 
-    net = make_network(cfg)
+    dev = torch.device(cfg.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop shapes: let cuDNN pick its fastest kernels
+    net = make_network(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     if (run / STATE).is_file() and (run / CKPT).is_file():
         prev = load_config(run)
@@ -352,6 +377,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
         if asdict(prev) | free != asdict(cfg) | free:
             raise ValueError("%s holds a run with different settings; use a new -o folder" % run)
         state, ema = _load_checkpoint(run, net, opt)
+        ema = {k: v.to(dev) for k, v in ema.items()}
         if prev.t_focus != cfg.t_focus:
             state.setdefault("stages", []).append({"step": state["step"], "prev_t_focus": prev.t_focus,
                                                    "t_focus": cfg.t_focus})
@@ -360,12 +386,17 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
     else:
         state = {"config": asdict(cfg), "step": 0, "elapsed": 0.0, "consumed": 0, "losses": [],
                  "val": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "psf_format": None if cfg.data_dir else psf_format()}
+                 "psf_format": None if cfg.data_dir else psf_format(), "devices": []}
         if cfg.init:
             state["init"] = warm_start(net, cfg)
             log("initialised from %s (%d steps, %.1f min)" % (cfg.init, state["init"]["steps"],
                                                               state["init"]["wall_minutes"]))
         ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    n = torch.get_num_threads()
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu, %d thread%s" % (n, "s" * (n != 1))
+    devices = state.setdefault("devices", [])
+    if not devices or devices[-1]["device"] != where:  # where each stretch of steps ran (model card)
+        devices.append({"step": state["step"], "device": where})
     step0 = state["step"]
     rngs = [np.random.default_rng([s, step0]) for s in cfg.member_seeds()]
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + step0)
@@ -398,6 +429,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
             g["lr"] = cfg.lr * min(1.0, (state["step"] + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         pool.refresh()
         mu, x0 = pool.batch(rngs)
+        mu, x0 = mu.to(dev, non_blocking=True), x0.to(dev, non_blocking=True)
         loss = loss_fn(net, cfg, mu, x0, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -519,7 +551,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
             "loss": loss_text(cfg),
             "final_loss": state["losses"][-1][2] if state["losses"] else None,
             "val_history": state["val"], "started": state.get("started"),
-            "config": state["config"], "threads": cfg.threads, "stages": state.get("stages", []),
+            "config": state["config"], "threads": cfg.threads, "hardware": hardware_text(state, cfg.threads),
+            "stages": state.get("stages", []),
             "init": state.get("init"),
             "timestep_sampling": timestep_sampling(cfg.t_focus, state.get("stages", []))
             if cfg.arch == "irsde" else None,

@@ -144,6 +144,9 @@ def card_markdown(card: dict) -> str:
              "| optimiser steps | %s |" % _with_prior(tr, "steps", "%d"),
              "| wall time | %s |" % _with_prior(tr, "wall_minutes", "%.1f min"),
              "| loss | %s |" % tr.get("loss")]
+    if tr.get("hardware"):
+        prior = (tr.get("init") or {}).get("hardware")
+        lines.append("| hardware | %s%s |" % (tr["hardware"], "; before this run: %s" % prior if prior else ""))
     if tr.get("timestep_sampling"):
         lines.append("| timestep sampling | %s |" % tr["timestep_sampling"])
     if tr.get("init"):

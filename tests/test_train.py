@@ -151,9 +151,33 @@ def test_norm_picks_absolute_or_squared_error(arch):
 
 def test_bad_config_is_refused():
     for kw in ({"arch": "gan"}, {"loss": "l2"}, {"norm": "huber"}, {"members": 0}, {"minutes": 0}, {"probes": []}, {"patch": 200},
-               {"t_focus": 1.5}, {"precond": "edm"}):
+               {"t_focus": 1.5}, {"precond": "edm"}, {"device": "tpu"}, {"device": "gpu0"}):
         with pytest.raises(ValueError):
             _cfg(**kw).validate()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where no GPU exists")
+def test_cuda_training_without_a_gpu_is_refused_clearly():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        _cfg(device="cuda").validate()
+
+
+def test_hardware_is_recorded_per_stretch_of_steps(synthetic, tmp_path):
+    """A run records where its steps ran; the card shows it beside the source model's hardware."""
+    run = tmp_path / "run"
+    s1 = train(_cfg(threads=1), run, log=lambda m: None, max_steps=3)
+    assert s1["devices"] == [{"step": 0, "device": "cpu, 1 thread"}]
+    s2 = train(_cfg(threads=2), run, log=lambda m: None, max_steps=2)  # threads may change on resume
+    assert [d["step"] for d in s2["devices"]] == [0, 3]
+    assert tr.hardware_text(s2, 2) == "cpu, 1 thread (steps 0-3); cpu, 2 threads (from step 3)"
+    assert tr.hardware_text({"devices": []}, 2) == "cpu, 2 thread(s)"  # runs older than the record
+    card = export(run, name="hw", n_eval=2, log=lambda m: None, test_sets=False)
+    assert card["training"]["hardware"] == tr.hardware_text(s2, 2)
+    ft = tmp_path / "ft"
+    train(_cfg(threads=2, init=str(run)), ft, log=lambda m: None, max_steps=1)
+    export(ft, name="ft", n_eval=2, log=lambda m: None, test_sets=False)
+    md = (ft / "MODEL_CARD.md").read_text()
+    assert "| hardware | cpu, 2 threads; before this run: cpu, 1 thread (steps 0-3); cpu, 2 threads (from step 3) |" in md
 
 
 def test_usclean_train_cli_trains_and_writes_a_model(tmp_path, capsys):

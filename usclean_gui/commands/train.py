@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its first --members members) instead of a random initialisation")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3; lower for --init)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: where the optimiser steps run (the "
+                   "simulator always runs on the CPU); may change when a run is resumed")
     p.add_argument("--name", default="", help="model name written in the model card")
     p.add_argument("--export-to", metavar="DIR",
                    help="do not train: export the run's latest EMA checkpoint as a model folder DIR")
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cfg = TrainConfig(probes=args.probes or ["L11-5v"], members=args.members, minutes=args.minutes, arch=args.arch,
                       seed=args.seed, lam=args.lam / 255.0, loss=args.loss, norm=args.norm, patch=args.patch, batch=args.batch,
-                      base=args.base, data_dir=args.data, threads=args.threads, name=args.name,
+                      base=args.base, data_dir=args.data, threads=args.threads, device=args.device, name=args.name,
                       t_focus=args.t_focus, precond=args.precond, init=args.init, lr=args.lr)
     from simulator.probes import PROBE_NAMES
     bad = [p for p in cfg.probes if p not in PROBE_NAMES]
