@@ -147,8 +147,13 @@ def run_bench(device: str = "cpu", sizes: Sequence[tuple[int, int]] = DEFAULT_SI
         x = torch.rand(1, net.members, net.in_ch, h, w, device=dev)
         t = torch.zeros(1, dtype=torch.long, device=dev)
         f = conv_flops(net, x, t)
+
+        def forward() -> None:
+            net(x, t)
+            if dev.type == "cuda":  # kernels run asynchronously: wait for them, or only the launch is timed
+                torch.cuda.synchronize(dev)
         with torch.no_grad():
-            net_ms = _time(lambda: net(x, t), repeat, warmup=True)
+            net_ms = _time(forward, repeat, warmup=True)
         flops[(h, w)] = {"gflop": f / 1e9, "net_ms": net_ms, "gflops": f / (net_ms / 1000) / 1e9}
     out("")
     for (h, w), fl in flops.items():
