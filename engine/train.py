@@ -481,7 +481,11 @@ def test_set_metrics(ens: Ensemble, probes: Sequence[str], steps: int) -> dict:
 def timestep_sampling(t_focus: float, stages: Sequence[dict]) -> str:
     """How training drew t (for the model card), including the changes made when the run was resumed."""
     def one(f: float) -> str:
-        return "uniform in 1..T" if not f else "%.0f %% from the last %d steps, the rest uniform" % (100 * f, FOCUS_STEPS)
+        if not f:
+            return "uniform in 1..T"
+        if f >= 1:
+            return "all from the last %d steps" % FOCUS_STEPS
+        return "%.0f %% from the last %d steps, the rest uniform" % (100 * f, FOCUS_STEPS)
     parts, prev = [], 0
     for st in stages:
         parts.append("steps %d-%d: %s" % (prev, st["step"], one(st["prev_t_focus"])))
