@@ -18,27 +18,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 
 from engine import load_ensemble
-from engine.ensemble import Cancelled
+from engine.bench import _speckle_frame
+from engine.ensemble import Cancelled, checked_device
 from engine.metrics import psnr
+from engine.train import TrainConfig, train
 from simulator.datasets import load_test_set
 
 TOL_IMAGE = 2e-3
 TOL_PSNR = 0.02
-
-
-def _speckle(h: int, w: int, seed: int) -> np.ndarray:
-    """A log-compressed Rayleigh speckle frame with a dark cyst (values in [0, 1])."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    tissue = np.where((yy - h / 2) ** 2 + (xx - w / 3) ** 2 < (min(h, w) / 6) ** 2, 0.1, 1.0)
-    env = tissue * np.hypot(rng.standard_normal((h, w)), rng.standard_normal((h, w)))
-    return np.clip(1 + np.log10(env + 1e-6) / 2.5, 0, 1).astype(np.float32)
 
 
 def main() -> int:
@@ -46,9 +40,10 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--models", nargs="+", default=["multiprobe", "l11-5v", "baseline"])
     a = ap.parse_args()
-    dev = torch.device(a.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device: nothing to check")
+    try:
+        dev = checked_device(a.device)
+    except ValueError as exc:
+        print("%s: nothing to check" % exc)
         return 1
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -63,8 +58,8 @@ def main() -> int:
 
     test = load_test_set("fast", "L11-5v")
     frames = {"test 128x128": (test["bmode"][:8], test["clean"][:8]),
-              "480x640": (_speckle(480, 640, 1)[None], None),
-              "1100x1300 (tiled)": (_speckle(1100, 1300, 2)[None], None)}
+              "480x640": (_speckle_frame(480, 640, 1)[None], None),
+              "1100x1300 (tiled)": (_speckle_frame(1100, 1300, 2)[None], None)}
     for name in a.models:
         cpu, gpu = load_ensemble(name, device="cpu"), load_ensemble(name, device=dev)
         print("%s: %s vs %s" % (name, cpu, gpu))
@@ -107,8 +102,6 @@ def main() -> int:
                 check(abs(pc - pg) < 0.1, "%s 100 steps: PSNR cpu %.3f / %s %.3f dB (cpu %.2f s, %s %.2f s)" % (
                     sampler, pc, dev.type, pg, t1 - t0, dev.type, t2 - t1))
 
-    import tempfile
-    from engine.train import TrainConfig, train
     losses = {}
     for d in ("cpu", a.device):
         cfg = TrainConfig(members=2, minutes=5, base=8, batch=4, pool=4, val_frames=2, size=96, patch=48, seed=5,

@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .ensemble import Ensemble, load_ensemble
+from .ensemble import Ensemble, checked_device, load_ensemble
 from .network import UNet, init_members
 from .sde import make_schedule
 
@@ -107,9 +107,7 @@ def run_bench(device: str = "cpu", sizes: Sequence[tuple[int, int]] = DEFAULT_SI
     """Run the benchmark and print a table; returns the measured numbers."""
     from . import classical
 
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA device is available")
+    dev = checked_device(device)
     ens, label = bench_ensemble(model, dev)
     T = ens.schedule.T if ens.schedule is not None else 100
     repeat = 1 if quick else 3

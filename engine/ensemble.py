@@ -91,6 +91,19 @@ def _tile_starts(total: int, tile: int, overlap: int) -> list[int]:
     return [int(round(i * (total - tile) / (n - 1))) for i in range(n)]
 
 
+def checked_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device; ValueError for a kind other than cpu / cuda, or cuda without a GPU."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError("unknown --device %r (cpu or cuda)" % (device,)) from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError("unknown --device %r (cpu or cuda)" % (device,))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device %s requested but no CUDA device is available" % (device,))
+    return dev
+
+
 def resolve_threads(threads: int | str | None) -> Optional[int]:
     """``"auto"`` = cores − 1 (at least 1), an int = that many, None = leave torch's setting."""
     if threads is None:

@@ -35,7 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import normalize
-from .ensemble import Ensemble
+from .ensemble import Ensemble, checked_device
 from .network import DnCNN, UNet, init_members, param_count, select_members
 from .sde import NORMS, PRECONDS, make_schedule, marginal_sample, ml_loss, net_input, penalty, x0_to_eps
 from .weights import read_model, save_model
@@ -99,14 +99,7 @@ class TrainConfig:
             raise ValueError("--t-focus must be in [0, 1]")
         if self.precond not in PRECONDS:
             raise ValueError("unknown --precond %r (choose from %s)" % (self.precond, ", ".join(PRECONDS)))
-        try:
-            dev = torch.device(self.device)
-        except RuntimeError as exc:
-            raise ValueError("unknown --device %r (cpu or cuda)" % self.device) from exc
-        if dev.type not in ("cpu", "cuda"):
-            raise ValueError("unknown --device %r (cpu or cuda)" % self.device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device %s requested but no CUDA device is available" % self.device)
+        checked_device(self.device)
         if self.patch > self.size * self.zoom[0]:
             raise ValueError("patch %d does not fit a %d frame shrunk by %.2f" % (self.patch, self.size, self.zoom[0]))
         return self
