@@ -133,10 +133,10 @@ class Ensemble:
             raise ValueError("an IR-SDE ensemble needs a schedule")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = checked_device(device)  # before anything changes: a bad device is a clear ValueError
         n = resolve_threads(threads)
         if n is not None:
             torch.set_num_threads(n)
-        self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.mode, self.schedule, self.name, self.card = mode, schedule, name, card or {}
         self.default_sampler, self.default_steps = default_sampler, int(default_steps)

@@ -279,10 +279,17 @@ def psf_format() -> int:
     return FORMAT_VERSION
 
 
+def cpu_text(threads: Optional[int]) -> str:
+    """"cpu, 1 thread" / "cpu, 2 threads" ("cpu" when the thread count is unknown)."""
+    if not threads:
+        return "cpu"
+    return "cpu, %d thread%s" % (int(threads), "s" * (int(threads) != 1))
+
+
 def hardware_text(state: dict, threads: Optional[int]) -> str:
     """Where the run's optimiser steps ran (model card): "NVIDIA H100 80GB HBM3" or, when a resumed
     run changed device, "cpu, 2 threads (steps 0-1200); NVIDIA ... (from step 1200)"."""
-    devices = state.get("devices") or [{"step": 0, "device": "cpu, %s thread(s)" % threads}]  # older runs: no record
+    devices = state.get("devices") or [{"step": 0, "device": cpu_text(threads)}]  # older runs: no record
     if len(devices) == 1:
         return devices[0]["device"]
     parts = ["%s (steps %d-%d)" % (d["device"], d["step"], nxt["step"]) for d, nxt in zip(devices, devices[1:])]
@@ -385,8 +392,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
             log("initialised from %s (%d steps, %.1f min)" % (cfg.init, state["init"]["steps"],
                                                               state["init"]["wall_minutes"]))
         ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    n = torch.get_num_threads()
-    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu, %d thread%s" % (n, "s" * (n != 1))
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_text(torch.get_num_threads())
     devices = state.setdefault("devices", [])
     if not devices or devices[-1]["device"] != where:  # where each stretch of steps ran (model card)
         devices.append({"step": state["step"], "device": where})

@@ -164,3 +164,16 @@ def test_bench_quick_prints_every_row(capsys):
                 "GFLOP/s", "peak memory"):
         assert row in out, row
     assert "48x64" in out
+
+
+def test_bad_device_is_a_clear_value_error():
+    from engine import load_ensemble
+
+    net = tiny_ensemble(seed=0, members=1).net
+    with pytest.raises(ValueError, match="unknown --device"):
+        Ensemble(net, schedule=make_schedule(), device="tpu")
+    with pytest.raises(ValueError, match="unknown --device"):
+        load_ensemble("multiprobe", device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            Ensemble(net, schedule=make_schedule(), device="cuda")

@@ -170,7 +170,8 @@ def test_hardware_is_recorded_per_stretch_of_steps(synthetic, tmp_path):
     s2 = train(_cfg(threads=2), run, log=lambda m: None, max_steps=2)  # threads may change on resume
     assert [d["step"] for d in s2["devices"]] == [0, 3]
     assert tr.hardware_text(s2, 2) == "cpu, 1 thread (steps 0-3); cpu, 2 threads (from step 3)"
-    assert tr.hardware_text({"devices": []}, 2) == "cpu, 2 thread(s)"  # runs older than the record
+    assert tr.hardware_text({"devices": []}, 2) == "cpu, 2 threads"  # runs older than the record
+    assert tr.hardware_text({}, 1) == "cpu, 1 thread" and tr.hardware_text({}, None) == "cpu"
     card = export(run, name="hw", n_eval=2, log=lambda m: None, test_sets=False)
     assert card["training"]["hardware"] == tr.hardware_text(s2, 2)
     ft = tmp_path / "ft"
