@@ -1,0 +1,108 @@
+"""What PSNR would perfect speckle removal reach on the committed fast test set?
+
+Each committed test image stores its seed, so its phantom can be rebuilt and imaged again with
+``--k`` independent scatterer realisations (fast path: same probe, PSFs and display mapping; only
+the speckle changes).  Averaging the realisations' intensities is ideal incoherent compounding: as
+``k`` grows it converges to the speckle-free B-mode, the echogenicity seen through the probe's
+point-spread function.  Its PSNR against the clean target is what a despeckler that removed all
+speckle but did not sharpen would score; what is left is the PSF's blur (and the clutter the
+plane-wave kernels carry into dark tissue).  A learned model can exceed it only by deconvolving,
+from the anatomy it has learned.  Printed per image set, with the models at their default setting
+on the same images for reference:
+
+- ``input``: one realisation (the committed B-mode);
+- ``log-mean k``: the mean of k display (log) images (speckle averaged after log compression,
+  biased low by the log of the Rayleigh envelope);
+- ``intensity-mean k``: display of the mean intensity (the speckle-free B-mode estimate);
+- ``intensity-mean ∞``: its limit, per image from the two k: the squared error of a k-average is
+  B + V/k (a fixed blur term plus residual speckle variance), so B = (k·e_k − k'·e_k') / (k − k').
+
+    python benchmarks/compounding_ceiling.py --probe L11-5v --n 64 --k 128
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine import load_ensemble
+from engine.metrics import psnr, ssim
+from simulator.datasets import derive_seed, load_test_set
+from simulator.phantoms import make_phantom
+from simulator.physics import display, simulate
+from simulator.probes import get_probe
+
+
+def compounded(probe, seed: int, size: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(log-mean, intensity-mean) display images of ``k`` fresh realisations of test image ``seed``."""
+    phantom = make_phantom("mri", probe, size=size, seed=derive_seed(seed, 1), split="test")
+    log_sum, int_sum, res = 0.0, 0.0, None
+    for j in range(k):
+        res = simulate(phantom, probe, path="fast", seed=derive_seed(seed, 3, j))
+        log_sum = log_sum + res.bmode.astype(np.float64)
+        int_sum = int_sum + res.envelope.astype(np.float64) ** 2
+    echo = np.asarray(res.clean, np.float64)
+    ideal, _, _ = display(np.sqrt(int_sum / k), echo, res.mask, res.dynamic_range_db)
+    return (log_sum / k).astype(np.float32), ideal
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--probe", default="L11-5v")
+    ap.add_argument("--n", type=int, default=64, help="first N images of the committed fast test set")
+    ap.add_argument("--k", type=int, default=128, help="realisations per image")
+    ap.add_argument("--models", nargs="+", default=["l11-5v", "baseline"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("-o", "--out", help="also write the table to this markdown file")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    t0 = time.time()
+    probe = get_probe(a.probe)
+    d = load_test_set("fast", a.probe)
+    n = min(a.n, len(d["bmode"]))
+    bmode, clean, mask = np.asarray(d["bmode"][:n], np.float32), np.asarray(d["clean"][:n], np.float32), d["mask"][:n]
+    outs: dict[str, np.ndarray] = {"input": bmode}
+    half = max(1, a.k // 8)
+    logm, logm8, ideal, ideal8 = [], [], [], []
+    for i in range(n):
+        s = int(d["seed"][i])
+        lm, im = compounded(probe, s, bmode.shape[-1], a.k)
+        lm8, im8 = compounded(probe, s, bmode.shape[-1], half)
+        logm.append(lm), ideal.append(im), logm8.append(lm8), ideal8.append(im8)
+    outs["log-mean %d" % half] = np.stack(logm8)
+    outs["log-mean %d" % a.k] = np.stack(logm)
+    outs["intensity-mean %d" % half] = np.stack(ideal8)
+    outs["intensity-mean %d" % a.k] = np.stack(ideal)
+    print("compounding done (%.0f s)" % (time.time() - t0), flush=True)
+    for name in a.models:
+        outs[name] = load_ensemble(name).despeckle(bmode, seed=0).mean
+    def mse(o: np.ndarray, i: int) -> float:
+        return float(np.mean((o[i].astype(np.float64) - clean[i])[mask[i]] ** 2))
+
+    lines = ["PSNR / SSIM against the clean target, first %d committed fast %s test images (inside the imaging "
+             "region); %d and %d fast-path realisations per image:" % (n, a.probe, half, a.k), "",
+             "| image | PSNR (dB) | SSIM |", "| --- | --- | --- |"]
+    for name, o in outs.items():
+        p = np.mean([psnr(o[i], clean[i], mask=mask[i]) for i in range(n)])
+        q = np.mean([ssim(o[i], clean[i], mask=mask[i]) for i in range(n)])
+        lines.append("| %s | %.2f | %.3f |" % (name, p, q))
+        if name == "intensity-mean %d" % a.k and a.k > half:
+            blur = [max((a.k * mse(o, i) - half * mse(outs["intensity-mean %d" % half], i)) / (a.k - half), 1e-12)
+                    for i in range(n)]
+            lines.append("| intensity-mean ∞ (extrapolated) | %.2f | – |" % np.mean(-10 * np.log10(blur)))
+    lines += ["", "Run time %.1f min." % ((time.time() - t0) / 60)]
+    text = "\n".join(lines)
+    print("\n" + text)
+    if a.out:
+        out = Path(a.out)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text("# Speckle-free ceiling\n\nWritten by `python benchmarks/compounding_ceiling.py --probe %s --n %d "
+                       "--k %d -o %s`.\n\n%s\n" % (a.probe, a.n, a.k, a.out, text))
+        tmp.replace(out)
+
+
+if __name__ == "__main__":
+    main()
