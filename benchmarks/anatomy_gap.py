@@ -2,8 +2,8 @@
 
 The MRI phantom volume is split into separated slabs (``simulator.mri``): ``train`` (the slabs the
 models learned from), ``val`` (the frontal slab) and ``test`` (the central slab of the committed test
-sets).  This draws ``--n`` fast-path pairs of ``--probe`` from each split with the same seeds (same
-augmentations, physics seeds and lesions; only the anatomy changes), runs each model at its default
+sets).  This draws ``--n`` fast-path pairs of ``--probe`` from each split with the same seeds (the
+same augmentation and physics draws except where the slab changes them), runs each model at its default
 setting and BM3D (sigma and display offset tuned by ``engine.classical.tune`` on ``--tune-n`` other
 validation pairs), and prints mean PSNR per split and each model's lead over BM3D with a paired 95 %
 confidence interval.  A lead that shrinks from ``train`` to ``test`` while BM3D's own PSNR barely
@@ -84,7 +84,7 @@ def main() -> None:
         rows.append("| " + " | ".join(cells) + " |")
     drops = ["%s %+.2f dB" % (n, scores["test"][n].mean() - scores["train"][n].mean()) for n in ["bm3d", *models]]
     text = "\n".join([
-        "PSNR (dB) on %d fast-path %s pairs per split, the same seeds in every split (only the anatomy differs); "
+        "PSNR (dB) on %d fast-path %s pairs per split, the same seeds in every split; "
         "models at their default setting, BM3D %s (tuned on %d other validation pairs); leads with paired 95 %% CIs."
         % (a.n, a.probe, ", ".join("%s=%.4g" % kv for kv in params.items()), a.tune_n),
         "", *rows, "",

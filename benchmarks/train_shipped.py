@@ -10,10 +10,11 @@ Re-running the same command resumes where it stopped (finished runs are skipped)
 ``--*-minutes`` continues a finished run (the learning rate's cosine decay is stretched over the new
 budget).
 
-The shipped weights came from six stages (stages 1-3 trained from scratch; stage 4 fine-tuned the
+The shipped weights came from seven stages (stages 1-3 trained from scratch; stage 4 fine-tuned the
 shipped weights of stage 3 with the Wiener input preconditioning of engine.sde; stage 5 fine-tuned
 those on the corrected fast path, PSF banks format 4, whose linear-probe kernels keep the plane
-wave's edge-wave tails; stage 6 continued them on a lent GPU; DnCNN was not retrained after stage 4):
+wave's edge-wave tails; stage 6 continued them on a lent GPU; stage 7 brought DnCNN, not retrained
+since stage 4, to l11-5v's step count on the corrected fast path):
 
     # stage 1 (one shared thread): all four runs
     nohup setsid python benchmarks/train_shipped.py --runs /work/train_runs > /work/train_runs/log.txt 2>&1 &
@@ -54,6 +55,11 @@ wave's edge-wave tails; stage 6 continued them on a lent GPU; DnCNN was not retr
     python benchmarks/train_shipped.py --runs /work/train_v6 $S6 $M --t-focus 0.5 --only multiprobe &
     python benchmarks/train_shipped.py --runs /work/train_v6 $S6 $M --only baseline & wait
     python benchmarks/train_shipped.py --runs /work/train_v6 --export
+    # stage 7 (two threads, this CPU): DnCNN from its stage-4 weights on the format-4 fast path, peak lr 3e-4,
+    # batch 8, 10227 steps: the step count l11-5v reached (22089)
+    python benchmarks/train_shipped.py --runs /work/train_v7 --init-shipped --lr 3e-4 --threads 2 --batch 8 \
+        --only dncnn --max-steps 10227 --dncnn-minutes 70 --no-export
+    python benchmarks/train_shipped.py --runs /work/train_v7 --export
 """
 from __future__ import annotations
 
