@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine import classical, load_ensemble
-from engine.evaluate import paired_diff
+from engine.evaluate import atomic_write_text, paired_diff
 from engine.metrics import psnr
 from simulator.datasets import derive_seed, sample_pair
 
@@ -91,11 +90,8 @@ def main() -> None:
         "train → test change: " + ", ".join(drops) + ".  Run time %.1f min." % ((time.time() - t0) / 60)])
     print(text)
     if a.out:
-        out = Path(a.out)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text("# Anatomy gap\n\nWritten by `python benchmarks/anatomy_gap.py --n %d -o %s`.\n\n%s\n"
-                       % (a.n, a.out, text))
-        tmp.replace(out)
+        atomic_write_text(a.out, "# Anatomy gap\n\nWritten by `python benchmarks/anatomy_gap.py --n %d -o %s`.\n\n%s\n"
+                          % (a.n, a.out, text))
 
 
 if __name__ == "__main__":

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine import load_ensemble
+from engine.evaluate import atomic_write_text
 from engine.metrics import psnr, ssim
 from simulator.datasets import derive_seed, load_test_set
 from simulator.phantoms import make_phantom
@@ -105,11 +105,8 @@ def main() -> None:
         print(parts[-1] + "\n", flush=True)
     text = "\n\n".join(parts + ["Run time %.1f min." % ((time.time() - t0) / 60)])
     if a.out:
-        out = Path(a.out)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text("# Speckle-free ceiling\n\nWritten by `python benchmarks/compounding_ceiling.py --probe %s --kind %s "
-                       "--n %d --k %d -o %s`.\n\n%s\n" % (a.probe, " ".join(a.kind), a.n, a.k, a.out, text))
-        tmp.replace(out)
+        atomic_write_text(a.out, "# Speckle-free ceiling\n\nWritten by `python benchmarks/compounding_ceiling.py --probe %s "
+                          "--kind %s --n %d --k %d -o %s`.\n\n%s\n" % (a.probe, " ".join(a.kind), a.n, a.k, a.out, text))
 
 
 if __name__ == "__main__":

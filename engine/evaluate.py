@@ -931,7 +931,9 @@ def render_report(results: dict, out_path: str | os.PathLike, command: str) -> s
     return "\n".join(L)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent)
     try:
@@ -968,5 +970,5 @@ def run_evaluation(out_md: str | os.PathLike, fig_dir: str | os.PathLike | None 
     results = ev.run()
     ev.figures(fig_dir)
     results["runtime_s"] = time.time() - t0
-    _atomic_write_text(out_md, render_report(results, out_md, command))
+    atomic_write_text(out_md, render_report(results, out_md, command))
     return results
