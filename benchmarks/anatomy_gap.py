@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 from engine import classical, load_ensemble
-from engine.evaluate import atomic_write_text, paired_diff
+from engine.evaluate import atomic_write_text, fast_pairs, paired_diff
 from engine.metrics import psnr
-from simulator.datasets import derive_seed, sample_pair
 
 SPLITS = ("train", "val", "test")
 PAIR_SEED = 515151  # measured pairs (all splits)
@@ -30,11 +29,9 @@ TUNE_SEED = 626262  # BM3D tuning pairs (val split)
 
 
 def draw(probe: str, split: str, n: int, base: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``n`` fast-path (bmode, clean, mask) pairs of ``split`` with seeds derived from ``base``."""
-    res = [sample_pair(probe, size=128, seed=derive_seed(base, i), split=split, path="fast") for i in range(n)]
-    return (np.stack([np.asarray(r.bmode, np.float32) for r in res]),
-            np.stack([np.asarray(r.clean, np.float32) for r in res]),
-            np.stack([np.asarray(r.mask, bool) for r in res]))
+    """``n`` fast-path (bmode, clean, mask) stacks of ``split`` with seeds derived from ``base``."""
+    pairs = fast_pairs(probe, n, split=split, base_seed=base)
+    return tuple(np.stack([p[j] for p in pairs]) for j in range(3))
 
 
 def per_image(out: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> np.ndarray:

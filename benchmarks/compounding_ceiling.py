@@ -41,17 +41,21 @@ from simulator.physics import display, simulate
 from simulator.probes import get_probe
 
 
-def compounded(probe, seed: int, size: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(log-mean, intensity-mean) display images of ``k`` fresh realisations of test image ``seed``."""
+def compounded(probe, seed: int, size: int, ks: tuple[int, ...]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``{k: (log-mean, intensity-mean)}``: display images of the first k fresh realisations of test image
+    ``seed``, for each k in ``ks`` (one pass over max(ks) realisations)."""
     phantom = make_phantom("mri", probe, size=size, seed=derive_seed(seed, 1), split="test")
-    log_sum, int_sum, res = 0.0, 0.0, None
-    for j in range(k):
+    log_sum, int_sum, out = 0.0, 0.0, {}
+    for j in range(max(ks)):
         res = simulate(phantom, probe, path="fast", seed=derive_seed(seed, 3, j))
         log_sum = log_sum + res.bmode.astype(np.float64)
         int_sum = int_sum + res.envelope.astype(np.float64) ** 2
-    echo = np.asarray(res.clean, np.float64)
-    ideal, _, _ = display(np.sqrt(int_sum / k), echo, res.mask, res.dynamic_range_db)
-    return (log_sum / k).astype(np.float32), ideal
+        k = j + 1
+        if k in ks:
+            echo = np.asarray(res.clean, np.float64)
+            ideal, _, _ = display(np.sqrt(int_sum / k), echo, res.mask, res.dynamic_range_db)
+            out[k] = ((log_sum / k).astype(np.float32), ideal)
+    return out
 
 
 def table(probe, kind: str, n: int, k: int, models: dict) -> str:
@@ -60,11 +64,11 @@ def table(probe, kind: str, n: int, k: int, models: dict) -> str:
     n = min(n, len(d["bmode"]))
     bmode, clean, mask = np.asarray(d["bmode"][:n], np.float32), np.asarray(d["clean"][:n], np.float32), d["mask"][:n]
     few = max(1, k // 8)
-    runs = [[compounded(probe, int(d["seed"][i]), bmode.shape[-1], kk) for i in range(n)] for kk in (few, k)]
+    runs = [compounded(probe, int(d["seed"][i]), bmode.shape[-1], (few, k)) for i in range(n)]
     outs: dict[str, np.ndarray] = {"input": bmode}
     for j, name in enumerate(("log-mean", "intensity-mean")):
-        for kk, run in zip((few, k), runs):
-            outs["%s %d" % (name, kk)] = np.stack([r[j] for r in run])
+        for kk in (few, k):
+            outs["%s %d" % (name, kk)] = np.stack([r[kk][j] for r in runs])
     for name, ens in models.items():
         outs[name] = ens.despeckle(bmode, seed=0).mean
 

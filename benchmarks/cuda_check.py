@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from engine import load_ensemble
-from engine.bench import _speckle_frame
+from engine.bench import speckle_frame
 from engine.ensemble import Cancelled, checked_device
 from engine.metrics import psnr
 from engine.train import TrainConfig, train
@@ -58,8 +58,8 @@ def main() -> int:
 
     test = load_test_set("fast", "L11-5v")
     frames = {"test 128x128": (test["bmode"][:8], test["clean"][:8]),
-              "480x640": (_speckle_frame(480, 640, 1)[None], None),
-              "1100x1300 (tiled)": (_speckle_frame(1100, 1300, 2)[None], None)}
+              "480x640": (speckle_frame(480, 640, 1)[None], None),
+              "1100x1300 (tiled)": (speckle_frame(1100, 1300, 2)[None], None)}
     for name in a.models:
         cpu, gpu = load_ensemble(name, device="cpu"), load_ensemble(name, device=dev)
         print("%s: %s vs %s" % (name, cpu, gpu))

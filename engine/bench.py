@@ -34,7 +34,7 @@ class Row:
     note: str = ""
 
 
-def _speckle_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+def speckle_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A smooth image with log-Rayleigh speckle in display units (DR = 50 dB)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
@@ -117,7 +117,7 @@ def run_bench(device: str = "cpu", sizes: Sequence[tuple[int, int]] = DEFAULT_SI
     out("matmul peak (fp32): %.1f GFLOP/s" % (peak / 1e9))
     rows: list[Row] = []
     flops: dict = {}
-    ens.despeckle(_speckle_frame(64, 64), seed=0)  # warm-up (allocator, kernels)
+    ens.despeckle(speckle_frame(64, 64), seed=0)  # warm-up (allocator, kernels)
     out("")
     out("%-11s %-22s %12s %14s" % ("size", "method", "ms/frame", "x default"))
 
@@ -127,7 +127,7 @@ def run_bench(device: str = "cpu", sizes: Sequence[tuple[int, int]] = DEFAULT_SI
         out("%-11s %-22s %11.1f%1s %13.2fx" % ("%dx%d" % row.size, row.method, row.ms, row.note, row.ms / base))
 
     for h, w in sizes:
-        frame = _speckle_frame(h, w)
+        frame = speckle_frame(h, w)
         add(Row((h, w), "default (mean+std)", _time(lambda: ens.despeckle(frame, seed=0), repeat)))
         if ens.mode == "irsde":
             full = (h * w <= 128 * 128) and not quick

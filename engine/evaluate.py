@@ -667,11 +667,17 @@ def default_model_loader(name: str) -> Any:
 
 def default_val_pairs(probe: str, n: int, size: int = 128) -> list[tuple]:
     """``n`` fast-path validation pairs (split="val") of ``probe``: (bmode, clean, mask, DR)."""
+    return fast_pairs(probe, n, split="val", base_seed=VAL_SEED, size=size)
+
+
+def fast_pairs(probe: str, n: int, split: str, base_seed: int, size: int = 128) -> list[tuple]:
+    """``n`` fast-path pairs of ``probe`` from MRI ``split``, pair i from seed ``derive_seed(base_seed, i)``:
+    (bmode, clean, mask, DR)."""
     from simulator.datasets import derive_seed, sample_pair
 
     out = []
     for i in range(int(n)):
-        r = sample_pair(probe, size=size, seed=derive_seed(VAL_SEED, i), split="val", path="fast")
+        r = sample_pair(probe, size=size, seed=derive_seed(base_seed, i), split=split, path="fast")
         out.append((np.asarray(r.bmode, np.float32), np.asarray(r.clean, np.float32), np.asarray(r.mask, bool),
                     float(r.dynamic_range_db)))
     return out
