@@ -60,6 +60,11 @@ since stage 4, to l11-5v's step count on the corrected fast path):
     python benchmarks/train_shipped.py --runs /work/train_v7 --init-shipped --lr 3e-4 --threads 2 --batch 8 \
         --only dncnn --max-steps 10227 --dncnn-minutes 70 --no-export
     python benchmarks/train_shipped.py --runs /work/train_v7 --export
+    # stage 8 (in progress, nothing exported yet; two threads, this CPU): l11-5v from scratch with the recipe that
+    # beat direct regression at equal steps (docs/objective_ablation.md: Wiener input, half of t at the last 20
+    # steps, peak lr 1e-3) to the baseline's 22089 steps; the same command resumes it in a later session
+    python benchmarks/train_shipped.py --runs /work/train_v8 --precond wiener --t-focus 0.5 --lr 1e-3 --threads 2 \
+        --only l11-5v --total-steps 22089 --l11-minutes 100000 --no-export
 """
 from __future__ import annotations
 
@@ -117,9 +122,14 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, metavar="N",
                     help="stop every run after N more optimiser steps (its learning rate then decays by steps); "
                          "runs of one stage can then train side by side, e.g. on one GPU, with equal steps")
+    ap.add_argument("--total-steps", type=int, metavar="N",
+                    help="stop every run at N optimiser steps in all, counting those its folder already holds (a "
+                         "step-limited run resumed in a later session keeps its learning-rate decay over N)")
     ap.add_argument("--no-export", action="store_true", help="train only; export later with --export")
     ap.add_argument("--export", action="store_true", help="write the finished runs to resources/weights/<name>")
     a = ap.parse_args()
+    if a.max_steps is not None and a.total_steps is not None:
+        ap.error("give --max-steps or --total-steps, not both")
     runs = Path(a.runs)
     runs.mkdir(parents=True, exist_ok=True)
     if a.export:
@@ -139,6 +149,10 @@ def main() -> None:
             continue
         run = runs / name
         max_steps = a.max_steps
+        if a.total_steps is not None:
+            max_steps = max(0, a.total_steps - _steps(run))
+            if max_steps == 0:
+                continue
         if cfg.arch != "irsde" and max_steps is None:
             target = _steps(runs / "l11-5v")
             max_steps = max(0, target - _steps(run)) if target else None
