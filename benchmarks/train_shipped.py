@@ -148,14 +148,11 @@ def main() -> None:
         if cfg.minutes <= 0 or (a.only and name not in a.only):
             continue
         run = runs / name
-        max_steps = a.max_steps
-        if a.total_steps is not None:
-            max_steps = max(0, a.total_steps - _steps(run))
-            if max_steps == 0:
-                continue
-        if cfg.arch != "irsde" and max_steps is None:
-            target = _steps(runs / "l11-5v")
-            max_steps = max(0, target - _steps(run)) if target else None
+        max_steps, target = a.max_steps, a.total_steps
+        if target is None and max_steps is None and cfg.arch != "irsde":  # baselines: l11-5v's step count
+            target = _steps(runs / "l11-5v") or None
+        if target is not None:  # a step target counts the steps the run folder already holds
+            max_steps = max(0, target - _steps(run))
             if max_steps == 0:
                 continue
         t0 = time.time()
