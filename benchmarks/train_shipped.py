@@ -10,11 +10,12 @@ Re-running the same command resumes where it stopped (finished runs are skipped)
 ``--*-minutes`` continues a finished run (the learning rate's cosine decay is stretched over the new
 budget).
 
-The shipped weights came from seven stages (stages 1-3 trained from scratch; stage 4 fine-tuned the
+The shipped weights came from eight stages (stages 1-3 trained from scratch; stage 4 fine-tuned the
 shipped weights of stage 3 with the Wiener input preconditioning of engine.sde; stage 5 fine-tuned
 those on the corrected fast path, PSF banks format 4, whose linear-probe kernels keep the plane
 wave's edge-wave tails; stage 6 continued them on a lent GPU; stage 7 brought DnCNN, not retrained
-since stage 4, to l11-5v's step count on the corrected fast path):
+since stage 4, to l11-5v's step count on the corrected fast path; stage 8 replaced l11-5v by a run from
+scratch with the current recipe, to the same step count):
 
     # stage 1 (one shared thread): all four runs
     nohup setsid python benchmarks/train_shipped.py --runs /work/train_runs > /work/train_runs/log.txt 2>&1 &
@@ -60,11 +61,13 @@ since stage 4, to l11-5v's step count on the corrected fast path):
     python benchmarks/train_shipped.py --runs /work/train_v7 --init-shipped --lr 3e-4 --threads 2 --batch 8 \
         --only dncnn --max-steps 10227 --dncnn-minutes 70 --no-export
     python benchmarks/train_shipped.py --runs /work/train_v7 --export
-    # stage 8 (in progress, nothing exported yet; two threads, this CPU): l11-5v from scratch with the recipe that
-    # beat direct regression at equal steps (docs/objective_ablation.md: Wiener input, half of t at the last 20
-    # steps, peak lr 1e-3) to the baseline's 22089 steps; the same command resumes it in a later session
+    # stage 8 (replaced l11-5v): l11-5v from scratch with the recipe that beat direct regression at equal steps
+    # (docs/objective_ablation.md: Wiener input, half of t at the last 20 steps, peak lr 1e-3) to the baseline's
+    # 22089 steps; steps 0-4337 on this CPU (two threads), the rest resumed on a lent H200 by the same command
+    # with --device cuda --threads 4 (13.3 min)
     python benchmarks/train_shipped.py --runs /work/train_v8 --precond wiener --t-focus 0.5 --lr 1e-3 --threads 2 \
         --only l11-5v --total-steps 22089 --l11-minutes 100000 --no-export
+    python benchmarks/train_shipped.py --runs /work/train_v8 --export     # only l11-5v is in that folder
 """
 from __future__ import annotations
 
