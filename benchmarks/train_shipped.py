@@ -67,7 +67,10 @@ scratch with the current recipe, to the same step count):
     # with --device cuda --threads 4 (13.3 min)
     python benchmarks/train_shipped.py --runs /work/train_v8 --precond wiener --t-focus 0.5 --lr 1e-3 --threads 2 \
         --only l11-5v --total-steps 22089 --l11-minutes 100000 --no-export
-    python benchmarks/train_shipped.py --runs /work/train_v8 --export     # only l11-5v is in that folder
+    python benchmarks/train_shipped.py --runs /work/train_v8 --export     # every run there: only once multiprobe has finished
+    # next (in progress, nothing exported): multiprobe from scratch the same way, to the same step count
+    python benchmarks/train_shipped.py --runs /work/train_v8 --precond wiener --t-focus 0.5 --lr 1e-3 --threads 2 \
+        --only multiprobe --total-steps 22089 --multi-minutes 100000 --no-export
 """
 from __future__ import annotations
 
