@@ -21,7 +21,7 @@ import torch
 
 from engine import classical, load_ensemble
 from engine.evaluate import atomic_write_text, fast_pairs, paired_diff
-from engine.metrics import psnr
+from engine.metrics import per_image, psnr
 
 SPLITS = ("train", "val", "test")
 PAIR_SEED = 515151  # measured pairs (all splits)
@@ -32,10 +32,6 @@ def draw(probe: str, split: str, n: int, base: int) -> tuple[np.ndarray, np.ndar
     """``n`` fast-path (bmode, clean, mask) stacks of ``split`` with seeds derived from ``base``."""
     pairs = fast_pairs(probe, n, split=split, base_seed=base)
     return tuple(np.stack([p[j] for p in pairs]) for j in range(3))
-
-
-def per_image(out: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.array([psnr(o, c, mask=m) for o, c, m in zip(out, clean, mask)])
 
 
 def main() -> None:
@@ -61,9 +57,10 @@ def main() -> None:
     rows, scores = [], {}
     for split in SPLITS:
         b, c, m = draw(a.probe, split, a.n, PAIR_SEED)
-        s = {"input": per_image(b, c, m), "bm3d": per_image(np.stack([bm3d(x, **params) for x in b]), c, m)}
+        s = {"input": per_image(psnr, b, c, m),
+             "bm3d": per_image(psnr, np.stack([bm3d(x, **params) for x in b]), c, m)}
         for name, ens in models.items():
-            s[name] = per_image(ens.despeckle(b, seed=0).mean, c, m)
+            s[name] = per_image(psnr, ens.despeckle(b, seed=0).mean, c, m)
         scores[split] = s
         print("%s done (%.0f s)" % (split, time.time() - t0), flush=True)
 

@@ -34,7 +34,7 @@ import torch
 
 from engine import load_ensemble
 from engine.evaluate import atomic_write_text
-from engine.metrics import psnr, ssim
+from engine.metrics import per_image, psnr, ssim
 from simulator.datasets import derive_seed, load_test_set
 from simulator.phantoms import make_phantom
 from simulator.physics import display, simulate
@@ -79,8 +79,8 @@ def table(probe, kind: str, n: int, k: int, models: dict) -> str:
              "region); %d and %d fast-path realisations per image:" % (n, kind, probe.name, few, k), "",
              "| image | PSNR (dB) | SSIM |", "| --- | --- | --- |"]
     for name, o in outs.items():
-        p = np.mean([psnr(o[i], clean[i], mask=mask[i]) for i in range(n)])
-        q = np.mean([ssim(o[i], clean[i], mask=mask[i]) for i in range(n)])
+        p = per_image(psnr, o, clean, mask).mean()
+        q = per_image(ssim, o, clean, mask).mean()
         lines.append("| %s | %.2f | %.3f |" % (name, p, q))
         if name == "intensity-mean %d" % k and k > few:
             blur = [max((k * mse(o, i) - few * mse(outs["intensity-mean %d" % few], i)) / (k - few), 1e-12)

@@ -22,7 +22,6 @@ under ``--runs`` is reused when it already holds the same configuration at ``--s
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,8 +30,9 @@ import numpy as np
 import torch
 
 from engine.evaluate import atomic_write_text, paired_diff
-from engine.metrics import psnr, ssim
-from engine.train import STATE, TrainConfig, _load_checkpoint, ensemble_for, load_config, make_network, train
+from engine.metrics import per_image, psnr, ssim
+from engine.train import (STATE, TrainConfig, _load_checkpoint, ensemble_for, load_config, make_network, run_steps,
+                          train)
 from simulator.datasets import load_test_set
 
 VARIANTS = {
@@ -56,11 +56,10 @@ def config(name: str, seed: int, threads: int) -> TrainConfig:
 def trained(cfg: TrainConfig, run: Path, steps: int) -> tuple[torch.nn.Module, bool]:
     """Train ``cfg`` for ``steps`` steps in ``run`` (reused when it already holds that run) → (EMA network,
     whether the run was reused)."""
-    step = 0
+    step = run_steps(run)
     if (run / STATE).is_file():
         same = {k: v for k, v in asdict(load_config(run)).items() if k != "threads"} == \
             {k: v for k, v in asdict(cfg).items() if k != "threads"}
-        step = json.loads((run / STATE).read_text())["step"]
         if not same or step > steps:
             raise SystemExit("%s holds another run (settings differ or more steps); use another --runs" % run)
     done = step == steps
@@ -74,8 +73,7 @@ def trained(cfg: TrainConfig, run: Path, steps: int) -> tuple[torch.nn.Module, b
 
 def scores(out: np.ndarray, ts: dict) -> tuple[np.ndarray, np.ndarray]:
     m = ts["mask"].astype(bool)
-    return (np.array([psnr(o, c, mask=k) for o, c, k in zip(out, ts["clean"], m)]),
-            np.array([ssim(o, c, mask=k) for o, c, k in zip(out, ts["clean"], m)]))
+    return per_image(psnr, out, ts["clean"], m), per_image(ssim, out, ts["clean"], m)
 
 
 def parse_variants(specs: list[str], seeds: list[int]) -> dict[str, list[int]]:

@@ -75,13 +75,12 @@ scratch with the current recipe, to the same step count):
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
 from engine.sde import NORMS, PRECONDS
-from engine.train import STATE, TrainConfig, export, train
+from engine.train import STATE, TrainConfig, export, run_steps, train
 from engine.weights import shipped_dir
 
 ALL_PROBES = ["L11-5v", "L12-3v", "C5-2v", "P4-2v"]
@@ -102,10 +101,6 @@ def plan(a: argparse.Namespace) -> list[tuple[str, TrainConfig]]:
         ("dncnn", TrainConfig(probes=["L11-5v"], members=1, minutes=a.dncnn_minutes, arch="dncnn", seed=41,
                               **common("dncnn"))),
     ]
-
-
-def _steps(run: Path) -> int:
-    return json.loads((run / STATE).read_text())["step"] if (run / STATE).is_file() else 0
 
 
 def main() -> None:
@@ -156,9 +151,9 @@ def main() -> None:
         run = runs / name
         max_steps, target = a.max_steps, a.total_steps
         if target is None and max_steps is None and cfg.arch != "irsde":  # baselines: l11-5v's step count
-            target = _steps(runs / "l11-5v") or None
+            target = run_steps(runs / "l11-5v") or None
         if target is not None:  # a step target counts the steps the run folder already holds
-            max_steps = max(0, target - _steps(run))
+            max_steps = max(0, target - run_steps(run))
             if max_steps == 0:
                 continue
         t0 = time.time()

@@ -99,6 +99,13 @@ def ssim(x: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, data_ra
     return float(np.mean(smap[sel]))
 
 
+def per_image(metric, out: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """``metric`` (:func:`psnr` or :func:`ssim`) of each image of the stack ``out`` against the same image of
+    ``ref``, inside the same image of ``mask`` when given: a float array with one value per image."""
+    masks = [None] * len(out) if mask is None else mask
+    return np.array([metric(o, r, mask=m) for o, r, m in zip(out, ref, masks)], float)
+
+
 def _sample(values: np.ndarray, name: str, min_size: int = 1) -> np.ndarray:
     arr = _finite(values, name).ravel()
     if arr.size < min_size:

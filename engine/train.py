@@ -318,6 +318,12 @@ def _load_checkpoint(run: Path, net, opt: Optional[torch.optim.Optimizer]) -> tu
     return state, ema
 
 
+def run_steps(run: str | os.PathLike) -> int:
+    """Optimiser steps a run folder holds (0 when it holds no run yet)."""
+    path = Path(run) / STATE
+    return int(json.loads(path.read_text())["step"]) if path.is_file() else 0
+
+
 def load_config(run: str | os.PathLike) -> TrainConfig:
     """The :class:`TrainConfig` stored in a run folder."""
     state = json.loads((Path(run) / STATE).read_text())

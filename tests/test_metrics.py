@@ -23,6 +23,19 @@ def test_psnr_known_offset_and_mask():
     assert metrics.psnr(ref, ref) == math.inf
 
 
+def test_per_image_scores_each_image_in_its_own_mask():
+    ref = np.full((3, 16, 16), 0.5, np.float32)
+    out = ref + np.array([0.1, 0.01, 0.0], np.float32)[:, None, None]  # 20 dB, 40 dB, identical
+    mask = np.zeros((3, 16, 16), bool)
+    mask[:, 2:12, 2:12] = True
+    out[1, ~mask[1]] = 0.0  # outside its mask: must not count
+    got = metrics.per_image(metrics.psnr, out, ref, mask)
+    assert got.shape == (3,) and got[:2] == pytest.approx([20.0, 40.0], abs=1e-3) and got[2] == math.inf
+    assert metrics.per_image(metrics.psnr, out[:1], ref[:1]) == pytest.approx([20.0], abs=1e-4)
+    want = [metrics.ssim(o, r, mask=m) for o, r, m in zip(out, ref, mask)]
+    assert metrics.per_image(metrics.ssim, out, ref, mask).tolist() == want
+
+
 def test_ssim_constant_images_match_formula():
     # For constant images the variance/covariance terms are 0/0 -> C2/C2 = 1 and only the
     # luminance term (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1) remains, C1 = (0.01 L)^2.

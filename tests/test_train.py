@@ -7,7 +7,7 @@ import torch
 
 from engine import load_ensemble
 from engine import train as tr
-from engine.train import CKPT, STATE, Pool, TrainConfig, export, loss_fn, make_network, train
+from engine.train import CKPT, STATE, Pool, TrainConfig, export, loss_fn, make_network, run_steps, train
 
 torch.set_num_threads(1)  # 2 shared cores: oversubscribed threads slow tiny nets 10x
 
@@ -59,8 +59,9 @@ def test_resume_and_export(synthetic, tmp_path):
     cfg = _cfg()
     run = tmp_path / "run"
     lines = []
+    assert run_steps(run) == 0  # no run there yet
     s1 = train(cfg, run, log=lines.append, max_steps=10)
-    assert s1["step"] == 10 and (run / CKPT).is_file() and (run / STATE).is_file()
+    assert s1["step"] == 10 and (run / CKPT).is_file() and (run / STATE).is_file() and run_steps(run) == 10
     assert any("loss" in m for m in lines)
     s2 = train(cfg, run, log=lines.append, max_steps=5)
     assert s2["step"] == 15 and s2["elapsed"] > s1["elapsed"]
