@@ -35,10 +35,16 @@ class Cancelled(Exception):
 
 @dataclass
 class DespeckleResult:
-    """Member mean and per-pixel std, float32, same shape as the input frames."""
+    """Member mean and per-pixel uncertainty, float32, same shape as the input frames.
+
+    ``std`` is the uncertainty shown to the user: the calibrated total (see :class:`Ensemble`); for models
+    with an uncertainty head ``aleatoric`` (each member's predicted error std, RMS over members) and
+    ``epistemic`` (the std across members) are its uncalibrated parts, else None."""
 
     mean: np.ndarray
     std: np.ndarray
+    aleatoric: Optional[np.ndarray] = None
+    epistemic: Optional[np.ndarray] = None
 
 
 def validate_frames(frames) -> np.ndarray:
@@ -188,27 +194,52 @@ class Ensemble:
 
     @torch.no_grad()
     def _run_tile(self, net: torch.nn.Module, mu: torch.Tensor, z: torch.Tensor, steps: int, sampler: str,
-                  gen: torch.Generator, tick: Callable[[], None]) -> torch.Tensor:
-        """mu (h, w), z (h, w) (x_T noise shared by all members) → member outputs (K, h, w)."""
+                  gen: torch.Generator, tick: Callable[[], None]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """mu (h, w), z (h, w) (x_T noise shared by all members) → member outputs (K, h, w) and, for a
+        network with an uncertainty head, the members' predicted error variances (K, h, w) (else None)."""
         k = net.members
         mu5 = mu[None, None, None]  # (1, 1, 1, h, w)
+        last: dict = {}
+
+        def split(out: torch.Tensor) -> torch.Tensor:
+            if out.shape[2] > 1:
+                last["var"] = torch.exp(out[:, :, 1:].float().clamp(-14.0, 2.0))
+            return out[:, :, :1].clamp(0.0, 1.0)
+
         if self.mode != "irsde":
             inp = mu5.expand(1, k, 1, *mu.shape)
             if self.mode == "regression":
                 inp = torch.cat([torch.zeros_like(inp), inp], dim=2)
-            out = net(inp, torch.zeros(1, dtype=torch.long, device=mu.device))
+            out = split(net(inp, torch.zeros(1, dtype=torch.long, device=mu.device)))
             tick()
-            return out[0, :, 0].clamp(0.0, 1.0)
+        else:
+            def denoiser(x: torch.Tensor, t: int) -> torch.Tensor:
+                muk = mu5.expand_as(x)
+                return split(net(net_input(self.schedule, x, muk, t),
+                                 torch.full((1,), t, dtype=torch.long, device=x.device)))
 
-        def denoiser(x: torch.Tensor, t: int) -> torch.Tensor:
-            muk = mu5.expand_as(x)
-            return net(net_input(self.schedule, x, muk, t),
-                       torch.full((1,), t, dtype=torch.long, device=x.device)).clamp(0.0, 1.0)
+            x_T = start_state(self.schedule, mu5, z[None, None, None]).expand(1, k, 1, *mu.shape).contiguous()
+            out = get_sampler(sampler)(self.schedule, denoiser, mu5, x_T, steps, generator=gen,
+                                       callback=lambda done, total: tick())
+        var = last.get("var")
+        return out[0, :, 0].clamp(0.0, 1.0), (None if var is None else var[0, :, 0])
 
-        x_T = start_state(self.schedule, mu5, z[None, None, None]).expand(1, k, 1, *mu.shape).contiguous()
-        out = get_sampler(sampler)(self.schedule, denoiser, mu5, x_T, steps, generator=gen,
-                                   callback=lambda done, total: tick())
-        return out[0, :, 0].clamp(0.0, 1.0)
+    def uncertainty(self, outs: np.ndarray, var: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray],
+                                                                             Optional[np.ndarray]]:
+        """(total, aleatoric, epistemic) from member outputs (K, H, W) and predicted variances.
+
+        total = sqrt((a · aleatoric)² + (e · epistemic)²) with the card's calibration
+        ``uncertainty: {"aleatoric_scale": a, "epistemic_scale": e}`` (both 1 when absent); without an
+        uncertainty head the total is the (scaled) member spread."""
+        k = outs.shape[0]
+        epi = outs.std(axis=0) if k > 1 else np.zeros(outs.shape[1:], np.float32)
+        cal = self.card.get("uncertainty") or {}
+        a, e = float(cal.get("aleatoric_scale", 1.0)), float(cal.get("epistemic_scale", 1.0))
+        if var is None:
+            return (e * epi).astype(np.float32), None, None
+        ale = np.sqrt(var.mean(axis=0))
+        total = np.sqrt((a * ale) ** 2 + (e * epi) ** 2)
+        return total.astype(np.float32), ale.astype(np.float32), epi.astype(np.float32)
 
     # ------------------------------------------------------------------ API
     def iter_despeckle(self, frames, steps: Optional[int] = None, sampler: Optional[str] = None,
@@ -220,6 +251,15 @@ class Ensemble:
 
         Arguments as :meth:`despeckle`.  The input is validated before anything runs.
         """
+        for fi, res in self.iter_results(frames, steps, sampler, members, seed, progress, cancel, normalize):
+            yield fi, res.mean, res.std
+
+    def iter_results(self, frames, steps: Optional[int] = None, sampler: Optional[str] = None,
+                     members: Optional[int] = None, seed: int = 0,
+                     progress: Optional[Callable[[int, int], None]] = None,
+                     cancel: Optional[Callable[[], bool]] = None,
+                     normalize: Optional[str] = None) -> Iterator[tuple[int, DespeckleResult]]:
+        """Like :meth:`iter_despeckle`, yielding ``(frame_index, DespeckleResult)`` of (H, W) arrays."""
         arr = validate_frames(frames)
         steps, sampler = self._settings(steps, sampler)
         net = self._member_net(members)
@@ -252,20 +292,27 @@ class Ensemble:
             z = torch.randn((h, w), generator=gen)
             mu = torch.from_numpy(np.ascontiguousarray(work)).to(self.device)
             acc = torch.zeros((k, h, w), dtype=torch.float32)
+            vacc = None
             wsum = torch.zeros((h, w), dtype=torch.float32)
             for y0, y1, x0, x1 in self._tiles(h, w):
-                out = self._run_tile(net, mu[y0:y1, x0:x1], z[y0:y1, x0:x1].to(self.device),
-                                     steps, sampler, gen, tick).float().cpu()
+                out, var = self._run_tile(net, mu[y0:y1, x0:x1], z[y0:y1, x0:x1].to(self.device),
+                                          steps, sampler, gen, tick)
                 win = torch.from_numpy(np.outer(_window_1d(y1 - y0, y0, y1, h, self.overlap),
                                                 _window_1d(x1 - x0, x0, x1, w, self.overlap)).astype(np.float32))
-                acc[:, y0:y1, x0:x1] += out * win
+                acc[:, y0:y1, x0:x1] += out.float().cpu() * win
+                if var is not None:
+                    vacc = torch.zeros((k, h, w), dtype=torch.float32) if vacc is None else vacc
+                    vacc[:, y0:y1, x0:x1] += var.float().cpu() * win
                 wsum[y0:y1, x0:x1] += win
             outs = (acc / wsum).numpy()
+            var = None if vacc is None else (vacc / wsum).numpy()
             if plan is not None:
                 outs = np.stack([plan.inverse(o) for o in outs])
-            mean = outs.mean(axis=0).astype(np.float32)
-            std = (outs.std(axis=0) if k > 1 else np.zeros_like(mean)).astype(np.float32)
-            yield fi, np.clip(mean, 0.0, 1.0), std
+                if var is not None:
+                    var = np.stack([plan.inverse_variance(v) for v in var])
+            mean = np.clip(outs.mean(axis=0), 0.0, 1.0).astype(np.float32)
+            std, ale, epi = self.uncertainty(outs, var)
+            yield fi, DespeckleResult(mean, std, ale, epi)
 
     def despeckle(self, frames, steps: Optional[int] = None, sampler: Optional[str] = None,
                   members: Optional[int] = None, seed: int = 0,
@@ -281,14 +328,14 @@ class Ensemble:
         Returns :class:`DespeckleResult` with ``mean`` and ``std`` of the input's shape.
         """
         arr = validate_frames(frames)
-        means, stds = [], []
-        for _, m, s in self.iter_despeckle(arr, steps, sampler, members, seed, progress, cancel, normalize):
-            means.append(m)
-            stds.append(s)
-        mean, std = np.stack(means), np.stack(stds)
+        parts: dict[str, list] = {"mean": [], "std": [], "aleatoric": [], "epistemic": []}
+        for _, res in self.iter_results(arr, steps, sampler, members, seed, progress, cancel, normalize):
+            for key in parts:
+                parts[key].append(getattr(res, key))
+        out = {key: (np.stack(v) if v[0] is not None else None) for key, v in parts.items()}
         if np.ndim(frames) == 2:
-            mean, std = mean[0], std[0]
-        return DespeckleResult(mean, std)
+            out = {key: (v[0] if v is not None else None) for key, v in out.items()}
+        return DespeckleResult(**out)
 
 
 def ensemble_from_card(net: torch.nn.Module, card: dict, device=None, threads=None, name: str = "") -> Ensemble:

@@ -7,7 +7,8 @@ Tensor layout: input ``(B, K, C, H, W)``, output ``(B, K, 1, H, W)``; steps ``t`
 :func:`stack_members` and :func:`select_members` rely on.
 
 The UNet takes ``concat(x_t − μ, μ)`` and a sinusoidal embedding of the integer step t and predicts
-x̂_0 as μ + residual (an x_0 head: at few sampling steps it is far more stable than a noise head,
+x̂_0 as μ + residual (channel 0 of the output; with ``out_ch=2`` channel 1 is the log-variance of the
+member's own error, an aleatoric uncertainty head trained with a Gaussian likelihood, :mod:`engine.train`) (an x_0 head: at few sampling steps it is far more stable than a noise head,
 whose x̂_0 = μ + (x_t − μ − σ̄_t ε̂)/a_t amplifies errors by 1/a_T = 200).  The direct-regression
 baseline is the same UNet fed ``(0, μ)`` at a fixed t = 0.
 """
@@ -57,10 +58,12 @@ class UNet(nn.Module):
 
     arch = "unet"
 
-    def __init__(self, members: int = 1, base: int = 32, in_ch: int = 2, emb: int = 32):
+    def __init__(self, members: int = 1, base: int = 32, in_ch: int = 2, emb: int = 32, out_ch: int = 1):
         super().__init__()
+        if out_ch not in (1, 2):
+            raise ValueError("out_ch must be 1 (x0) or 2 (x0 and its log-variance), got %r" % (out_ch,))
         k, c = members, base
-        self.members, self.base, self.in_ch, self.emb = members, base, in_ch, emb
+        self.members, self.base, self.in_ch, self.emb, self.out_ch = members, base, in_ch, emb, out_ch
         self.t_mlp1 = nn.Conv2d(k * emb, k * emb * 2, 1, groups=k)
         self.t_mlp2 = nn.Conv2d(k * emb * 2, k * emb, 1, groups=k)
         self.inc = _conv(k, in_ch, c)
@@ -76,12 +79,18 @@ class UNet(nn.Module):
         self.up1 = _conv(k, 2 * c, c)
         self.fuse1 = _conv(k, 2 * c, c, size=1)
         self.dec1 = _ResBlock(k, c, emb)
-        self.out = _conv(k, c, 1)
+        self.out = _conv(k, c, out_ch)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        if out_ch == 2:  # start the log-variance at that of a typical error (std 0.05)
+            with torch.no_grad():
+                self.out.bias.view(k, 2)[:, 1] = 2 * math.log(0.05)
 
     def config(self) -> dict:
-        return {"arch": self.arch, "base": self.base, "in_ch": self.in_ch, "emb": self.emb}
+        cfg = {"arch": self.arch, "base": self.base, "in_ch": self.in_ch, "emb": self.emb}
+        if self.out_ch != 1:
+            cfg["out_ch"] = self.out_ch
+        return cfg
 
     def _time(self, t: torch.Tensor, b: int) -> torch.Tensor:
         t = torch.as_tensor(t, device=self.inc.weight.device)
@@ -100,7 +109,8 @@ class UNet(nn.Module):
         return torch.cat([a.reshape(n, k, -1, h, w), b.reshape(n, k, -1, h, w)], dim=2).reshape(n, -1, h, w)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (B, K, in_ch, H, W) with channels (x_t − μ, μ); returns x̂_0 (B, K, 1, H, W)."""
+        """x: (B, K, in_ch, H, W) with channels (x_t − μ, μ); returns x̂_0 (B, K, 1, H, W), or with
+        ``out_ch=2`` (B, K, 2, H, W): x̂_0 and the log-variance of its error."""
         b, k, _, hh, ww = x.shape
         mu = x[:, :, -1:]
         e = self._time(t, b)
@@ -115,8 +125,10 @@ class UNet(nn.Module):
         u2 = self.dec2(self.fuse2(self._cat(k, u2, h2)), e)
         u1 = self.up1(F.interpolate(u2, size=h1.shape[-2:], mode="nearest"))
         u1 = self.dec1(self.fuse1(self._cat(k, u1, h1)), e)
-        r = self.out(F.silu(u1))[:, :, :hh, :ww]
-        return mu + r.reshape(b, k, 1, hh, ww)
+        r = self.out(F.silu(u1))[:, :, :hh, :ww].reshape(b, k, self.out_ch, hh, ww)
+        if self.out_ch == 1:
+            return mu + r
+        return torch.cat([mu + r[:, :, :1], r[:, :, 1:]], dim=2)
 
 
 class DnCNN(nn.Module):

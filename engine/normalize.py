@@ -126,6 +126,14 @@ class Plan:
             y = cv2.resize(y.astype(np.float32), self.shape[::-1], interpolation=interp)
         return y.astype(np.float32)
 
+    def inverse_variance(self, var: np.ndarray) -> np.ndarray:
+        """Map a per-pixel variance of the network's output back (the contrast scale squared, resampled)."""
+        v = np.asarray(var, np.float32) / np.float32(self.scale ** 2)
+        if self.work_shape != self.shape:
+            interp = cv2.INTER_AREA if self.shape[0] * self.shape[1] < v.size else cv2.INTER_LINEAR
+            v = cv2.resize(v, self.shape[::-1], interpolation=interp)
+        return np.maximum(v, 0.0).astype(np.float32)
+
 
 def fit(frame: np.ndarray, reference: dict, min_side: int = 16, max_side: int = 4096) -> Plan:
     """Measure ``frame`` and plan the mapping into the ``reference`` ranges (identity when inside)."""

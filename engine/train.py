@@ -41,6 +41,7 @@ from .sde import NORMS, PRECONDS, make_schedule, marginal_sample, ml_loss, net_i
 from .weights import read_model, save_model
 
 ARCHS = ("irsde", "regression", "dncnn")
+DATA = ("mri", "randomized")
 STATE = "state.json"
 CKPT = "checkpoint.safetensors"
 FOCUS_STEPS = 20  # t_focus draws t from the last FOCUS_STEPS trained steps (a_t < 0.035 there: x_t is nearly mu)
@@ -78,9 +79,18 @@ class TrainConfig:
     t_focus: float = 0.0
     precond: str = "none"
     init: Optional[str] = None
+    data: str = "mri"  # "mri" (MNI phantoms, simulator.datasets) or "randomized" (simulator.randomized)
+    target: str = "echo"  # "echo" (echogenicity) or "bmode" (the speckle-free B-mode; randomized data only)
+    disable: tuple = ()  # randomized data: factors held at a typical value (simulator.randomized.FACTORS)
+    source_weights: Optional[dict] = None  # randomized data: echogenicity source weights (simulator.sources)
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast: AMX / tensor cores)
+    uncertainty: bool = False  # a second output channel: the log-variance of the member's own error
+    max_steps: Optional[int] = None  # stop at this many optimiser steps (the cosine decay runs over them)
+    uncertainty_weight: float = 0.1
+    analytic_share: float = 0.5  # randomized data: share of analytic PSFs (0: the probes' measured banks only)
 
     #: fields that may change when a run is resumed (a t_focus change is recorded in ``state["stages"]``)
-    RESUMABLE = ("minutes", "threads", "device", "name", "t_focus")
+    RESUMABLE = ("minutes", "threads", "device", "name", "t_focus", "max_steps")
 
     def validate(self) -> "TrainConfig":
         if self.arch not in ARCHS:
@@ -100,6 +110,21 @@ class TrainConfig:
         if self.precond not in PRECONDS:
             raise ValueError("unknown --precond %r (choose from %s)" % (self.precond, ", ".join(PRECONDS)))
         checked_device(self.device)
+        if self.data not in DATA:
+            raise ValueError("unknown --data-kind %r (choose from %s)" % (self.data, ", ".join(DATA)))
+        if self.target not in ("echo", "bmode"):
+            raise ValueError("unknown --target %r (echo or bmode)" % self.target)
+        if self.target == "bmode" and self.data != "randomized":
+            raise ValueError("the speckle-free B-mode target needs randomized data (--data-kind randomized)")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError("unknown --precision %r (fp32 or bf16)" % self.precision)
+        if self.uncertainty and self.arch == "dncnn":
+            raise ValueError("the uncertainty head needs the UNet (arch irsde or regression)")
+        if self.data == "randomized":
+            from simulator.randomized import FACTORS
+            bad = sorted(set(self.disable) - set(FACTORS))
+            if bad:
+                raise ValueError("unknown factor(s) %s (choose from %s)" % (", ".join(bad), ", ".join(FACTORS)))
         if self.patch > self.size * self.zoom[0]:
             raise ValueError("patch %d does not fit a %d frame shrunk by %.2f" % (self.patch, self.size, self.zoom[0]))
         return self
@@ -117,7 +142,7 @@ def make_network(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.arch == "dncnn":
         config = DnCNN(1, width=2 * cfg.base).config()
     else:
-        config = UNet(1, base=cfg.base).config()
+        config = UNet(1, base=cfg.base, out_ch=2 if cfg.uncertainty else 1).config()
     return init_members(config, cfg.member_seeds())
 
 
@@ -131,8 +156,29 @@ def ensemble_for(net: torch.nn.Module, cfg: TrainConfig, default_steps: int = 1,
 
 # --------------------------------------------------------------------------- data
 def pair_source(cfg: TrainConfig, split: str = "train", start: int = 0, seed: Optional[int] = None) -> Iterator:
-    """Endless (bmode, clean) float32 pairs: the fast simulator or a dataset folder."""
+    """Endless (bmode, target) float32 pairs: the fast simulator (MRI phantoms or domain-randomised),
+    or a dataset folder."""
     seed = cfg.seed if seed is None else seed
+    if cfg.data_dir and cfg.data == "randomized":
+        from simulator.randomized import SCALES, load_pairs
+        arrays = load_pairs(cfg.data_dir, split, raw=True)
+        key = "echo" if cfg.target == "echo" else "target"
+        bm, cl = arrays["bmode"], arrays[key]
+        order = np.random.default_rng(seed).permutation(len(bm))
+        i = start
+        while True:
+            j = order[i % len(bm)]
+            i += 1
+            yield (bm[j].astype(np.float32) / np.float32(SCALES["bmode"]),
+                   cl[j].astype(np.float32) / np.float32(SCALES[key]))
+    if cfg.data == "randomized":
+        from simulator.randomized import pair_seed, random_pair
+        i = start
+        while True:
+            pr = random_pair(pair_seed(seed, split, i), size=cfg.size, probes=cfg.probes, disable=cfg.disable,
+                             split=split, source_weights=cfg.source_weights, analytic_share=cfg.analytic_share)
+            i += 1
+            yield pr.bmode, (pr.target if cfg.target == "bmode" else pr.echo)
     if cfg.data_dir:
         from simulator.datasets import load_dataset
         arrays = [load_dataset(cfg.data_dir, split=split, probe=p) for p in cfg.probes]
@@ -165,6 +211,8 @@ class Pool:
         bm, cl = next(self.source)
         self.consumed += 1
         z = math.exp(self.rng.uniform(math.log(self.cfg.zoom[0]), math.log(self.cfg.zoom[1])))
+        if self.cfg.zoom == (1.0, 1.0):
+            return bm, cl
         h, w = bm.shape
         size = (max(self.cfg.patch, int(round(w * z))), max(self.cfg.patch, int(round(h * z))))
         interp = cv2.INTER_AREA if z < 1 else cv2.INTER_CUBIC
@@ -211,13 +259,33 @@ def val_set(cfg: TrainConfig, n: Optional[int] = None) -> tuple[np.ndarray, np.n
 # --------------------------------------------------------------------------- loss
 def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.Tensor,
             gen: torch.Generator) -> torch.Tensor:
-    """The training loss of one joint batch (B, K, 1, p, p)."""
+    """The training loss of one joint batch (B, K, 1, p, p) (under bf16 autocast when ``cfg.precision``
+    says so).  With the uncertainty head, ``uncertainty_weight`` × the Gaussian negative log-likelihood
+    of the (detached) error under the predicted log-variance is added: the head learns the expected
+    squared error, the image head keeps its own penalty."""
+    with torch.autocast(mu.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        pred, err_target = _predict(net, cfg, mu, x0, gen)
+    pred = pred.float()
+    x0_hat = pred[:, :, :1]
+    if cfg.arch == "irsde" and cfg.loss == "ml":
+        sched, xt, t = err_target
+        loss = ml_loss(sched, xt, x0, mu, t, x0_to_eps(sched, xt, mu, x0_hat, t), norm=cfg.norm)
+    else:
+        loss = penalty(x0_hat - x0, cfg.norm)
+    if cfg.uncertainty:
+        logvar = pred[:, :, 1:].clamp(-14.0, 2.0)
+        e2 = (x0_hat - x0).detach() ** 2
+        loss = loss + cfg.uncertainty_weight * 0.5 * (e2 * torch.exp(-logvar) + logvar).mean()
+    return loss
+
+
+def _predict(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.Tensor, gen: torch.Generator):
+    """The network's output for one batch, and (schedule, x_t, t) for the IR-SDE ML loss."""
     if cfg.arch == "dncnn":
-        return penalty(net(mu) - x0, cfg.norm)
+        return net(mu), None
     b, k = mu.shape[:2]
     if cfg.arch == "regression":
-        pred = net(torch.cat([torch.zeros_like(mu), mu], dim=2), torch.zeros(b, dtype=torch.long, device=mu.device))
-        return penalty(pred - x0, cfg.norm)
+        return net(torch.cat([torch.zeros_like(mu), mu], dim=2), torch.zeros(b, dtype=torch.long, device=mu.device)), None
     sched = cfg.schedule()
     t = torch.randint(1, sched.T + 1, (b, k), generator=gen)
     if cfg.t_focus > 0:  # a share of the batch at the last FOCUS_STEPS steps, where few-step sampling starts
@@ -227,10 +295,7 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
     t = t.to(mu.device)
     noise = torch.randn(mu.shape, generator=gen).to(mu.device)
     xt = marginal_sample(sched, x0, mu, t, noise)
-    pred = net(net_input(sched, xt, mu, t), t)
-    if cfg.loss == "x0":
-        return penalty(pred - x0, cfg.norm)
-    return ml_loss(sched, xt, x0, mu, t, x0_to_eps(sched, xt, mu, pred, t), norm=cfg.norm)
+    return net(net_input(sched, xt, mu, t), t), (sched, xt, t)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -329,6 +394,7 @@ def load_config(run: str | os.PathLike) -> TrainConfig:
     state = json.loads((Path(run) / STATE).read_text())
     cfg = state["config"]
     cfg["zoom"], cfg["dr_ratio"] = tuple(cfg["zoom"]), tuple(cfg["dr_ratio"])
+    cfg["disable"] = tuple(cfg.get("disable") or ())
     return TrainConfig(**cfg)
 
 
@@ -426,10 +492,13 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
 
     state["consumed_base"] = state["consumed"]
     net.train()
-    while state["elapsed"] < budget and (max_steps is None or state["step"] - step0 < max_steps):
+    while (state["elapsed"] < budget and (max_steps is None or state["step"] - step0 < max_steps)
+           and (cfg.max_steps is None or state["step"] < cfg.max_steps)):
         frac = min(state["elapsed"] / budget, 1.0)
         if max_steps is not None:  # a step-limited run decays its learning rate by steps as well
             frac = max(frac, min(state["step"] / max(step0 + max_steps, 1), 1.0))
+        if cfg.max_steps is not None:
+            frac = max(frac, min(state["step"] / cfg.max_steps, 1.0))
         for g in opt.param_groups:  # short warm-up, then cosine decay to 10 % over the time budget
             g["lr"] = cfg.lr * min(1.0, (state["step"] + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         pool.refresh()
@@ -573,3 +642,86 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
     log("exported %s (%d members, %d params each, default posterior %d step(s)) to %s" % (
         card["name"], card["members"], param_count(net), default_steps, out))
     return card
+
+
+def _member_state(run: Path) -> tuple[TrainConfig, dict, dict]:
+    cfg = load_config(run)
+    net = make_network(cfg)
+    state, ema = _load_checkpoint(run, net, None)
+    return cfg, state, ema
+
+
+def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLike, name: str,
+                   description: str = "", recipe: Optional[dict] = None, n_eval: int = 64,
+                   choose_steps: Sequence[int] = (1, 2), log: Callable[[str], None] = print) -> dict:
+    """Stack single-member runs (same network and data, own seeds) into one K-member model folder.
+
+    The default sampler steps are chosen on ``n_eval`` validation frames as in :func:`export`; with the
+    uncertainty head the calibration scales of the total uncertainty (:meth:`Ensemble.uncertainty`) are
+    fitted there (non-negative least squares of the squared error on the squared aleatoric and epistemic
+    parts, :func:`engine.scoring.fit_uncertainty_scales`).  ``recipe`` (the declarative training config)
+    is stored in the card as it was given."""
+    from .network import stack_members
+    from .scoring import fit_uncertainty_scales
+
+    runs = [Path(r) for r in run_dirs]
+    parts = [_member_state(r) for r in runs]
+    cfg0 = parts[0][0]
+    for cfg, _, _ in parts[1:]:
+        same = {k: v for k, v in asdict(cfg).items() if k not in ("seed", "name", "threads", "device", "minutes")}
+        ref0 = {k: v for k, v in asdict(cfg0).items() if k not in ("seed", "name", "threads", "device", "minutes")}
+        if same != ref0:
+            raise ValueError("runs %s do not share one configuration (only seeds may differ)" % ", ".join(map(str, runs)))
+    net = make_network(dataclasses_replace(cfg0, members=len(runs)))
+    net.load_state_dict(stack_members([ema for _, _, ema in parts]))
+    net.eval()
+    noisy, clean = val_set(cfg0, n_eval)
+    ens = ensemble_for(net, cfg0)
+    settings = [("posterior", s) for s in sorted(set(choose_steps))] if cfg0.arch == "irsde" else [("direct", 1)]
+    val = evaluate(ens, noisy, clean, settings)
+    default_steps = 1
+    if cfg0.arch == "irsde":
+        scores = {s: val["posterior-%d" % s]["psnr"] for s in choose_steps}
+        best = max(scores.values())
+        default_steps = min(s for s, v in scores.items() if v >= best - 0.05)
+    card: dict = {"name": name, "description": description or DESCRIPTIONS[cfg0.arch], "mode": cfg0.arch,
+                  "schedule": cfg0.schedule().as_dict() if cfg0.arch == "irsde" else None,
+                  "default_sampler": "posterior" if cfg0.arch == "irsde" else "direct",
+                  "default_steps": int(default_steps),
+                  "metrics": {"validation": val, "validation_frames": int(n_eval),
+                              "validation_split": "val (seed 12345, %s)" % (
+                                  "domain-randomised pairs" if cfg0.data == "randomized" else "fast simulator")}}
+    res = ens.despeckle(noisy, steps=default_steps, seed=0)
+    if res.aleatoric is not None:
+        a, e = fit_uncertainty_scales(res.aleatoric, res.epistemic, res.mean - clean)
+        card["uncertainty"] = {"aleatoric_scale": a, "epistemic_scale": e,
+                               "fitted_on": "%d validation frames (%s)" % (n_eval, card["metrics"]["validation_split"])}
+    elif len(runs) > 1:
+        from .scoring import fit_scale
+        card["uncertainty"] = {"epistemic_scale": fit_scale(res.std, res.mean - clean),
+                               "fitted_on": "%d validation frames" % n_eval}
+    train_src = pair_source(cfg0, "train", seed=cfg0.seed + 999)
+    card["reference"] = normalize.measure_reference([next(train_src)[0] for _ in range(32)], cfg0.zoom, cfg0.dr_ratio)
+    card["training"] = {
+        "probes": list(cfg0.probes), "data": ("%s pairs, dataset %s" % (cfg0.data, Path(cfg0.data_dir).name))
+        if cfg0.data_dir else "%s pairs on the fly" % cfg0.data, "target": cfg0.target,
+        "loss": loss_text(cfg0) + (" + Gaussian NLL of the error (uncertainty head)" if cfg0.uncertainty else ""),
+        "members": [{"seed": cfg.seed, "steps": int(st["step"]), "wall_minutes": round(st["elapsed"] / 60, 2),
+                     "hardware": hardware_text(st, cfg.threads), "final_loss": st["losses"][-1][2] if st["losses"] else None,
+                     "val_history": st["val"][-3:]} for cfg, st, _ in parts],
+        "member_seeds": [cfg.seed for cfg, _, _ in parts],
+        "steps": int(sum(st["step"] for _, st, _ in parts) / len(parts)),
+        "wall_minutes": round(sum(st["elapsed"] for _, st, _ in parts) / 60, 2),
+        "config": asdict(cfg0) | {"seed": None, "members": len(runs)},
+        "timestep_sampling": timestep_sampling(cfg0.t_focus, []) if cfg0.arch == "irsde" else None,
+        "recipe": recipe,
+    }
+    card = save_model(Path(dest), net, card)
+    log("exported %s (%d members, default %d step(s)) to %s" % (name, len(runs), default_steps, dest))
+    return card
+
+
+def dataclasses_replace(cfg: TrainConfig, **kw) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(cfg, **kw)

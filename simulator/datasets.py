@@ -278,7 +278,8 @@ def generate_dataset(probes: Sequence[str] | str, n: int, size: int = 128, path:
                "failed": [], "seconds": 0.0}
     if jobs:
         t0 = time.perf_counter()
-        _run_jobs(jobs, scheduler, progress, summary)
+        run_jobs(_make_sample, jobs, key=lambda j: f"usclean-sample-{j[1]}-{j[3]}-{Path(j[0]).stem}",
+                 scheduler=scheduler, progress=progress, summary=summary)
         summary["seconds"] = time.perf_counter() - t0
     counts = {s: len(list(out.glob(f"{s}/*/*.npz"))) for s in mri.SPLITS}
     _write_json(man_path, dict(manifest, counts=counts, complete=not summary["failed"] and
@@ -289,12 +290,19 @@ def generate_dataset(probes: Sequence[str] | str, n: int, size: int = 128, path:
     return summary
 
 
-def _run_jobs(jobs: list[tuple], scheduler: Any, progress: bool, summary: dict) -> None:
+def run_jobs(task, jobs: list[tuple], key, workers: int | None = None, scheduler: Any = None, progress: bool = True,
+             summary: dict | None = None, desc: str = "simulating") -> dict:
+    """Run ``task(*job)`` for every job on Dask and count the outcome in ``summary`` (``written``,
+    ``failed``).  ``scheduler``: None starts a ``LocalCluster`` of ``workers`` (default: all cores)
+    single-threaded processes; an address string, a ``Client`` or a cluster object uses that cluster.
+    ``key(job)`` names each task (a fresh suffix per run, so no earlier result is ever reused).
+    A failed job is recorded and the others go on."""
     from dask.distributed import Client, LocalCluster, as_completed
 
+    summary = summary if summary is not None else {"written": 0, "failed": []}
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+        cluster = LocalCluster(n_workers=int(workers or os.cpu_count() or 1), threads_per_worker=1, processes=True,
                                dashboard_address=None)
         client = Client(cluster)
     elif isinstance(scheduler, Client):
@@ -303,12 +311,11 @@ def _run_jobs(jobs: list[tuple], scheduler: Any, progress: bool, summary: dict) 
         client = Client(scheduler, timeout=20)
     try:
         run_id = uuid.uuid4().hex[:8]  # fresh keys: never reuse a result cached by an earlier run
-        futures = [client.submit(_make_sample, *job, key=f"usclean-sample-{job[1]}-{job[3]}-{Path(job[0]).stem}-{run_id}",
-                                 pure=False, retries=0) for job in jobs]
+        futures = [client.submit(task, *job, key=f"{key(job)}-{run_id}", pure=False, retries=0) for job in jobs]
         bar = None
         if progress:
             from tqdm import tqdm
-            bar = tqdm(total=len(futures), unit="img", desc="simulating", dynamic_ncols=True)
+            bar = tqdm(total=len(futures), unit="img", desc=desc, dynamic_ncols=True)
         for fut in as_completed(futures):
             try:
                 fut.result()
@@ -324,6 +331,7 @@ def _run_jobs(jobs: list[tuple], scheduler: Any, progress: bool, summary: dict) 
             client.close()
         if cluster is not None:
             cluster.close()
+    return summary
 
 
 def _write_json(path: Path, obj: Any) -> None:

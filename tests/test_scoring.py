@@ -1,0 +1,63 @@
+"""Statistics for foreign sets and real clips."""
+import numpy as np
+
+from engine import scoring
+from engine.metrics import psnr
+
+
+def test_affine_psnr_ignores_gain_and_offset():
+    rng = np.random.default_rng(0)
+    ref = rng.random((32, 32))
+    out = ref + rng.normal(0, 0.02, ref.shape)
+    assert abs(scoring.psnr_affine(0.5 * out + 0.2, ref) - scoring.psnr_affine(out, ref)) < 1e-6
+    assert scoring.psnr_affine(0.5 * out + 0.2, ref) > psnr(0.5 * out + 0.2, ref) + 5
+
+
+def test_uncertainty_agreement_and_calibration():
+    rng = np.random.default_rng(1)
+    sigma = np.repeat(np.linspace(0.01, 0.1, 16)[None, :, None], 4, 0) * np.ones((4, 16, 512))
+    sigma = sigma * np.linspace(0.5, 1.5, 4)[:, None, None]
+    err = rng.normal(0, 1, sigma.shape) * sigma
+    mask = np.ones(sigma.shape, bool)
+    a = scoring.uncertainty_agreement(sigma, err, mask)
+    assert a["patch"] > 0.8 and a["image"] > 0.9 and 0.3 < a["pixel"] < 0.9
+    cal = scoring.calibration(sigma, err, mask)
+    assert cal["max_rel_dev"] < 0.1
+    assert scoring.calibration(2 * sigma, err, mask)["max_rel_dev"] > 0.4
+    floor = np.full(sigma.shape, 0.03 ** 2)
+    noisy = err + rng.normal(0, 0.03, sigma.shape)
+    assert scoring.calibration(sigma, noisy, mask, floor)["max_rel_dev"] < 0.15
+    assert abs(scoring.fit_scale(0.5 * sigma, err, mask) - 2.0) < 0.1
+
+
+def test_fit_uncertainty_scales_recovers_known_scales():
+    rng = np.random.default_rng(2)
+    ale = rng.uniform(0.01, 0.05, 20000)
+    epi = rng.uniform(0.0, 0.04, 20000)
+    err = rng.normal(0, 1, 20000) * np.sqrt((1.5 * ale) ** 2 + (0.7 * epi) ** 2)
+    a, e = scoring.fit_uncertainty_scales(ale, epi, err)
+    assert abs(a - 1.5) < 0.1 and abs(e - 0.7) < 0.15
+
+
+def test_enl_and_ratio_image_of_speckle():
+    rng = np.random.default_rng(3)
+    inten = rng.exponential(1.0, (64, 64))
+    assert abs(scoring.enl(inten) - 1.0) < 0.1
+    dr = 50.0
+    disp = np.clip((10 * np.log10(0.01 * inten) + dr) / dr, 0, 1)  # tissue at -20 dB: nothing clipped at 1
+    clean = np.full(disp.shape, 0.6)
+    r = scoring.ratio_image(disp, clean, dr)
+    assert abs(scoring.enl(r) - 1.0) < 0.15
+
+
+def test_m_index_prefers_the_ideal_despeckler():
+    from simulator.randomized import random_pair
+
+    p = random_pair(11, size=96, disable=("grain", "sector"), fc_factors=(1.0,))
+    from scipy import ndimage
+    blurred = ndimage.gaussian_filter(p.bmode, 4)  # removes structure with the speckle
+    m_ideal = scoring.m_index(p.bmode, p.target, p.mask, p.meta["dr_db"])["M"]
+    m_blur = scoring.m_index(p.bmode, blurred, p.mask, p.meta["dr_db"])["M"]
+    assert m_ideal < m_blur
+    # no despeckling at all: the ratio image holds none of the input's speckle spread
+    assert scoring.m_index(p.bmode, p.target, p.mask)["r1"] < scoring.m_index(p.bmode, p.bmode, p.mask)["r1"]
