@@ -1,13 +1,13 @@
-"""Speed benchmark of the despeckler against its 100-step references and classical filters.
+"""Speed benchmark: every inference backend side by side, the per-stage breakdown, the references.
 
-Everything is measured in one run on the current machine: ms per frame for the default setting
-(ensemble mean + uncertainty), the 100-step ``posterior`` and ``em`` references, BM3D and NLM, at
-each size; ratios to the default; the network's achieved FLOP/s against a matrix-multiply peak
-measured in the same run; peak memory.  References at sizes where 100 steps would take minutes are
-extrapolated (marked ``*``) from runs of 1 and 3 steps: the per-frame work (normalisation, the start
-noise, mean and std) counted once, plus 99 times the cost of one more step (one network evaluation
-plus elementwise work, a constant).  On a GPU the per-frame work is most of a 1-step run, so scaling a
-3-step time by 100/3 would overstate the references.
+Everything is measured in one run on the current machine (timings vary between runs; compare the ratios
+of one run): ms per frame of the default setting (4-member ensemble: mean + uncertainty) and of the
+one-member preview on every installed backend (:mod:`engine.backends`), their ratio to BM3D on the same
+frame; for the fastest backend the per-stage breakdown of a frame (normalisation, network, tile blending
+and member statistics, the rest) and the 100-step ``posterior`` and ``em`` references; NLM; the network's
+achieved FLOP/s against fp32 and bf16 matrix-multiply peaks measured in the same run; peak memory.
+References at sizes where 100 steps would take minutes are extrapolated (marked ``*``) from runs of 1
+and 3 steps: the per-frame work counted once, plus 99 times the cost of one more step.
 """
 from __future__ import annotations
 
@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-import torch
 
-from .ensemble import Ensemble, checked_device, load_ensemble
-from .network import UNet, init_members
-from .sde import make_schedule
+from . import backends as _backends
+from .ensemble import Ensemble, load_ensemble
 
 DEFAULT_SIZES = ((128, 128), (256, 256), (480, 640))
 
@@ -57,110 +55,171 @@ def _time(fn: Callable[[], object], repeat: int, warmup: bool = False) -> float:
     return float(np.median(times)) * 1000.0
 
 
-def conv_flops(net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> float:
-    """Multiply-add FLOPs (2 per MAC) of the convolutions in one forward pass."""
+def conv_flops(model: str, h: int, w: int) -> Optional[float]:
+    """Multiply-add FLOPs (2 per MAC) of one member's convolutions at h × w (torch needed; None without)."""
+    if not _backends.installed("torch"):
+        return None
+    import torch
+
+    from .weights import read_model
+
+    net, card, _ = read_model(model)
     total = [0.0]
 
-    def hook(mod: torch.nn.Conv2d, _inp, out: torch.Tensor) -> None:
+    def hook(mod, _inp, out) -> None:
         kh, kw = mod.kernel_size
         total[0] += 2.0 * out.numel() * (mod.in_channels // mod.groups) * kh * kw
 
     hs = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     with torch.no_grad():
-        net(x, t)
-    for h in hs:
-        h.remove()
-    return total[0]
+        net(torch.rand(1, net.members, int(card["network"].get("in_ch", 2)), h, w), torch.zeros(1, dtype=torch.long))
+    for hk in hs:
+        hk.remove()
+    return total[0] / net.members
 
 
-def matmul_peak(device: torch.device, n: int = 2048, repeat: int = 5) -> float:
-    """Achieved FLOP/s of an n × n fp32 matrix multiply."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def matmul_peaks(n: int = 2048, repeat: int = 5) -> dict[str, float]:
+    """Achieved FLOP/s of an n × n matrix multiply in fp32 and bf16 (torch; empty without torch)."""
+    if not _backends.installed("torch"):
+        return {}
+    import torch
 
-    def mm() -> None:
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    ms = _time(mm, repeat, warmup=True)
-    return 2.0 * n ** 3 / (ms / 1000.0)
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        out[name] = 2.0 * n ** 3 / (_time(lambda: a @ b, repeat, warmup=True) / 1000.0)
+    return out
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_ensemble(model: str, device: torch.device) -> tuple[Ensemble, str]:
-    """The shipped model, or (when its weights are absent) an untrained network of the same shape."""
+class _Timed:
+    """A backend network that adds its call time to ``self.seconds``."""
+
+    def __init__(self, net):
+        self.net, self.seconds = net, 0.0
+        self.members, self.out_ch, self.label = net.members, net.out_ch, net.label
+
+    def subset(self, k):
+        return _Timed(self.net.subset(k))
+
+    def __call__(self, x, t):
+        t0 = time.perf_counter()
+        out = self.net(x, t)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def stage_breakdown(ens: Ensemble, frame: np.ndarray, repeat: int = 3) -> dict[str, float]:
+    """ms per frame in each stage of the default setting: normalisation (fit and forward/inverse), the
+    network, and the rest (tiling, blending, member mean and uncertainty, conversions)."""
+    from . import normalize
+
+    timed = _Timed(ens.network)
+    orig, ens.network, ens._subsets = ens.network, timed, {}
     try:
-        return load_ensemble(model, device=device), model
-    except ValueError:
-        net = init_members(UNet(1, base=16).config(), [0, 1, 2, 3])
-        return (Ensemble(net, schedule=make_schedule(), device=device, normalize="off"),
-                "untrained 4-member UNet (shipped %r not installed)" % model)
+        ens.despeckle(frame, seed=0)
+        best: dict[str, float] = {}
+        for _ in range(repeat):
+            timed.seconds = 0.0
+            t0 = time.perf_counter()
+            plan = normalize.fit(frame, ens.reference) if ens.reference else None
+            t_fit = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            ens.despeckle(frame, seed=0)
+            total = time.perf_counter() - t0
+            row = {"normalisation": 1000 * t_fit, "network": 1000 * timed.seconds,
+                   "rest": 1000 * (total - timed.seconds - t_fit), "total": 1000 * total,
+                   "resampled": float(plan is not None and not plan.identity)}
+            if not best or row["total"] < best["total"]:
+                best = row
+        return best
+    finally:
+        ens.network, ens._subsets = orig, {}
 
 
-def run_bench(device: str = "cpu", sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, quick: bool = False,
-              model: str = "multiprobe", out: Callable[[str], None] = print) -> dict:
-    """Run the benchmark and print a table; returns the measured numbers."""
+def _load(model: str, backend: str, threads):
+    try:
+        return load_ensemble(model, backend=backend, threads=threads)
+    except ValueError as exc:
+        return exc
+
+
+def run_bench(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, quick: bool = False, model: str = "multiprobe",
+              backends: Sequence[str] = ("openvino", "onnx", "torch"), threads="auto",
+              out: Callable[[str], None] = print, device: str = "cpu") -> dict:
+    """Run the benchmark and print the tables; returns the measured numbers."""
     from . import classical
 
-    dev = checked_device(device)
-    ens, label = bench_ensemble(model, dev)
-    T = ens.schedule.T if ens.schedule is not None else 100
     repeat = 1 if quick else 3
-    out("usclean bench: device %s, %d torch threads, model %s (%d members, default %s %d step(s))"
-        % (dev, torch.get_num_threads(), label, ens.members, ens.default_sampler, ens.default_steps))
-    peak = matmul_peak(dev, 1024 if quick else 2048)
-    out("matmul peak (fp32): %.1f GFLOP/s" % (peak / 1e9))
+    if device != "cpu":
+        backends = ("torch",)
+    loaded = {b: _load(model, b, threads) for b in backends if _backends.installed(b)}
+    ok = {b: e for b, e in loaded.items() if isinstance(e, Ensemble)}
+    if not ok:
+        raise ValueError("model %r could not be loaded on any backend: %s" % (model, loaded))
+    for b, e in loaded.items():
+        if not isinstance(e, Ensemble):
+            out("backend %s: not available (%s)" % (b, e))
+    default = load_ensemble(model, threads=threads, device=None if device == "cpu" else device)
+    out("usclean bench: model %s (%d members, default %s %d step(s)); default backend: %s; threads: %s"
+        % (model, default.members, default.default_sampler, default.default_steps, default.backend, threads))
+    peaks = {} if quick else matmul_peaks()
+    for k, v in peaks.items():
+        out("matmul peak %s: %.0f GFLOP/s" % (k, v / 1e9))
     rows: list[Row] = []
-    flops: dict = {}
-    ens.despeckle(speckle_frame(64, 64), seed=0)  # warm-up (allocator, kernels)
-    out("")
-    out("%-11s %-22s %12s %14s" % ("size", "method", "ms/frame", "x default"))
-
-    def add(row: Row) -> None:
-        rows.append(row)
-        base = next(q.ms for q in rows if q.size == row.size)
-        out("%-11s %-22s %11.1f%1s %13.2fx" % ("%dx%d" % row.size, row.method, row.ms, row.note, row.ms / base))
-
+    result: dict = {"rows": rows, "stages": {}, "flops": {}, "matmul_gflops": {k: v / 1e9 for k, v in peaks.items()},
+                    "backend": default.backend}
     for h, w in sizes:
         frame = speckle_frame(h, w)
-        add(Row((h, w), "default (mean+std)", _time(lambda: ens.despeckle(frame, seed=0), repeat)))
-        if ens.mode == "irsde":
-            full = (h * w <= 128 * 128) and not quick
+        out("")
+        out("%dx%d" % (h, w))
+        bm3d_ms = _time(lambda: classical.bm3d(frame, 0.1), 1)
+        out("  %-34s %10.1f ms" % ("BM3D (sigma 0.1)", bm3d_ms))
+        rows.append(Row((h, w), "BM3D", bm3d_ms))
+        for b, ens in ok.items():
+            for label, kw in (("ensemble (%d members, mean+std)" % ens.members, {}), ("preview (1 member)", {"members": 1})):
+                ms = _time(lambda: ens.despeckle(frame, seed=0, **kw), repeat, warmup=True)
+                rows.append(Row((h, w), "%s %s" % (ens.backend, label), ms))
+                out("  %-20s %-34s %10.1f ms  = %.4f x BM3D  (%.1f frames/s)" % (ens.backend, label, ms, ms / bm3d_ms,
+                                                                                1000 / ms))
+        st = stage_breakdown(default, frame, repeat)
+        result["stages"]["%dx%d" % (h, w)] = st
+        out("  stages (%s): normalisation %.1f ms%s, network %.1f ms, tiles/blend/mean/std and conversions %.1f ms"
+            % (default.backend, st["normalisation"], " (frame resampled)" if st["resampled"] else "", st["network"],
+               st["rest"]))
+        f = conv_flops(model, h, w)
+        if f:
+            gflops = f * default.members * default.default_steps / (st["network"] / 1000) / 1e9
+            result["flops"]["%dx%d" % (h, w)] = {"gflop_per_member": f / 1e9, "achieved_gflops": gflops}
+            share = ", ".join("%.0f %% of the %s peak" % (100 * gflops * 1e9 / v, k) for k, v in peaks.items())
+            out("  network: %.2f GFLOP per member evaluation -> %.0f GFLOP/s%s" % (f / 1e9, gflops,
+                                                                                   (" = " + share) if share else ""))
+        base_ms = next((r.ms for r in rows if r.size == (h, w) and r.method.startswith(default.backend)
+                        and "ensemble" in r.method), None) or st["total"]
+        if default.mode == "irsde" and not quick:
+            T = default.schedule.T
+            full = h * w <= 128 * 128
             for sampler in ("posterior", "em"):
                 if full:
-                    ms = _time(lambda: ens.despeckle(frame, steps=T, sampler=sampler, seed=0), 1)
-                else:  # per-frame work (normalisation, noise, mean/std) once, plus T times the cost of a step
-                    ms1 = _time(lambda: ens.despeckle(frame, steps=1, sampler=sampler, seed=0), 1)
-                    ms3 = _time(lambda: ens.despeckle(frame, steps=3, sampler=sampler, seed=0), 1)
+                    ms = _time(lambda: default.despeckle(frame, steps=T, sampler=sampler, seed=0), 1)
+                else:
+                    ms1 = _time(lambda: default.despeckle(frame, steps=1, sampler=sampler, seed=0), 1)
+                    ms3 = _time(lambda: default.despeckle(frame, steps=3, sampler=sampler, seed=0), 1)
                     ms = ms1 + max(ms3 - ms1, 0.0) / 2 * (T - 1)
-                add(Row((h, w), "%s %d steps" % (sampler, T), ms, "" if full else "*"))
-        add(Row((h, w), "BM3D (sigma 0.1)", _time(lambda: classical.bm3d(frame, 0.1), 1)))
-        add(Row((h, w), "NLM", _time(lambda: classical.nlm(frame), repeat)))
-        net = ens.net
-        x = torch.rand(1, net.members, net.in_ch, h, w, device=dev)
-        t = torch.zeros(1, dtype=torch.long, device=dev)
-        f = conv_flops(net, x, t)
-
-        def forward() -> None:
-            net(x, t)
-            if dev.type == "cuda":  # kernels run asynchronously: wait for them, or only the launch is timed
-                torch.cuda.synchronize(dev)
-        with torch.no_grad():
-            net_ms = _time(forward, repeat, warmup=True)
-        flops[(h, w)] = {"gflop": f / 1e9, "net_ms": net_ms, "gflops": f / (net_ms / 1000) / 1e9}
+                rows.append(Row((h, w), "%s %d steps" % (sampler, T), ms, "" if full else "*"))
+                out("  %-55s %10.1f ms%s = %.1f x the default" % ("%s %d steps (%s)" % (sampler, T, default.backend),
+                                                                  ms, "" if full else "*", ms / base_ms))
+        if not quick:
+            ms = _time(lambda: classical.nlm(frame), 1)
+            rows.append(Row((h, w), "NLM", ms))
+            out("  %-34s %10.1f ms" % ("NLM", ms))
+    result["peak_memory_mb"] = peak_memory_mb()
     out("")
-    for (h, w), fl in flops.items():
-        out("network %dx%d: %.2f GFLOP per evaluation (%d members), %.1f ms -> %.1f GFLOP/s = %.0f%% of matmul peak"
-            % (h, w, fl["gflop"], ens.members, fl["net_ms"], fl["gflops"], 100 * fl["gflops"] * 1e9 / peak))
-    mem = peak_memory_mb(dev)
-    out("peak memory: %.0f MB (%s)" % (mem, "CUDA allocated" if dev.type == "cuda" else "process max RSS"))
+    out("peak memory: %.0f MB (process max RSS)" % result["peak_memory_mb"])
     if any(r.note for r in rows):
-        out("* extrapolated to %d steps from runs of 1 and 3 steps (per-frame work once, each step one network "
-            "evaluation)" % T)
-    return {"rows": [r.__dict__ for r in rows], "flops": {"%dx%d" % k: v for k, v in flops.items()},
-            "matmul_gflops": peak / 1e9, "peak_memory_mb": mem}
+        out("* extrapolated from runs of 1 and 3 steps (per-frame work once, each further step one network evaluation)")
+    result["rows"] = [r.__dict__ for r in rows]
+    return result

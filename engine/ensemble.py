@@ -1,12 +1,12 @@
-"""The despeckling ensemble: K independently trained members evaluated in one batched forward pass.
+"""The despeckling ensemble: K independently trained members, their mean and their uncertainty.
 
-``load_ensemble(name_or_folder)`` → :class:`Ensemble`; ``ens.despeckle(frames)`` returns the
-member mean (the despeckled image) and the per-pixel std across members (the uncertainty).
-Members are stored side by side as grouped convolutions (see :mod:`engine.network`), so one network
-evaluation serves all K members.  A step count is network evaluations per member; ``progress(done,
-total)`` counts them and ``cancel()`` is polled after each one.  Frames larger than
-``untiled_max_pixels`` are processed in overlapping ``tile``² tiles blended with raised-cosine
-windows (no seams); frames above 4096 × 4096 are refused.
+``load_ensemble(name_or_folder)`` → :class:`Ensemble`; ``ens.despeckle(frames)`` returns the member mean
+(the despeckled image) and the per-pixel uncertainty.  The members run on an inference backend
+(:mod:`engine.backends`: OpenVINO, ONNX Runtime or torch, the fastest present unless ``backend=`` says
+otherwise); everything else here is numpy, so serving a model needs no torch.  A step count is network
+evaluations per member; ``progress(done, total)`` counts them and ``cancel()`` is polled after each one.
+Frames larger than ``untiled_max_pixels`` are processed in overlapping ``tile``² tiles blended with
+raised-cosine windows (no seams); frames above 4096 × 4096 are refused.
 """
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
-import torch
 
+from . import backends
 from . import normalize as _norm
-from .network import build, select_members
+from .brightness import keep_local_mean
 from .samplers import SAMPLERS, get_sampler, start_state
-from .sde import Schedule, net_input, schedule_from_dict
-from .weights import DEFAULT_MODEL, read_model
+from .schedule import Schedule, net_input, schedule_from_dict
+from .weights import DEFAULT_MODEL, onnx_files, read_card, read_model, resolve
 
 MIN_SIDE = 16
 MAX_SIDE = 4096
@@ -49,7 +49,7 @@ class DespeckleResult:
 
 def validate_frames(frames) -> np.ndarray:
     """Check and convert frames to a float32 (F, H, W) array in [0, 1]; ValueError with the reason."""
-    if isinstance(frames, torch.Tensor):
+    if hasattr(frames, "detach") and hasattr(frames, "cpu"):  # a torch tensor
         frames = frames.detach().cpu().numpy()
     if not isinstance(frames, np.ndarray):
         raise ValueError("frames must be a numpy array, got %s" % type(frames).__name__)
@@ -97,8 +97,10 @@ def _tile_starts(total: int, tile: int, overlap: int) -> list[int]:
     return [int(round(i * (total - tile) / (n - 1))) for i in range(n)]
 
 
-def checked_device(device: str | torch.device) -> torch.device:
+def checked_device(device):
     """``device`` as a torch device; ValueError for a kind other than cpu / cuda, or cuda without a GPU."""
+    import torch
+
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
@@ -120,16 +122,17 @@ def resolve_threads(threads: int | str | None) -> Optional[int]:
 
 
 class Ensemble:
-    """K-member despeckler (IR-SDE, direct regression or DnCNN) with mean/std output.
+    """K-member despeckler (IR-SDE, direct regression or DnCNN) with mean and uncertainty output.
 
-    ``net`` is a grouped network (``net.members`` = K); ``mode`` says how it is used; ``schedule`` is
-    required for ``irsde``.  ``default_sampler``/``default_steps`` are what ``despeckle`` uses when
-    its ``sampler``/``steps`` are None.  ``normalize`` ("auto" | "off"): real-frame gain / dynamic
-    range / speckle-grain normalisation against ``reference`` (see :mod:`engine.normalize`).
+    ``network`` is a backend network (:mod:`engine.backends`) or a grouped torch module (wrapped on
+    ``device``); ``mode`` says how it is used; ``schedule`` is required for ``irsde``.
+    ``default_sampler``/``default_steps`` are what ``despeckle`` uses when its ``sampler``/``steps`` are
+    None.  ``normalize`` ("auto" | "off"): real-frame gain / dynamic range / speckle-grain normalisation
+    against ``reference`` (see :mod:`engine.normalize`).  ``backend`` names the runtime in use.
     """
 
-    def __init__(self, net: torch.nn.Module, mode: str = "irsde", schedule: Optional[Schedule] = None,
-                 name: str = "", card: Optional[dict] = None, device: str | torch.device | None = None,
+    def __init__(self, network, mode: str = "irsde", schedule: Optional[Schedule] = None,
+                 name: str = "", card: Optional[dict] = None, device=None,
                  threads: int | str | None = None, default_sampler: str = "posterior", default_steps: int = 1,
                  tile: int = 256, overlap: int = 48, untiled_max_pixels: int = 512 * 768,
                  normalize: str = "auto", reference: Optional[dict] = None):
@@ -137,40 +140,54 @@ class Ensemble:
             raise ValueError("unknown ensemble mode %r" % mode)
         if mode == "irsde" and schedule is None:
             raise ValueError("an IR-SDE ensemble needs a schedule")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = checked_device(device)  # before anything changes: a bad device is a clear ValueError
-        n = resolve_threads(threads)
-        if n is not None:
-            torch.set_num_threads(n)
-        self.net = net.to(self.device).eval()
+        if not callable(getattr(network, "subset", None)):  # a torch module: run it with torch
+            import torch
+
+            dev = checked_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            n = resolve_threads(threads)
+            if n is not None:
+                torch.set_num_threads(n)
+            network = backends.TorchNetwork(network.to(dev).eval(), dev)
+        self.network = network
+        self.device = str(getattr(network, "device", "cpu"))
         self.mode, self.schedule, self.name, self.card = mode, schedule, name, card or {}
         self.default_sampler, self.default_steps = default_sampler, int(default_steps)
         self.tile, self.overlap, self.untiled_max_pixels = int(tile), int(overlap), int(untiled_max_pixels)
         self.normalize = normalize
         self.reference = reference
-        self._subsets: dict[tuple[int, ...], torch.nn.Module] = {}
+        #: restore the input's local mean grey level (engine.brightness); the card's "brightness": "keep"
+        self.keep_brightness = self.card.get("brightness") == "keep"
+        self._subsets: dict[int, object] = {}
 
     @property
     def members(self) -> int:
-        return int(self.net.members)
+        return int(self.network.members)
+
+    @property
+    def net(self):
+        """The grouped torch network (torch backend only)."""
+        if not isinstance(self.network, backends.TorchNetwork):
+            raise AttributeError("the %s backend holds no torch network" % self.backend)
+        return self.network.net
+
+    @property
+    def backend(self) -> str:
+        """The runtime serving the members, e.g. "OpenVINO bf16" or "torch fp32 (cpu)"."""
+        return str(self.network.label)
 
     def __repr__(self) -> str:
-        return "Ensemble(%r, mode=%s, members=%d, device=%s)" % (self.name, self.mode, self.members, self.device)
+        return "Ensemble(%r, mode=%s, members=%d, backend=%s)" % (self.name, self.mode, self.members, self.backend)
 
     # ------------------------------------------------------------------ helpers
-    def _member_net(self, members: Optional[int]) -> torch.nn.Module:
+    def _member_net(self, members: Optional[int]):
         if members is None or int(members) == self.members:
-            return self.net
+            return self.network
         k = int(members)
         if not 1 <= k <= self.members:
             raise ValueError("members must be between 1 and %d (got %r)" % (self.members, members))
-        key = tuple(range(k))
-        if key not in self._subsets:
-            sub = build(self.net.config(), k)
-            sub.load_state_dict(select_members(self.net.state_dict(), self.members, key))
-            self._subsets[key] = sub.to(self.device).eval()
-        return self._subsets[key]
+        if k not in self._subsets:
+            self._subsets[k] = self.network.subset(k)
+        return self._subsets[k]
 
     def _settings(self, steps: Optional[int], sampler: Optional[str]) -> tuple[int, str]:
         if self.mode != "irsde":
@@ -192,37 +209,42 @@ class Ensemble:
         return [(y, min(y + t, h), x, min(x + t, w))
                 for y in _tile_starts(h, t, self.overlap) for x in _tile_starts(w, t, self.overlap)]
 
-    @torch.no_grad()
-    def _run_tile(self, net: torch.nn.Module, mu: torch.Tensor, z: torch.Tensor, steps: int, sampler: str,
-                  gen: torch.Generator, tick: Callable[[], None]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _run_tile(self, net, mu: np.ndarray, z: np.ndarray, steps: int, sampler: str,
+                  rng: np.random.Generator, tick: Callable[[], None],
+                  preview: Optional[Callable[[dict], None]] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """mu (h, w), z (h, w) (x_T noise shared by all members) → member outputs (K, h, w) and, for a
         network with an uncertainty head, the members' predicted error variances (K, h, w) (else None)."""
         k = net.members
-        mu5 = mu[None, None, None]  # (1, 1, 1, h, w)
+        mu5 = mu[None, None, None].astype(np.float32)  # (1, 1, 1, h, w)
         last: dict = {}
 
-        def split(out: torch.Tensor) -> torch.Tensor:
+        def split(out: np.ndarray) -> np.ndarray:
             if out.shape[2] > 1:
-                last["var"] = torch.exp(out[:, :, 1:].float().clamp(-14.0, 2.0))
-            return out[:, :, :1].clamp(0.0, 1.0)
+                last["var"] = np.exp(np.clip(out[:, :, 1:], -14.0, 2.0))
+            return np.clip(out[:, :, :1], 0.0, 1.0)
 
         if self.mode != "irsde":
-            inp = mu5.expand(1, k, 1, *mu.shape)
+            inp = np.broadcast_to(mu5, (1, k, 1) + mu.shape)
             if self.mode == "regression":
-                inp = torch.cat([torch.zeros_like(inp), inp], dim=2)
-            out = split(net(inp, torch.zeros(1, dtype=torch.long, device=mu.device)))
+                inp = np.concatenate([np.zeros_like(inp), inp], axis=2)
+            out = split(net(inp, 0))
             tick()
         else:
-            def denoiser(x: torch.Tensor, t: int) -> torch.Tensor:
-                muk = mu5.expand_as(x)
-                return split(net(net_input(self.schedule, x, muk, t),
-                                 torch.full((1,), t, dtype=torch.long, device=x.device)))
+            def model(x: np.ndarray, t: int) -> np.ndarray:
+                return split(net(net_input(self.schedule, x, mu5, t), t))
 
-            x_T = start_state(self.schedule, mu5, z[None, None, None]).expand(1, k, 1, *mu.shape).contiguous()
-            out = get_sampler(sampler)(self.schedule, denoiser, mu5, x_T, steps, generator=gen,
-                                       callback=lambda done, total: tick())
+            def callback(info: dict) -> None:
+                tick()
+                if preview is not None:
+                    preview(info)
+
+            x_T = np.ascontiguousarray(np.broadcast_to(start_state(self.schedule, mu5, z[None, None, None]),
+                                                       (1, k, 1) + mu.shape))
+            out = get_sampler(sampler)(model, x_T, mu5, self.schedule, steps,
+                                       noise=lambda shape: rng.standard_normal(shape, dtype=np.float32),
+                                       callback=callback)
         var = last.get("var")
-        return out[0, :, 0].clamp(0.0, 1.0), (None if var is None else var[0, :, 0])
+        return np.clip(out[0, :, 0], 0.0, 1.0), (None if var is None else var[0, :, 0])
 
     def uncertainty(self, outs: np.ndarray, var: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray],
                                                                              Optional[np.ndarray]]:
@@ -263,16 +285,15 @@ class Ensemble:
         arr = validate_frames(frames)
         steps, sampler = self._settings(steps, sampler)
         net = self._member_net(members)
-        k = net.members
         mode = self.normalize if normalize is None else normalize
         if mode not in ("auto", "off"):
             raise ValueError("normalize must be 'auto' or 'off' (got %r)" % (normalize,))
         # one plan per call, fitted on the first frame: a cine loop comes from one scanner setting, and a
         # shared mapping keeps consecutive frames consistent (no flicker)
         plan0 = _norm.fit(arr[0], self.reference) if (mode == "auto" and self.reference) else None
-        plans = [None if plan0 is None or plan0.identity else plan0] * len(arr)
-        shapes = [p.work_shape if p is not None else f.shape for p, f in zip(plans, arr)]
-        total = sum(len(self._tiles(*s)) for s in shapes) * steps
+        plan = None if plan0 is None or plan0.identity else plan0
+        shape = plan.work_shape if plan is not None else arr.shape[1:]
+        total = len(self._tiles(*shape)) * steps * len(arr)
         done = [0]
 
         def tick() -> None:
@@ -285,34 +306,39 @@ class Ensemble:
         if cancel is not None and cancel():
             raise Cancelled("despeckling cancelled before it started")
         for fi, frame in enumerate(arr):
-            plan = plans[fi]
-            work = plan.forward(frame) if plan is not None else frame
-            h, w = work.shape
-            gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + fi)
-            z = torch.randn((h, w), generator=gen)
-            mu = torch.from_numpy(np.ascontiguousarray(work)).to(self.device)
-            acc = torch.zeros((k, h, w), dtype=torch.float32)
-            vacc = None
-            wsum = torch.zeros((h, w), dtype=torch.float32)
-            for y0, y1, x0, x1 in self._tiles(h, w):
-                out, var = self._run_tile(net, mu[y0:y1, x0:x1], z[y0:y1, x0:x1].to(self.device),
-                                          steps, sampler, gen, tick)
-                win = torch.from_numpy(np.outer(_window_1d(y1 - y0, y0, y1, h, self.overlap),
-                                                _window_1d(x1 - x0, x0, x1, w, self.overlap)).astype(np.float32))
-                acc[:, y0:y1, x0:x1] += out.float().cpu() * win
-                if var is not None:
-                    vacc = torch.zeros((k, h, w), dtype=torch.float32) if vacc is None else vacc
-                    vacc[:, y0:y1, x0:x1] += var.float().cpu() * win
-                wsum[y0:y1, x0:x1] += win
-            outs = (acc / wsum).numpy()
-            var = None if vacc is None else (vacc / wsum).numpy()
-            if plan is not None:
-                outs = np.stack([plan.inverse(o) for o in outs])
-                if var is not None:
-                    var = np.stack([plan.inverse_variance(v) for v in var])
-            mean = np.clip(outs.mean(axis=0), 0.0, 1.0).astype(np.float32)
-            std, ale, epi = self.uncertainty(outs, var)
-            yield fi, DespeckleResult(mean, std, ale, epi)
+            yield fi, self._frame(net, frame, plan, steps, sampler, seed, fi, tick)
+
+    def _frame(self, net, frame: np.ndarray, plan, steps: int, sampler: str, seed: int, fi: int,
+               tick: Callable[[], None]) -> DespeckleResult:
+        """One frame: normalise, run every tile, blend, map back, combine the members."""
+        work = plan.forward(frame) if plan is not None else frame
+        h, w = work.shape
+        k = net.members
+        rng = np.random.default_rng([int(seed), fi])
+        z = rng.standard_normal((h, w), dtype=np.float32)
+        acc = np.zeros((k, h, w), np.float32)
+        vacc = None
+        wsum = np.zeros((h, w), np.float32)
+        for y0, y1, x0, x1 in self._tiles(h, w):
+            out, var = self._run_tile(net, work[y0:y1, x0:x1], z[y0:y1, x0:x1], steps, sampler, rng, tick)
+            win = np.outer(_window_1d(y1 - y0, y0, y1, h, self.overlap),
+                           _window_1d(x1 - x0, x0, x1, w, self.overlap)).astype(np.float32)
+            acc[:, y0:y1, x0:x1] += out * win
+            if var is not None:
+                vacc = np.zeros((k, h, w), np.float32) if vacc is None else vacc
+                vacc[:, y0:y1, x0:x1] += var * win
+            wsum[y0:y1, x0:x1] += win
+        outs = acc / wsum
+        var = None if vacc is None else vacc / wsum
+        if plan is not None:
+            outs = np.stack([plan.inverse(o) for o in outs])
+            if var is not None:
+                var = np.stack([plan.inverse_variance(v) for v in var])
+        mean = np.clip(outs.mean(axis=0), 0.0, 1.0).astype(np.float32)
+        if self.keep_brightness:
+            mean = keep_local_mean(frame, mean)
+        std, ale, epi = self.uncertainty(outs, var)
+        return DespeckleResult(mean, std, ale, epi)
 
     def despeckle(self, frames, steps: Optional[int] = None, sampler: Optional[str] = None,
                   members: Optional[int] = None, seed: int = 0,
@@ -338,21 +364,33 @@ class Ensemble:
         return DespeckleResult(**out)
 
 
-def ensemble_from_card(net: torch.nn.Module, card: dict, device=None, threads=None, name: str = "") -> Ensemble:
-    """Wrap a network and its model card in an :class:`Ensemble`."""
+def ensemble_from_card(network, card: dict, device=None, threads=None, name: str = "") -> Ensemble:
+    """Wrap a backend network (or a torch module) and its model card in an :class:`Ensemble`."""
     sch = card.get("schedule")
     schedule = schedule_from_dict(sch) if sch else None
-    return Ensemble(net, mode=card["mode"], schedule=schedule, name=name or card.get("name", ""), card=card,
+    return Ensemble(network, mode=card["mode"], schedule=schedule, name=name or card.get("name", ""), card=card,
                     device=device, threads=threads, default_sampler=card.get("default_sampler", "posterior"),
                     default_steps=int(card.get("default_steps", 1)), reference=card.get("reference"))
 
 
-def load_ensemble(name_or_folder: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device | None = None,
-                  threads: int | str | None = None) -> Ensemble:
-    """Load a shipped model (``multiprobe`` (default), ``l11-5v``, ``baseline``) or a folder from
-    ``usclean train``; the weights are checked against the model card's SHA-256 (ValueError if not).
+def load_ensemble(name_or_folder: str | os.PathLike = DEFAULT_MODEL, device=None,
+                  threads: int | str | None = None, backend: str = "auto") -> Ensemble:
+    """Load a shipped model (``multiprobe`` (default), ``l11-5v``, ``baseline``, ``dncnn``) or a model
+    folder from ``usclean train``; every file is checked against the model card's SHA-256 (ValueError if not).
 
-    device: None = CUDA when available, else CPU; threads: torch CPU threads (``"auto"`` = cores − 1).
+    backend: ``auto`` (OpenVINO, else ONNX Runtime, else torch; torch on a GPU), ``openvino``, ``onnx`` or
+    ``torch``; device (torch only): None = CUDA when available, else CPU; threads: CPU threads
+    (``"auto"`` = cores − 1).
     """
-    net, card, folder = read_model(name_or_folder)
-    return ensemble_from_card(net, card, device=device, threads=threads, name=card.get("name", folder.name))
+    folder = resolve(name_or_folder)
+    card = read_card(folder)
+    kind = backends.choose(backend, device, has_onnx=bool(card.get("onnx")))
+    name = card.get("name", folder.name)
+    if kind == "torch":
+        net, card, folder = read_model(folder)
+        return ensemble_from_card(net, card, device=device, threads=threads, name=name)
+    paths, card, _ = onnx_files(folder)
+    out_ch = int(card["network"].get("out_ch", 1))
+    n = resolve_threads(threads)
+    cls = backends.OpenVinoNetwork if kind == "openvino" else backends.OnnxNetwork
+    return ensemble_from_card(cls(paths, out_ch, threads=n), card, name=name)

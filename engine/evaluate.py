@@ -52,6 +52,7 @@ FIGURE_EXAMPLES: tuple[tuple[str, str, int], ...] = (
     ("full", "P4-2v", 0), ("fast", "L11-5v", 0),
 )
 VAL_SEED = 424242
+BMODE_BM3D_GRID = (0.2, 0.3, 0.4, 0.5, 0.6)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class TestSet:
     background_mask: np.ndarray
     dr_db: np.ndarray
     n_total: int
+    bmode_target: np.ndarray | None = None  # the speckle-free B-mode (where the set has one)
 
     @property
     def name(self) -> str:
@@ -116,6 +118,8 @@ class Evaluation:
     val_loader: Callable[[str, int], list] | None = None
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)
     results: dict = field(default_factory=dict)
+    #: foreign sets and real clips: ``fn(models {name: ensemble}) -> (results, markdown)`` (None: skipped)
+    generalization: Callable[[dict], tuple[dict, str]] | None = None
 
     # ------------------------------------------------------------------ entry point
     def run(self) -> dict:
@@ -146,11 +150,14 @@ class Evaluation:
                 self._pool.shutdown()
             self._pool = None
         self._stage("quality", self._quality)
+        self._stage("speckle-free target", self._bmode_quality)
         self._plan_budget()
         self._stage("references", self._references)
         self._stage("steps", self._steps)
         self._stage("uncertainty", self._uncertainty)
         self._stage("domain shift", self._domain_shift)
+        if self.generalization is not None:
+            self._stage("generalization", self._generalization)
         self.results["runtime_s"] = time.time() - t0
         return self.results
 
@@ -192,7 +199,8 @@ class Evaluation:
                              np.asarray(d.get("mask", full)[:n], bool),
                              np.asarray(d.get("lesion_mask", ~full)[:n], bool),
                              np.asarray(d.get("background_mask", ~full)[:n], bool),
-                             np.broadcast_to(dr, (n_total,))[:n].copy(), n_total)
+                             np.broadcast_to(dr, (n_total,))[:n].copy(), n_total,
+                             np.asarray(d["bmode_target"][:n], np.float32) if "bmode_target" in d else None)
                 out[ts.name] = ts
                 self.results["sets"][ts.name] = {"kind": kind, "probe": probe, "n": n, "n_total": n_total,
                                                  "n_lesion": int(sum(_has_lesion(ts, i) for i in range(n))),
@@ -305,6 +313,35 @@ class Evaluation:
             clean_row = summarize(set_metrics(ts.clean, ts))
             rows["clean target"] = {"cnr": clean_row["cnr"], "gcnr": clean_row["gcnr"], "n_lesion": clean_row["n_lesion"]}
             self._comparison(ts)
+
+    def _bmode_quality(self) -> None:
+        """PSNR / SSIM of every method against the speckle-free B-mode where the set has one, with BM3D's
+        sigma also tuned against that target on the set's first images (an oracle tuning)."""
+        for ts in self.sets.values():
+            if ts.bmode_target is None:
+                continue
+            outs = self._outputs[ts.name]
+            n_tune = min(len(ts), 8)
+            grid = (self.config.grids or {}).get("bm3d", {}).get("sigma") or BMODE_BM3D_GRID
+            scores = {}
+            for sig in grid:
+                tuned = self._map(classical.apply_job, [("bm3d", ts.bmode[i], {"sigma": sig}) for i in range(n_tune)])
+                scores[sig] = float(np.mean([metrics.psnr(o, ts.bmode_target[i], ts.mask[i]) for i, o in enumerate(tuned)]))
+            best = max(scores, key=scores.get)
+            outs = dict(outs, **{"BM3D (sigma tuned on this target)": np.stack(self._map(
+                classical.apply_job, [("bm3d", b, {"sigma": best}) for b in ts.bmode]))})
+            rows = {}
+            for method, out in outs.items():
+                p = [metrics.psnr(o, ts.bmode_target[i], ts.mask[i]) for i, o in enumerate(out)]
+                q = [metrics.ssim(o, ts.bmode_target[i], ts.mask[i]) for i, o in enumerate(out)]
+                rows[method] = {"psnr": float(np.mean(p)), "ssim": float(np.mean(q)), "psnr_per_image": p}
+            self.results["sets"][ts.name]["bmode_rows"] = rows
+            self.results["sets"][ts.name]["bmode_bm3d_sigma"] = best
+
+    def _generalization(self) -> None:
+        res, md = self.generalization(dict(self._models))
+        self.results["generalization"] = res
+        self.results["generalization_md"] = md
 
     def _comparison(self, ts: TestSet) -> None:
         """Which method wins the set, and ours minus the best other method (paired 95 % CI)."""
@@ -920,6 +957,9 @@ def render_report(results: dict, out_path: str | os.PathLike, command: str) -> s
         L.append("")
     # figures
     figs = results.get("figures", {})
+    L += _bmode_section(results)
+    if results.get("generalization_md"):
+        L.append(results["generalization_md"])
     if figs:
         L.append("## 5. Figures")
         L.append("")
@@ -935,6 +975,25 @@ def render_report(results: dict, out_path: str | os.PathLike, command: str) -> s
     L += _table(["stage", "seconds"], [[k, "%.1f" % v] for k, v in results["timings"].items()])
     L.append("")
     return "\n".join(L)
+
+
+def _bmode_section(results: dict) -> list[str]:
+    """The committed sets scored against the speckle-free B-mode (where a set has one)."""
+    sets = {k: v for k, v in results["sets"].items() if v.get("bmode_rows")}
+    if not sets:
+        return []
+    methods = list(next(iter(sets.values()))["bmode_rows"])
+    L = ["## 1b. Quality against the speckle-free B-mode", "",
+         "The same outputs scored against the speckle-free B-mode of each committed image (the mean displayed image "
+         "of 32 fresh fast-path realisations of its phantom, `python -m simulator.fullset --bmode-targets`; for the "
+         "full-physics sets an estimate through the fast path's PSFs): the target of the models that learn it. "
+         "PSNR (dB) / SSIM; BM3D also with its sigma tuned against this target on the set's first 8 images "
+         "(sigma: %s)." % ", ".join("%s %s" % (k, v["bmode_bm3d_sigma"]) for k, v in sets.items()), ""]
+    rows = [[m] + ["%.2f / %.3f" % (v["bmode_rows"][m]["psnr"], v["bmode_rows"][m]["ssim"]) if m in v["bmode_rows"]
+                   else "–" for v in sets.values()] for m in methods]
+    L += _table(["method"] + list(sets), rows)
+    L.append("")
+    return L
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -955,7 +1014,8 @@ def run_evaluation(out_md: str | os.PathLike, fig_dir: str | os.PathLike | None 
                    config: EvalConfig | None = None, model_loader: Callable[[str], Any] | None = None,
                    testset_loader: Callable[[str, str], dict] | None = None,
                    val_loader: Callable[[str, int], list] | None = None,
-                   log: Callable[[str], None] | None = None, command: str = "usclean evaluate") -> dict:
+                   log: Callable[[str], None] | None = None, command: str = "usclean evaluate",
+                   generalization: Callable[[dict], tuple[dict, str]] | None = None) -> dict:
     """Run the whole evaluation, draw the figures and write the report; returns the results dict.
 
     Defaults: ``engine.load_ensemble``, ``simulator.datasets.load_test_set`` and fast-path
@@ -971,7 +1031,8 @@ def run_evaluation(out_md: str | os.PathLike, fig_dir: str | os.PathLike | None 
     out_md = Path(out_md)
     fig_dir = Path(fig_dir) if fig_dir is not None else out_md.parent / "figures"
     kw = {"log": log} if log is not None else {}
-    ev = Evaluation(config or EvalConfig(), model_loader, testset_loader, val_loader, **kw)
+    ev = Evaluation(config or EvalConfig(), model_loader, testset_loader, val_loader, generalization=generalization,
+                    **kw)
     t0 = time.time()
     results = ev.run()
     ev.figures(fig_dir)

@@ -161,9 +161,11 @@ def clip_measures(clip: RealClip, out: np.ndarray) -> dict:
     if "target" in clip.rois and "background" in clip.rois:
         t, b = _box(clip.rois["target"]), _box(clip.rois["background"])
         rows["gcnr"] = float(np.mean([metrics.gcnr(o[t].ravel(), o[b].ravel()) for o in out]))
-    m = [scoring.m_index(i, o, tissue, clip.dr_db) for i, o in zip(inp[:3], out[:3])]
-    rows["m_index"] = float(np.mean([v["M"] for v in m]))
-    rows["m_first_order"] = float(np.mean([v["r1"] for v in m]))
+    if out is not inp:  # the M index of the input itself (no filtering) is meaningless
+        m = [scoring.m_index(i, o, tissue, clip.dr_db, size=9) for i, o in zip(inp[:3], out[:3])]
+        rows["m_index"] = float(np.mean([v["M"] for v in m]))
+        rows["m_first_order"] = float(np.mean([v["r1"] for v in m]))
+        rows["m_glcm"] = float(np.mean([v["delta_h"] for v in m]))
     return rows
 
 
@@ -244,6 +246,67 @@ def render_markdown(foreign: dict, clips: dict | None = None) -> str:
                   "| --- | --- | --- | --- | --- | --- |"]
         for name, e in clips["clips"].items():
             for m, r in e["rows"].items():
+                mi = "–" if "m_index" not in r else "%s (%s, %s)" % (_f(r["m_index"], "%.1f"), _f(r["m_first_order"]),
+                                                                     _f(r["m_glcm"], "%.1f"))
                 lines.append(f"| {name} | {m} | {r['tissue_shift']:+.1f} | {_f(r['enl'], '%.1f')} | "
-                             f"{_f(r.get('gcnr'), '%.3f')} | {_f(r['m_index'], '%.1f')} |")
+                             f"{_f(r.get('gcnr'), '%.3f')} | {mi} |")
     return "\n".join(lines) + "\n"
+
+
+def model_method(ens, **kw) -> Method:
+    """A method callable for a loaded :class:`engine.Ensemble` (default setting unless ``kw`` says otherwise)."""
+    def run(frames: np.ndarray):
+        res = ens.despeckle(np.asarray(frames, np.float32), seed=0, **kw)
+        return res.mean, res.std
+    return run
+
+
+UNCERTAINTY_MAX_GREY = 16.0  # the figures' fixed uncertainty scale: 0 .. 16 grey levels (of 255)
+
+
+def clip_figure(clip: RealClip, ens, path) -> str:
+    """input | despeckled | uncertainty of the first frame of a real clip, each at full size (1 image pixel =
+    1 figure pixel), the same grey map for the first two, the uncertainty in 'magma' on a fixed 0–16 grey-level
+    scale; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import colormaps
+
+    from pathlib import Path
+
+    frame = clip.frames[0]
+    res = ens.despeckle(frame, seed=0)
+    grey = lambda a: np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=2)  # noqa: E731
+    unc = colormaps["magma"](np.clip(res.std * 255 / UNCERTAINTY_MAX_GREY, 0, 1))[..., :3]
+    gap = np.ones((frame.shape[0], 4, 3))
+    img = np.concatenate([grey(frame), gap, grey(res.mean), gap, unc], axis=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    matplotlib.pyplot.imsave(path, (img * 255).astype(np.uint8))
+    return str(path)
+
+
+def run_generalization(models: dict, probes: Sequence[str], clips: Sequence[RealClip] = (), inputs: int = 1,
+                       root=None, map_fn=map, log=print, fig_dir=None, figure_model: str | None = None,
+                       fig_link=None) -> tuple[dict, str]:
+    """Foreign sets and real clips for ``models`` ({label: Ensemble}); returns (results, Markdown).  With
+    ``fig_dir`` a full-size figure of each clip for ``figure_model`` (default: the first model) is written and
+    linked (``fig_link(path)`` gives the link text, default the path)."""
+    methods = {label: model_method(ens) for label, ens in models.items()}
+    foreign = evaluate_foreign(methods, probes, inputs=inputs, root=root, map_fn=map_fn, log=log)
+    sigmas = [e["bm3d_sigma"] for e in foreign["sets"].values()]
+    clip_res = evaluate_clips(methods, clips, float(np.median(sigmas)) if sigmas else 0.3, map_fn=map_fn,
+                              log=log) if clips else None
+    md = render_markdown(foreign, clip_res)
+    if fig_dir is not None and clips and models:
+        from pathlib import Path
+
+        name = figure_model or next(iter(models))
+        figs = [clip_figure(c, models[name], Path(fig_dir) / ("real_%s.png" % c.name)) for c in clips]
+        md += "\nReal clips through `%s` (first frame, full size): input | despeckled | uncertainty (magma, 0–%g grey " \
+              "levels).\n\n" % (name, UNCERTAINTY_MAX_GREY)
+        md += "".join("![%s](%s)\n\n" % (c.name, fig_link(f) if fig_link else f) for c, f in zip(clips, figs))
+        if clip_res:
+            clip_res["figures"] = figs
+    return {"foreign": foreign, "clips": clip_res}, md

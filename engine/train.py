@@ -716,6 +716,7 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
         "timestep_sampling": timestep_sampling(cfg0.t_focus, []) if cfg0.arch == "irsde" else None,
         "recipe": recipe,
     }
+    card.update((recipe or {}).get("card", {}))  # the recipe's own card fields (brightness, notes)
     card = save_model(Path(dest), net, card)
     log("exported %s (%d members, default %d step(s)) to %s" % (name, len(runs), default_steps, dest))
     return card

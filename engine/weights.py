@@ -14,12 +14,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
-from .network import build
-
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 CARD_MD = "MODEL_CARD.md"
@@ -66,8 +60,15 @@ def resolve(name_or_folder: str | os.PathLike) -> Path:
     return folder
 
 
-def save_model(folder: str | os.PathLike, net: torch.nn.Module, card: dict) -> dict:
-    """Write ``net`` as fp16 safetensors plus the card (JSON + markdown); returns the final card."""
+def save_model(folder: str | os.PathLike, net, card: dict, onnx: bool = True) -> dict:
+    """Write ``net`` as fp16 safetensors plus the card (JSON + markdown) and, with ``onnx``, its members as
+    ONNX graphs for the torch-free runtimes (:func:`engine.backends.export_onnx`, from the fp16 weights
+    as stored); returns the final card."""
+    import torch
+    from safetensors.torch import save_file
+
+    from .network import build
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in net.state_dict().items()}
@@ -80,6 +81,14 @@ def save_model(folder: str | os.PathLike, net: torch.nn.Module, card: dict) -> d
                  "params_per_member": sum(p.numel() for p in net.parameters()) // net.members,
                  "files": {WEIGHTS_FILE: {"sha256": sha256(folder / WEIGHTS_FILE),
                                           "bytes": (folder / WEIGHTS_FILE).stat().st_size, "dtype": "float16"}}})
+    card.pop("onnx", None)
+    if onnx:
+        from .backends import OPSET, export_onnx
+
+        stored = build(net.config(), int(net.members))
+        stored.load_state_dict({k: v.float() for k, v in state.items()})
+        card["onnx"] = {"files": export_onnx(stored.eval(), folder, int(net.config().get("in_ch", 2))),
+                        "from": card["files"][WEIGHTS_FILE]["sha256"], "opset": OPSET}
     _atomic_write(folder / CARD_FILE, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     _atomic_write(folder / CARD_MD, card_markdown(card).encode())
     return card
@@ -92,8 +101,13 @@ def read_card(folder: Path) -> dict:
         raise ValueError("cannot read model card %s: %s" % (folder / CARD_FILE, exc)) from exc
 
 
-def read_model(name_or_folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, Path]:
-    """Load and verify a model folder; returns (network in fp32 on CPU, card, folder)."""
+def read_model(name_or_folder: str | os.PathLike):
+    """Load and verify a model folder; returns (torch network in fp32 on CPU, card, folder)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .network import build
+
     folder = resolve(name_or_folder)
     card = read_card(folder)
     for key in ("network", "members", "mode", "files"):
@@ -119,6 +133,27 @@ def read_model(name_or_folder: str | os.PathLike) -> tuple[torch.nn.Module, dict
     return net, card, folder
 
 
+def onnx_files(name_or_folder: str | os.PathLike) -> tuple[list[Path], dict, Path]:
+    """The verified ONNX graphs of a model folder (one per member), its card and the folder; ValueError
+    when the card lists none, a file is missing or altered, or the graphs were exported from other
+    weights than the folder's."""
+    folder = resolve(name_or_folder)
+    card = read_card(folder)
+    info = card.get("onnx")
+    if not info:
+        raise ValueError("model %s has no ONNX graphs (re-export it, or use backend='torch')" % folder)
+    weights = card.get("files", {}).get(WEIGHTS_FILE, {}).get("sha256")
+    if info.get("from") != weights:
+        raise ValueError("model %s: the ONNX graphs were exported from other weights; re-export them" % folder)
+    paths = []
+    for fname, digest in sorted(info["files"].items()):
+        path = folder / fname
+        if not path.is_file() or sha256(path) != digest:
+            raise ValueError("model %s: %s is missing or does not match its SHA-256 in the card" % (folder, fname))
+        paths.append(path)
+    return paths, card, folder
+
+
 def _with_prior(tr: dict, key: str, fmt: str) -> str:
     """``value`` or, for a run initialised from another model, ``value in this run, total in all``."""
     value, prior = tr.get(key), (tr.get("init") or {}).get(key)
@@ -140,6 +175,8 @@ def card_markdown(card: dict) -> str:
              "| default sampler / steps | %s / %s |" % (card.get("default_sampler"), card.get("default_steps")),
              "| probes | %s |" % ", ".join(tr.get("probes", [])),
              "| data | %s |" % tr.get("data", ""),
+             "| target | %s |" % {"bmode": "the speckle-free B-mode (expected displayed image over scatterer draws)",
+                                   "echo": "the echogenicity", None: "the echogenicity"}.get(tr.get("target"), tr.get("target")),
              "| member seeds | %s |" % tr.get("member_seeds"),
              "| optimiser steps | %s |" % _with_prior(tr, "steps", "%d"),
              "| wall time | %s |" % _with_prior(tr, "wall_minutes", "%.1f min"),
@@ -149,16 +186,36 @@ def card_markdown(card: dict) -> str:
         lines.append("| hardware | %s%s |" % (tr["hardware"], "; before this run: %s" % prior if prior else ""))
     if tr.get("timestep_sampling"):
         lines.append("| timestep sampling | %s |" % tr["timestep_sampling"])
+    if card.get("brightness"):
+        lines.append("| brightness | %s (engine.brightness) |" % card["brightness"])
+    unc = card.get("uncertainty")
+    if unc:
+        lines.append("| uncertainty | total = sqrt((%.3g σ_aleatoric)² + (%.3g σ_epistemic)²), fitted on %s |" % (
+            unc.get("aleatoric_scale", 1.0), unc.get("epistemic_scale", 1.0), unc.get("fitted_on", "?")))
     if tr.get("init"):
         ini = tr["init"]
         lines.append("| initialised from | %s (%s optimiser steps, %s min before this run; schedule %s%s) |" % (
             ini.get("model"), ini.get("steps"), ini.get("wall_minutes"), json.dumps(ini.get("schedule")),
             "; loss %s" % ini["loss"] if ini.get("loss") else ""))
     lines.append("")
+    if isinstance(tr.get("members"), list):
+        lines += ["## Members", "", "| seed | steps | wall time | hardware | final loss |", "|---|---|---|---|---|"]
+        for m in tr["members"]:
+            lines.append("| %s | %s | %.1f min | %s | %s |" % (m.get("seed"), m.get("steps"), m.get("wall_minutes", 0),
+                                                             m.get("hardware"), m.get("final_loss")))
+        lines.append("")
+    for note in card.get("notes", []):
+        lines += [note, ""]
+    if tr.get("recipe"):
+        lines += ["Reproduce: `python benchmarks/train_shipped.py --runs runs --data data --only %s` then `--export` "
+                  "(the recipe is `train.json` beside this card)." % card.get("name"), ""]
     metrics = card.get("metrics") or {}
     if metrics:
         lines += ["## Measured metrics", "", "```", json.dumps(metrics, indent=2), "```", ""]
     lines += ["## Files (SHA-256)", ""]
     for fname, info in card.get("files", {}).items():
         lines.append("- `%s` %s (%d bytes, %s)" % (fname, info["sha256"], info["bytes"], info.get("dtype", "")))
+    for fname, digest in sorted((card.get("onnx") or {}).get("files", {}).items()):
+        lines.append("- `%s` %s (ONNX opset %s, exported from the fp16 weights above)" % (
+            fname, digest, card["onnx"].get("opset")))
     return "\n".join(lines) + "\n"

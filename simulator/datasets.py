@@ -418,7 +418,9 @@ def load_test_set(kind: str = "fast", probe: str = "L11-5v", root: str | os.Path
     ``bmode``, ``clean`` (N, H, W) float32 (uint16-exact for "full", 8-bit for "fast");
     ``envelope`` (N, H, W) float32 ("full" only, relative precision 1e-3); ``mask``,
     ``lesion_mask``, ``background_mask`` (N, H, W) bool; ``labels`` (N, H, W) int16 (0 = no
-    lesion, k = lesion k); ``seed`` (N,); ``spacing_mm`` (N, 2); ``dynamic_range_db`` (N,).  All images are split="test" MRI phantoms
+    lesion, k = lesion k); ``seed`` (N,); ``spacing_mm`` (N, 2); ``dynamic_range_db`` (N,); where written
+    (``python -m simulator.fullset --bmode-targets``) ``bmode_target`` (N, H, W), the speckle-free B-mode.
+    All images are split="test" MRI phantoms
     (128 x 128).  The parameters are in ``resources/testsets/<kind>/params.json``.
     """
     if kind not in TESTSET_KINDS:
@@ -431,7 +433,14 @@ def load_test_set(kind: str = "fast", probe: str = "L11-5v", root: str | os.Path
                                 f"(valid probes: {', '.join(PROBE_NAMES)})")
     cols: dict[str, list] = {}
     for f in files:
+        if f.name == "bmode_target.npz":
+            continue
         with np.load(f) as z:
             for k, v in z.items():
                 cols.setdefault(k, []).append(v)
-    return _decode_testset({k: np.stack(v) for k, v in cols.items()})
+    out = _decode_testset({k: np.stack(v) for k, v in cols.items()})
+    target = base / kind / name / "bmode_target.npz"
+    if target.is_file():
+        with np.load(target) as z:
+            out["bmode_target"] = z["bmode_target_u8"].astype(np.float32) / np.float32(255.0)
+    return out

@@ -160,8 +160,8 @@ def test_bench_quick_prints_every_row(capsys):
 
     assert main(["bench", "--quick", "--sizes", "48x64", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    for row in ("default (mean+std)", "posterior 100 steps", "em 100 steps", "BM3D", "NLM", "matmul peak",
-                "GFLOP/s", "peak memory"):
+    for row in ("ensemble (4 members, mean+std)", "preview (1 member)", "x BM3D", "BM3D (sigma 0.1)", "stages (",
+                "network:", "GFLOP/s", "peak memory", "torch fp32"):
         assert row in out, row
     assert "48x64" in out
 

@@ -37,7 +37,28 @@ def _synthetic_set(kind: str, probe: str, n: int = 2) -> dict:
         out["background_mask"].append(ring if i == 0 else np.zeros_like(ring))
     d = {k: np.stack(v) for k, v in out.items()}
     d["dynamic_range_db"] = np.full(n, 50.0)
+    if kind == "full":  # the speckle-free B-mode: the echogenicity less the log-Rayleigh bias
+        d["bmode_target"] = np.clip(d["clean"] - 2.51 / 50, 0, 1) * d["mask"]
     return d
+
+
+def _foreign_folder(root: Path, probe: str = "L11-5v", n: int = 2) -> Path:
+    """A small foreign-set folder in the committed format (9 speckle draws of a smooth map per image)."""
+    import json
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    (root / probe).mkdir(parents=True)
+    for i in range(n):
+        clean = 0.55 + 0.2 * np.sin(xx / 6.0 + i)
+        draws = [classical.envelope_to_display(classical.display_to_envelope(clean) *
+                                               rng.rayleigh(1 / np.sqrt(2), clean.shape)) for _ in range(9)]
+        np.savez(root / probe / ("%03d.npz" % i), draws=np.round(np.stack(draws) * 255).astype(np.uint8),
+                 echo_db=((clean - 1) * 50).astype(np.float16), mask=np.ones((SIZE, SIZE), bool),
+                 lesion_mask=np.zeros((SIZE, SIZE), bool), background_mask=np.zeros((SIZE, SIZE), bool),
+                 spacing_mm=np.array([0.1, 0.1]), dynamic_range_db=np.float64(50.0),
+                 acquisition=np.str_(json.dumps({"probe": probe})))
+    return root
 
 
 def _val_pairs(probe: str, n: int) -> list[tuple]:
@@ -80,7 +101,20 @@ def quick_run(tmp_path_factory):
         captured["results"] = real_run(*args, **kw)
         return captured["results"]
 
+    from engine.generalization import RealClip, run_generalization
+    from usclean_gui.commands import evaluate as evaluate_cmd
+
+    foreign = _foreign_folder(tmp_path_factory.mktemp("foreign"))
+    clip = RealClip("speckle", _synthetic_set("fast", "L11-5v")["bmode"], np.ones((SIZE, SIZE), bool),
+                    {"target": [10, 10, 18, 20], "background": [20, 0, 30, 10]})
+
+    def generalization(quick, fig_dir, report_dir):
+        assert quick
+        return lambda models: run_generalization(models, ["L11-5v"], [clip], root=foreign, fig_dir=fig_dir,
+                                                 fig_link=lambda p: str(Path(p).relative_to(report_dir)))
+
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluate_cmd, "_generalization", generalization)
         mp.setattr(evaluate, "default_model_loader", _models)
         mp.setattr(evaluate, "default_val_pairs", _val_pairs)
         mp.setattr(simulator.datasets, "load_test_set", lambda kind, probe: _synthetic_set(kind, probe))
@@ -103,6 +137,23 @@ def test_quick_report_and_figures_are_written(quick_run):
         assert "grid search for %s" % name in text
     assert "| em |" in text and "Pearson r (std, \\|err\\|)" in text
     assert res["runtime_s"] > 0
+
+
+def test_speckle_free_target_and_generalization_sections(quick_run):
+    res, out = quick_run
+    text = out.read_text()
+    rows = res["sets"]["L11-5v full"]["bmode_rows"]
+    d = _synthetic_set("full", "L11-5v")
+    assert rows["input"]["psnr"] == pytest.approx(np.mean([metrics.psnr(d["bmode"][i], d["bmode_target"][i],
+                                                                        d["mask"][i]) for i in range(2)]), abs=1e-9)
+    assert "BM3D (sigma tuned on this target)" in rows and "bmode_rows" not in res["sets"]["L11-5v fast"]
+    assert "## 1b. Quality against the speckle-free B-mode" in text
+    g = res["generalization"]
+    entry = g["foreign"]["sets"]["L11-5v"]
+    assert entry["n_images"] == 2 and set(entry["rows"]) >= {"input", "BM3D (tuned on this set)", "multiprobe"}
+    assert "## Generalization: foreign full-physics sets" in text and "## Real clips" in text
+    assert "speckle" in g["clips"]["clips"] and abs(g["clips"]["clips"]["speckle"]["rows"]["input"]["tissue_shift"]) < 1e-9
+    assert "](figures/real_speckle.png)" in text and Path(out.parent / "figures" / "real_speckle.png").is_file()
 
 
 def test_input_and_median_rows_match_direct_recomputation(quick_run):

@@ -1,21 +1,24 @@
-"""Samplers: posterior jumps, DDIM, Euler–Maruyama."""
+"""Samplers (numpy): posterior jumps, DDIM, Euler–Maruyama, the callback dict."""
 import math
 
-import torch
+import numpy as np
 
-from engine.samplers import ddim, em, posterior, posterior_step, start_state, timesteps
-from engine.sde import make_schedule
-
-torch.set_num_threads(1)  # 2 shared cores: oversubscribed threads slow tiny nets 10x
+from engine.samplers import ddim, em, posterior, start_state, timesteps
+from engine.schedule import make_schedule
 
 S = make_schedule(lam=30 / 255)
 
 
 def _setup(n=2000, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    mu = torch.full((n,), 0.3, dtype=torch.float64)
-    x0 = torch.full((n,), 0.7, dtype=torch.float64)
-    return g, mu, x0
+    rng = np.random.default_rng(seed)
+    mu = np.full((n,), 0.3)
+    x0 = np.full((n,), 0.7)
+    return rng, mu, x0
+
+
+def _noise(seed):
+    rng = np.random.default_rng(seed)
+    return lambda shape: rng.standard_normal(shape)
 
 
 def test_timesteps_are_a_subgrid_of_trained_steps():
@@ -26,22 +29,20 @@ def test_timesteps_are_a_subgrid_of_trained_steps():
     assert timesteps(S, 100) == list(range(100, -1, -1))
 
 
-def test_posterior_jump_to_zero_returns_x0_hat():
-    g, mu, x0 = _setup()
-    xt = start_state(S, mu, torch.randn(mu.shape, generator=g, dtype=torch.float64))
-    x0_hat = torch.rand(mu.shape, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(posterior_step(S, xt, mu, x0_hat, 37, 0, torch.randn_like(xt)), x0_hat)
-    out = posterior(S, lambda x, t: x0_hat, mu, xt, steps=1)
-    torch.testing.assert_close(out, x0_hat)
+def test_one_step_posterior_returns_x0_hat():
+    rng, mu, _ = _setup()
+    xt = start_state(S, mu, rng.standard_normal(mu.shape))
+    x0_hat = rng.random(mu.shape)
+    np.testing.assert_array_equal(posterior(lambda x, t: x0_hat, xt, mu, S, steps=1), x0_hat)
 
 
 def test_posterior_over_all_steps_equals_the_one_step_rule():
-    g, mu, _ = _setup(64)
+    rng, mu, _ = _setup(64)
     den = lambda x, t: 0.5 * (x + mu) + 0.01 * t  # any deterministic x̂0 model
-    xT = start_state(S, mu, torch.randn(mu.shape, generator=g, dtype=torch.float64))
-    out = posterior(S, den, mu, xT, steps=100, generator=torch.Generator().manual_seed(5))
+    xT = start_state(S, mu, rng.standard_normal(mu.shape))
+    out = posterior(den, xT, mu, S, steps=100, noise=_noise(5))
     # reference "posterior sampling": A = exp(−θ_t dt), B = a_t, C = a_{t−1}
-    gen, x = torch.Generator().manual_seed(5), xT.clone()
+    z, x = _noise(5), xT.copy()
     for t in range(100, 0, -1):
         xh = den(x, t)
         if t == 1:
@@ -50,40 +51,45 @@ def test_posterior_over_all_steps_equals_the_one_step_rule():
         A, B, C = math.exp(-S.theta[t] * S.dt), S.a[t], S.a[t - 1]
         mean = mu + A * (1 - C ** 2) / (1 - B ** 2) * (x - mu) + C * (1 - A ** 2) / (1 - B ** 2) * (xh - mu)
         var = (1 - A ** 2) * (1 - C ** 2) / (1 - B ** 2) * S.lam ** 2
-        x = mean + math.sqrt(var) * torch.randn(x.shape, generator=gen, dtype=x.dtype)
-    torch.testing.assert_close(out, x)
+        x = mean + math.sqrt(var) * z(x.shape)
+    np.testing.assert_allclose(out, x, rtol=1e-5, atol=1e-6)
 
 
 def test_posterior_jump_with_true_x0_reproduces_the_marginal():
-    g, mu, x0 = _setup(40000)
-    xT = start_state(S, mu, torch.randn(mu.shape, generator=g, dtype=torch.float64))
-    x50 = posterior_step(S, xT, mu, x0, 100, 50, torch.randn(mu.shape, generator=g, dtype=torch.float64))
+    rng, mu, x0 = _setup(40000)
+    xT = start_state(S, mu, rng.standard_normal(mu.shape))
+    seen = []
+    # two jumps: 100 -> 50 -> 0; stop after the first and look at x_50
+    posterior(lambda x, t: (seen.append(x.copy()) or x0), xT, mu, S, steps=2, noise=_noise(1))
+    x50 = seen[1]
     assert abs(float(x50.mean()) - (0.3 + 0.4 * S.a[50])) < 4 * S.sigma_bar[50] / 200
     assert abs(float(x50.std()) / S.sigma_bar[50] - 1) < 0.02
 
 
-def test_ddim_is_deterministic_and_ends_at_x0_hat():
-    g, mu, x0 = _setup(16)
-    xT = start_state(S, mu, torch.randn(mu.shape, generator=g, dtype=torch.float64))
+def test_ddim_is_deterministic_and_differs_from_posterior():
+    rng, mu, x0 = _setup(16)
+    xT = start_state(S, mu, rng.standard_normal(mu.shape))
     den = lambda x, t: (0.2 * x + 0.8 * x0)
-    a = ddim(S, den, mu, xT, steps=10, generator=torch.Generator().manual_seed(1))
-    b = ddim(S, den, mu, xT, steps=10, generator=torch.Generator().manual_seed(2))
-    torch.testing.assert_close(a, b)
-    c = posterior(S, den, mu, xT, steps=10, generator=torch.Generator().manual_seed(2))
-    assert not torch.allclose(a, c)
+    a = ddim(den, xT, mu, S, steps=10, noise=_noise(1))
+    b = ddim(den, xT, mu, S, steps=10, noise=_noise(2))
+    np.testing.assert_array_equal(a, b)
+    c = posterior(den, xT, mu, S, steps=10, noise=_noise(2))
+    assert not np.allclose(a, c)
 
 
 def test_em_with_the_true_x0_converges_to_it():
-    g, mu, x0 = _setup(4000)
-    xT = start_state(S, mu, torch.randn(mu.shape, generator=g, dtype=torch.float64))
-    out = em(S, lambda x, t: x0, mu, xT, steps=100, generator=g)
+    rng, mu, x0 = _setup(4000)
+    xT = start_state(S, mu, rng.standard_normal(mu.shape))
+    out = em(lambda x, t: x0, xT, mu, S, steps=100, noise=_noise(3))
     assert abs(float(out.mean()) - 0.7) < 0.01 and float(out.std()) < 0.02
 
 
-def test_callback_counts_network_evaluations():
-    g, mu, x0 = _setup(4)
-    xT = start_state(S, mu, torch.zeros_like(mu))
+def test_callback_reports_every_evaluation_with_its_estimate():
+    _, mu, x0 = _setup(4)
+    xT = start_state(S, mu, np.zeros_like(mu))
     for fn in (posterior, ddim, em):
         seen = []
-        fn(S, lambda x, t: x0, mu, xT, steps=7, generator=g, callback=lambda d, n: seen.append((d, n)))
-        assert seen == [(i, 7) for i in range(1, 8)]
+        fn(lambda x, t: x0 + t, xT, mu, S, steps=7, noise=_noise(0), callback=seen.append)
+        assert [d["i"] for d in seen] == list(range(7)) and all(d["steps"] == 7 for d in seen)
+        assert [d["t"] for d in seen] == timesteps(S, 7)[:-1]
+        np.testing.assert_array_equal(seen[2]["denoised"], x0 + seen[2]["t"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "benchmark despeckling speed (ms per frame, ratios, FLOP/s vs matmul peak, peak memory)"
+HELP = "benchmark despeckling speed on every backend (ms per frame, ratios to BM3D, stages, FLOP/s, memory)"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -19,21 +19,20 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu (default) or cuda (torch backend)")
     p.add_argument("--sizes", nargs="+", type=_size, metavar="HxW",
                    help="frame sizes (default 128 256 480x640; --quick: 128)")
-    p.add_argument("--quick", action="store_true", help="one repeat, references scaled from 3 steps")
+    p.add_argument("--quick", action="store_true", help="one repeat, no references, no peaks")
     p.add_argument("--model", default="multiprobe", help="model name or folder (default multiprobe)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--backend", nargs="+", choices=("openvino", "onnx", "torch"), default=None,
+                   help="backends to compare (default: every installed one)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: cores - 1)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from engine.bench import DEFAULT_SIZES, run_bench
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     sizes = args.sizes or ([(128, 128)] if args.quick else list(DEFAULT_SIZES))
-    run_bench(device=args.device, sizes=sizes, quick=args.quick, model=args.model)
+    run_bench(sizes=sizes, quick=args.quick, model=args.model, backends=args.backend or ("openvino", "onnx", "torch"),
+              threads=args.threads or "auto", device=args.device)
     return 0

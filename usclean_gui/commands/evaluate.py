@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every model call (default 0)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes for the classical filters (default 2; 1 = no worker processes)")
+    parser.add_argument("--no-generalization", action="store_true",
+                        help="skip the foreign full-physics sets and the real clips")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,10 +62,32 @@ def run(args: argparse.Namespace) -> int:
     cfg.seed = args.seed
     command = "usclean evaluate" + (" --quick" if args.quick else "") + " -o %s" % args.output
     t0 = time.time()
-    results = run_evaluation(args.output, args.figures, config=cfg, command=command)
+    from pathlib import Path
+
+    fig_dir = Path(args.figures) if args.figures else Path(args.output).parent / "figures"
+    results = run_evaluation(args.output, args.figures, config=cfg, command=command,
+                             generalization=None if args.no_generalization else
+                             _generalization(args.quick, fig_dir, Path(args.output).parent))
     print("wrote %s (%d figures) in %.1f min" % (args.output, len(results.get("figures", {})), (time.time() - t0) / 60))
     if results["missing"]:
         print("missing (listed in the report):", file=sys.stderr)
         for m in results["missing"]:
             print("  - %s" % m, file=sys.stderr)
     return 0
+
+
+def _generalization(quick: bool, fig_dir, report_dir):
+    """The foreign-set and real-clip stage for the shipped models (quick: two clips), with a full-size figure
+    of every clip through the default model."""
+    def run(models: dict):
+        import os
+
+        from engine.generalization import run_generalization
+        from simulator.foreign import available
+        from usclean_gui.realclips import load_real_clips
+
+        clips = load_real_clips(names=("ybr_color", "demo") if quick else None)
+        return run_generalization(models, available(), clips, log=lambda s: print(s, file=sys.stderr, flush=True),
+                                  fig_dir=fig_dir, figure_model="multiprobe" if "multiprobe" in models else None,
+                                  fig_link=lambda p: os.path.relpath(p, report_dir).replace(os.sep, "/"))
+    return run

@@ -1,0 +1,225 @@
+"""Inference backends: one network interface over torch, ONNX Runtime and OpenVINO.
+
+A backend network is called as ``net(x, t)`` with ``x`` float32 ``(B, K, C, H, W)`` (K members, C input
+channels) and an integer step ``t``, and returns ``(B, K, out_ch, H, W)`` as numpy; ``net.subset(k)`` is
+the network of the first k members.  Members run as **separate graphs** (grouped convolutions were
+slower than separate members in every runtime measured here, pytorch #70954, onnxruntime #9192).
+
+* ``torch`` — the grouped network of the model folder (``model.safetensors``), on the CPU or a GPU; the
+  reference and the training format.
+* ``onnx`` — ONNX Runtime on the CPU, one session per member (``member<k>.onnx``).
+* ``openvino`` — OpenVINO on the CPU, one compiled model per member and frame shape, in bf16 where the
+  CPU has AVX512-BF16 / AMX (OpenVINO reports ``BF16`` among its optimisation capabilities), fp32
+  otherwise.
+
+:func:`choose` picks the fastest backend present (OpenVINO, then ONNX Runtime, then torch; torch on a GPU),
+``backend=`` overrides.  The ONNX graphs ship beside the safetensors (their SHA-256 and the SHA-256 of the
+weights they were exported from are in the model card, ``card["onnx"]``); :func:`export_onnx` writes them
+(it needs torch and onnx, the runtimes do not).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+BACKENDS = ("auto", "openvino", "onnx", "torch")
+OPSET = 17
+PAD_MULTIPLE = 4  # the UNet's two down-samplings: inputs are padded to a multiple of 4 (as the network does)
+
+
+def onnx_name(k: int) -> str:
+    return "member%d.onnx" % k
+
+
+def installed(backend: str) -> bool:
+    module = {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}[backend]
+    return importlib.util.find_spec(module) is not None
+
+
+def choose(requested: str = "auto", device: Optional[str] = None, has_onnx: bool = True) -> str:
+    """The backend to use: ``requested`` if given, else the fastest installed one for ``device``."""
+    if requested not in BACKENDS:
+        raise ValueError("unknown backend %r (choose from %s)" % (requested, ", ".join(BACKENDS)))
+    if requested != "auto":
+        if not installed(requested):
+            raise ValueError("backend %r is not installed (pip install %s)" % (
+                requested, {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}[requested]))
+        return requested
+    if device is not None and str(device).startswith("cuda"):
+        return "torch"
+    if has_onnx:
+        for b in ("openvino", "onnx"):
+            if installed(b):
+                return b
+    return "torch"
+
+
+class _Separate:
+    """Members as separate callables ``f_k(x (B, C, H, W), t) -> (B, out_ch, H, W)``."""
+
+    name = "?"
+
+    def __init__(self, members: Sequence[Callable], out_ch: int, label: str):
+        self._members = list(members)
+        self.out_ch = int(out_ch)
+        self.label = label
+
+    @property
+    def members(self) -> int:
+        return len(self._members)
+
+    def subset(self, k: int) -> "_Separate":
+        return type(self)._from(self, self._members[:k])
+
+    @classmethod
+    def _from(cls, other: "_Separate", members: list) -> "_Separate":
+        new = cls.__new__(cls)
+        new.__dict__.update(other.__dict__)
+        new._members = members
+        return new
+
+    def __call__(self, x: np.ndarray, t: int) -> np.ndarray:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
+        if ph or pw:  # the graphs were traced on sizes that need no padding: replicate-pad here instead
+            x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)], mode="edge")
+        x = np.ascontiguousarray(x, np.float32)
+        out = np.stack([f(x[:, k], int(t)) for k, f in enumerate(self._members)], axis=1)
+        return out[..., :h, :w]
+
+
+class OnnxNetwork(_Separate):
+    """ONNX Runtime sessions, one per member."""
+
+    name = "onnx"
+
+    def __init__(self, paths: Sequence[Path], out_ch: int, threads: Optional[int] = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        sessions = [ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in paths]
+
+        def member(sess):
+            return lambda x, t: sess.run(None, {"x": x, "t": np.full((1,), t, np.int64)})[0]
+
+        super().__init__([member(s) for s in sessions], out_ch, "ONNX Runtime fp32")
+
+
+def openvino_bf16() -> bool:
+    """True where OpenVINO's CPU plugin can run bf16 (AVX512-BF16 or AMX)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+class OpenVinoNetwork(_Separate):
+    """OpenVINO compiled models, one per member and input shape (compiled on first use, kept)."""
+
+    name = "openvino"
+
+    def __init__(self, paths: Sequence[Path], out_ch: int, threads: Optional[int] = None,
+                 precision: Optional[str] = None):
+        import openvino as ov
+
+        core = ov.Core()
+        self.precision = precision or ("bf16" if openvino_bf16() else "f32")
+        config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        models = [core.read_model(str(p)) for p in paths]
+
+        def member(model):
+            compiled: dict = {}
+
+            def run(x, t):
+                key = x.shape
+                if key not in compiled:
+                    m = model.clone()
+                    m.reshape({"x": list(x.shape), "t": [1]})
+                    compiled[key] = core.compile_model(m, "CPU", config)
+                return compiled[key]({"x": x, "t": np.full((1,), t, np.int64)})[0]
+
+            return run
+
+        super().__init__([member(m) for m in models], out_ch, "OpenVINO %s" % self.precision)
+
+
+class TorchNetwork:
+    """The grouped torch network (all K members in one pass) on ``device``."""
+
+    name = "torch"
+
+    def __init__(self, net, device=None):
+        import torch
+
+        self.torch = torch
+        self.net = net
+        self.device = next(net.parameters()).device if device is None else torch.device(device)
+        self.out_ch = int(getattr(net, "out_ch", 1))
+        self.label = "torch fp32 (%s)" % self.device
+
+    @property
+    def members(self) -> int:
+        return int(self.net.members)
+
+    def subset(self, k: int) -> "TorchNetwork":
+        from .network import build, select_members
+
+        if k == self.members:
+            return self
+        sub = build(self.net.config(), k)
+        sub.load_state_dict(select_members(self.net.state_dict(), self.members, range(k)))
+        return TorchNetwork(sub.to(self.device).eval(), self.device)
+
+    def __call__(self, x: np.ndarray, t: int) -> np.ndarray:
+        torch = self.torch
+        with torch.no_grad():
+            xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+            tt = torch.full((x.shape[0],), int(t), dtype=torch.long, device=self.device)
+            return self.net(xt, tt).float().cpu().numpy()
+
+
+# --------------------------------------------------------------------------- export
+def export_onnx(net, folder: str | os.PathLike, in_ch: int) -> dict[str, str]:
+    """Write each member of a grouped torch network as ``member<k>.onnx`` (inputs ``x`` (1, in_ch, H, W)
+    with free H, W and ``t`` (1,) int64; output (1, out_ch, H, W)); returns {file name: SHA-256}."""
+    import torch
+
+    from .network import build, select_members
+    from .weights import sha256
+
+    folder = Path(folder)
+    out: dict[str, str] = {}
+    for k in range(int(net.members)):
+        one = build(net.config(), 1)
+        one.load_state_dict(select_members(net.state_dict(), int(net.members), [k]))
+        one.eval()
+
+        class Member(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, x, t):
+                return self.m(x[:, None], t)[:, 0]
+
+        x = torch.rand(1, in_ch, 64, 80)
+        t = torch.zeros(1, dtype=torch.long)
+        tmp = folder / (onnx_name(k) + ".tmp")
+        with warnings.catch_warnings():  # the tracer's notes on shape-dependent branches: inputs are padded
+            warnings.simplefilter("ignore")  # to a multiple of 4 before every call (PAD_MULTIPLE)
+            torch.onnx.export(Member(one), (x, t), str(tmp), input_names=["x", "t"], output_names=["y"],
+                              dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}}, opset_version=OPSET,
+                              dynamo=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / onnx_name(k))
+        out[onnx_name(k)] = sha256(folder / onnx_name(k))
+    return out

@@ -1,0 +1,94 @@
+"""Inference backends: every installed runtime against torch fp32 on real frames, selection, verification."""
+import json
+
+import numpy as np
+import pytest
+
+from engine import backends, load_ensemble
+from engine.testing import tiny_ensemble
+from engine.weights import save_model
+
+RUNTIMES = [b for b in ("onnx", "openvino") if backends.installed(b)]
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    ens = tiny_ensemble(seed=3, members=2)
+    folder = tmp_path_factory.mktemp("tiny_model")
+    save_model(folder, ens.net, {"name": "tiny", "mode": "irsde", "schedule": ens.schedule.as_dict(),
+                                 "default_sampler": "posterior", "default_steps": 1})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def real_frames():
+    from pydicom import examples
+
+    from usclean_gui.dicom import open_image
+
+    clip = open_image(examples.get_path("ybr_color"))
+    # two real cardiac frames, cropped to the sector; odd sizes exercise the padding to a multiple of 4
+    return np.stack([clip.gray_frame(i)[30:211, 60:259] for i in (0, 5)]).astype(np.float32)
+
+
+def test_card_lists_verified_onnx_graphs(model_folder):
+    card = json.loads((model_folder / "model.json").read_text())
+    assert sorted(card["onnx"]["files"]) == ["member0.onnx", "member1.onnx"]
+    assert card["onnx"]["from"] == card["files"]["model.safetensors"]["sha256"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_runtime_matches_torch_on_real_frames(model_folder, real_frames, runtime):
+    ref = load_ensemble(model_folder, backend="torch").despeckle(real_frames, seed=0)
+    ens = load_ensemble(model_folder, backend=runtime, threads=1)
+    out = ens.despeckle(real_frames, seed=0)
+    bf16 = "bf16" in ens.backend
+    tol = 2e-2 if bf16 else 1e-5  # bf16 keeps 8 bits of mantissa
+    assert np.abs(out.mean - ref.mean).max() < tol
+    assert np.abs(out.std - ref.std).max() < tol
+    assert np.abs(out.mean - ref.mean).mean() < (3e-3 if bf16 else 1e-6)
+    one = ens.despeckle(real_frames, members=1, seed=0)
+    ref1 = load_ensemble(model_folder, backend="torch").despeckle(real_frames, members=1, seed=0)
+    assert np.abs(one.mean - ref1.mean).max() < tol
+
+
+def test_auto_picks_a_torch_free_runtime_when_one_is_installed(model_folder):
+    ens = load_ensemble(model_folder)
+    if RUNTIMES:
+        assert "torch" not in ens.backend
+        assert ens.backend.split()[0] in ("OpenVINO", "ONNX")
+    else:
+        assert "torch" in ens.backend
+
+
+def test_tampered_graph_is_refused(model_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_folder, copy)
+    data = bytearray((copy / "member1.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "member1.onnx").write_bytes(bytes(data))
+    for runtime in RUNTIMES:
+        with pytest.raises(ValueError, match="member1.onnx"):
+            load_ensemble(copy, backend=runtime)
+    load_ensemble(copy, backend="torch")  # the safetensors are intact
+
+
+def test_unknown_backend_is_a_clear_error(model_folder):
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_ensemble(model_folder, backend="tensorrt")
+
+
+def test_serving_needs_no_torch(model_folder):
+    if not RUNTIMES:
+        pytest.skip("no torch-free runtime installed")
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from engine import load_ensemble\n"
+            "ens = load_ensemble(sys.argv[1])\n"
+            "ens.despeckle(np.full((40, 52), 0.5, np.float32))\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code, str(model_folder)], check=True)
