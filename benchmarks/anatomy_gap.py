@@ -9,7 +9,7 @@ validation pairs), and prints mean PSNR per split and each model's lead over BM3
 confidence interval.  A lead that shrinks from ``train`` to ``test`` while BM3D's own PSNR barely
 moves means the model learned anatomy-specific priors rather than the speckle alone.
 
-    python benchmarks/anatomy_gap.py --n 24 [-o docs/anatomy_gap.md]
+    python benchmarks/anatomy_gap.py --n 24 [-o docs/experiments/anatomy_gap.md]
 """
 from __future__ import annotations
 

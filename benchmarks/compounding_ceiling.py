@@ -20,7 +20,7 @@ on the same images for reference:
 With ``--kind full`` the images, the input row and the models are the committed full-physics set, but
 the realisations are still drawn with the fast path (a full ``simus`` realisation takes 10–50 s here):
 an estimate of that set's speckle-free image through the fast path's PSFs, which match full physics
-within the tolerances of ``docs/fast_vs_full.md``.
+within the tolerances of ``docs/experiments/fast_vs_full.md``.
 
     python benchmarks/compounding_ceiling.py --probe L11-5v --kind fast full --n 64 --k 128
 """

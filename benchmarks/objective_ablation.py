@@ -17,7 +17,7 @@ every variant gets a paired 95 % confidence interval against ``R`` on the same i
 under ``--runs`` is reused when it already holds the same configuration at ``--steps`` steps.
 
     python benchmarks/objective_ablation.py --steps 3000 --variants R@1,2 D5@1,2 D10 D0 D5n \\
-        [-o docs/objective_ablation.md]
+        [-o docs/experiments/objective_ablation.md]
 """
 from __future__ import annotations
 

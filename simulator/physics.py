@@ -35,7 +35,7 @@ Fast path (``path="fast"``)
     field is interpolated (Keys cubic convolution) at the Cartesian pixel centres inside the
     sector (:mod:`simulator.scanconvert`).  The kernels are measured on the probe axis: the
     off-axis broadening and energy loss of sector probes is not modelled (see
-    docs/fast_vs_full.md for the measured agreement).  A 128 x 128 image takes a few ms.
+    docs/experiments/fast_vs_full.md for the measured agreement).  A 128 x 128 image takes a few ms.
     Hooks for other renderers of the same model (:mod:`simulator.cine`): :func:`fast_grid` gives
     the grid the scatterer field lives on (:class:`FastGrid`), :func:`render_fast` turns a given
     complex field on it into the envelope; :func:`full_envelope` is the full path's acquisition of

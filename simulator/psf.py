@@ -45,7 +45,7 @@ N_KERNELS = 9
 # Half sizes (output pixels) of the measured patch.  A single unfocused transmit has long
 # edge-wave tails: for the L11-5v, 2-11 % of a point's energy (depending on depth) falls outside
 # +-20 x +-48 px, and a fast path without it showed dark regions ~0.04 (2 dB at 50 dB DR) darker
-# and a narrower speckle histogram than the full path (docs/fast_vs_full.md).  Linear banks are
+# and a narrower speckle histogram than the full path (docs/experiments/fast_vs_full.md).  Linear banks are
 # therefore measured on +-64 x +-128 px; polar banks keep +-20 x +-48 (their lateral axis is an
 # angle: +-128 px would wrap around at shallow radii).
 AXIAL_HALF_PX = {"cartesian": 64, "polar": 20}

@@ -306,27 +306,35 @@ def random_pair(seed: int, size: int | tuple[int, int] = 128, probes=None, disab
     medium (their mean converges to ``target``: :func:`monte_carlo_target`)."""
     from .probes import PROBE_NAMES
 
-    disable = set(disable)
-    bad = disable - set(FACTORS)
+    off = set(disable)
+    bad = off - set(FACTORS)
     if bad:
         raise ValueError(f"unknown factor(s) {sorted(bad)}; valid: {', '.join(FACTORS)}")
-    probes = tuple(probes or PROBE_NAMES)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
     srng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5BEC, int(speckle_seed)]))
-    H, W = (size, size) if np.isscalar(size) else tuple(int(s) for s in size)
+    shape = (size, size) if np.isscalar(size) else tuple(int(s) for s in size)
     meta: dict = {"seed": int(seed)}
+    psf = _draw_psfs(rng, off, tuple(probes or PROBE_NAMES), fc_factors, analytic_share, meta)
+    med = _draw_medium(rng, off, shape, psf["zoom"], split, source_weights, meta)
+    sim = _simulate(rng, srng, off, psf, med, meta)
+    x_in, t2, e2, mask = _scanner(rng, off, shape, psf["zoom"], med["sector"], sim, meta)
+    g, gmeta = _grey_map(rng, "greymap" in off)
+    target = _map_expectation(g, t2, _local_std(x_in - t2))
+    bmode, target, echo = (np.where(mask, np.clip(v, 0, 1), 0).astype(np.float32) for v in (g(x_in), target, g(e2)))
+    meta["grey_map"] = gmeta
+    return RandomPair(bmode=(np.round(bmode * 255) / 255).astype(np.float32), target=target, echo=echo, mask=mask,
+                      meta=meta)
 
-    # ---- PSF and grain
-    n_ang = 1 if "psf" in disable else int(rng.choice([1, 2, 3, 5], p=[0.45, 0.2, 0.25, 0.1]))
+
+def _draw_psfs(rng, off: set, probes: tuple, fc_factors, analytic_share: float, meta: dict) -> dict:
+    """Compounding angles, output grain, and per angle a (top, bottom) kernel pair on the simulation grid."""
+    n_ang = 1 if "psf" in off else int(rng.choice([1, 2, 3, 5], p=[0.45, 0.2, 0.25, 0.1]))
     spread = float(rng.uniform(3, MAX_STEER_DEG)) if n_ang > 1 else 0.0
     angles = np.linspace(-spread, spread, n_ang) if n_ang > 1 else np.zeros(1)
-    analytic = "psf" not in disable and rng.random() < analytic_share
-    if "grain" in disable:
-        g_out = None
-    else:
-        g_out = (float(np.exp(rng.uniform(np.log(0.8), np.log(6.0)))),
-                 float(np.exp(rng.uniform(np.log(0.8), np.log(6.0)))))
-    if "psf" in disable:
+    analytic = "psf" not in off and rng.random() < analytic_share
+    g_out = None if "grain" in off else tuple(float(np.exp(rng.uniform(np.log(0.8), np.log(6.0)))) for _ in range(2))
+    k0 = None
+    if "psf" in off:
         k0, kmeta = _bank_kernel(rng, ("L11-5v",) if "L11-5v" in probes else probes, band=4, fc_factor=1.0)
         native = kernel_grain(k0)
     elif analytic:
@@ -334,177 +342,167 @@ def random_pair(seed: int, size: int | tuple[int, int] = 128, probes=None, disab
     else:
         k0, kmeta = _bank_kernel(rng, probes, fc_factors=fc_factors)
         native = kernel_grain(k0)
-    if g_out is None:
-        g_out = native
+    g_out = g_out or native
     g_sim = tuple(float(np.clip(min(max(g, 1.6), 4.0) * rng.uniform(0.85, 1.15), 1.6, 4.0)) for g in g_out)
     zoom = (g_out[0] / g_sim[0], g_out[1] / g_sim[1])
     depth_scale = (float(rng.uniform(0.9, 1.25)), float(rng.uniform(0.9, 1.6)))  # bottom kernel / top kernel
-    kernels = []
+    kernels, aparams = [], None
     for a in angles:
         pair = []
         for j, scale in enumerate(((1.0, 1.0), depth_scale)):
             g = (g_sim[0] * scale[0], g_sim[1] * scale[1])
             if analytic:
-                if j == 0 and a == angles[0]:
-                    k, kmeta = _analytic_kernel(rng, g, float(a))
-                    aparams = {k2: v for k2, v in kmeta.items() if k2 != "kind"}
-                else:
-                    k, _ = _analytic_kernel(rng, g, float(a), aparams)
+                k, km = _analytic_kernel(rng, g, float(a), aparams)
+                if aparams is None:
+                    kmeta, aparams = km, {k2: v for k2, v in km.items() if k2 != "kind"}
             else:
-                kb, _ = (_bank_kernel(rng, [kmeta["bank"]], band=kmeta["band"] + j, fc_factor=kmeta["fc_factor"])
-                         if "psf" not in disable else (k0, None))
+                kb = (_bank_kernel(rng, [kmeta["bank"]], band=kmeta["band"] + j, fc_factor=kmeta["fc_factor"])[0]
+                      if "psf" not in off else k0)
                 ng = kernel_grain(kb)
                 k = steer(_resample_kernel(kb, g[0] / ng[0], g[1] / ng[1]), float(a), g[1])
             pair.append(k)
         kernels.append(pair)
-    meta.update({"angles_deg": angles.tolist(), "psf": kmeta, "grain_out_px": list(g_out), "grain_sim_px": list(g_sim),
-                 "zoom": list(zoom)})
+    meta.update({"angles_deg": angles.tolist(), "psf": kmeta, "grain_out_px": list(g_out),
+                 "grain_sim_px": list(g_sim), "zoom": list(zoom)})
+    return {"kernels": kernels, "g_sim": g_sim, "zoom": zoom}
 
-    # ---- simulation grid and echogenicity
-    sector = "sector" not in disable and rng.random() < 0.33
+
+def _draw_medium(rng, off: set, shape, zoom, split, source_weights, meta: dict) -> dict:
+    """The simulation grid, the scatterers' mean intensity (echogenicity, depth gain, haze), the noise
+    level, the product texture's shape and the specular reflectors."""
+    H, W = shape
+    sector = "sector" not in off and rng.random() < 0.33
     sh = int(np.ceil(H / zoom[0] * (1.15 if sector else 1.0))) + 2
     sw = int(np.ceil(W / zoom[1] * (1.15 if sector else 1.0))) + 2
-    if "sources" in disable:
+    if "sources" in off:
         echo_src, src_name = sources.mri((sh, sw), rng, split), "mri"
     else:
         echo_src, src_name = sources.draw_source((sh, sw), rng, source_weights, split)
-    dr0 = float(rng.uniform(30, 60)) if "gain" not in disable else 50.0
+    dr0 = float(rng.uniform(30, 60)) if "gain" not in off else 50.0
     sigma2 = np.exp(np.log(10) / 10 * dr0 * (echo_src - 1.0))
-    depth = np.linspace(0, 1, sh)[:, None]
-    if "gain" not in disable:
-        knots = rng.uniform(-6, 6, 4)
-        tgc_db = np.interp(depth, np.linspace(0, 1, 4), knots)
+    if "gain" not in off:
+        tgc_db = np.interp(np.linspace(0, 1, sh)[:, None], np.linspace(0, 1, 4), rng.uniform(-6, 6, 4))
         sigma2 = sigma2 * 10 ** (tgc_db / 10)
-    else:
-        tgc_db = np.zeros_like(depth)
     med_tissue = float(np.median(sigma2))
     n0 = 0.0
-    if "noise" not in disable:
+    if "noise" not in off:
         haze_db = float(rng.uniform(-35, -15))
         haze = med_tissue * 10 ** (haze_db / 10) * np.exp(
             ndimage.gaussian_filter(rng.standard_normal((sh, sw)), (sh / 6, sw / 6), mode="wrap") * 8)
         sigma2 = sigma2 + haze * (rng.random() < 0.6)
         n0 = med_tissue * 10 ** (float(rng.uniform(-45, -20)) / 10) if rng.random() < 0.7 else 0.0
         meta["haze_db"], meta["noise_rel"] = haze_db, n0 / med_tissue
-
-    # ---- scatterers: Gaussian field, optional product texture, optional specular reflectors
     alpha = None
-    if "scatterers" not in disable and rng.random() < 0.35:
+    if "scatterers" not in off and rng.random() < 0.35:
         alpha = float(np.exp(rng.uniform(np.log(0.5), np.log(8.0))))
-    coherent_src = None
-    if "scatterers" not in disable and rng.random() < 0.4:
-        coherent_src = _reflectors((sh, sw), rng, sigma2)
-    meta.update({"k_shape": alpha, "specular": coherent_src is not None, "source": src_name, "dr0_db": dr0})
+    coherent = _reflectors((sh, sw), rng, sigma2) if "scatterers" not in off and rng.random() < 0.4 else None
+    meta.update({"k_shape": alpha, "specular": coherent is not None, "source": src_name, "dr0_db": dr0,
+                 "sector": sector})
+    return {"sector": sector, "grid": (sh, sw), "sigma2": sigma2, "n0": n0, "alpha": alpha, "coherent": coherent}
 
-    def texture(r):
-        if alpha is None:
-            return np.ones((sh, sw))
-        z = ndimage.gaussian_filter(r.standard_normal((sh, sw)), (g_sim[0] / 2.355, g_sim[1] / 2.355), mode="wrap")
-        z = z / max(float(z.std()), 1e-9)
-        return special.gammaincinv(alpha, special.ndtr(z)) / alpha
 
+def _texture(r, alpha, grid, g_sim) -> np.ndarray:
+    """The product model's Gamma(alpha) texture, smooth at the PSF scale (ones without one)."""
+    if alpha is None:
+        return np.ones(grid)
+    z = ndimage.gaussian_filter(r.standard_normal(grid), (g_sim[0] / 2.355, g_sim[1] / 2.355), mode="wrap")
+    z = z / max(float(z.std()), 1e-9)
+    return special.gammaincinv(alpha, special.ndtr(z)) / alpha
+
+
+def _simulate(rng, srng, off: set, psf: dict, med: dict, meta: dict) -> dict:
+    """One speckle draw displayed (``y_in``), its closed-form expectation (``t1``) and the echogenicity in the
+    same display (``e_disp``), on the simulation grid (persistence blended into ``y_in`` when drawn)."""
+    sh, sw = med["grid"]
+    sigma2, n0, alpha = med["sigma2"], med["n0"], med["alpha"]
     alpha_row = np.clip((np.arange(sh) / max(sh - 1, 1)), 0, 1)[:, None]
     # the scatterers fill the frame plus a margin of the kernels' half-size ('valid' convolutions)
-    kshape = (max(k.shape[0] for pr in kernels for k in pr) | 1, max(k.shape[1] for pr in kernels for k in pr) | 1)
-    kernels = [(_pad_to(top, kshape), _pad_to(bot, kshape)) for top, bot in kernels]
+    kern = psf["kernels"]
+    kshape = (max(k.shape[0] for pr in kern for k in pr) | 1, max(k.shape[1] for pr in kern for k in pr) | 1)
+    kernels = [(_pad_to(top, kshape), _pad_to(bot, kshape)) for top, bot in kern]
+    weights = [_blend_weights(alpha_row, float(np.real(np.vdot(kb, kt)))) for kt, kb in kernels]
     pad = ((kshape[0] // 2,) * 2, (kshape[1] // 2,) * 2)
     sigma2_p = np.pad(sigma2, pad, mode="symmetric")
-    coh_p = None if coherent_src is None else np.pad(coherent_src, pad)
+    coh_p = None if med["coherent"] is None else np.pad(med["coherent"], pad)
 
     def scatter_field(r):
         return (r.standard_normal(sigma2_p.shape) + 1j * r.standard_normal(sigma2_p.shape)) * np.sqrt(sigma2_p / 2)
 
-    def image_fields(field):
-        out = []
-        for kt, kb in kernels:
-            wt, wb = _blend_weights(alpha_row, float(np.real(np.vdot(kb, kt))))
-            out.append((wt * _conv_valid(field, kt) + wb * _conv_valid(field, kb)) * np.sqrt(gtex))
-        return out
+    def image_fields(field, gtex):
+        return [(wt * _conv_valid(field, kt) + wb * _conv_valid(field, kb)) * np.sqrt(gtex)
+                for (kt, kb), (wt, wb) in zip(kernels, weights)]
 
     s = scatter_field(srng)
-    gtex = texture(srng)
-    dr = float(rng.uniform(40, 80)) if "gain" not in disable else 50.0
-    level = float(rng.uniform(0.35, 0.7)) if "gain" not in disable else 0.55
-    fields = image_fields(s)
-    means, coh = [], []
-    for kt, kb in kernels:
-        wt, wb = _blend_weights(alpha_row, float(np.real(np.vdot(kb, kt))))
-        mt = _conv_valid(sigma2_p, np.abs(kt) ** 2)
-        mb = _conv_valid(sigma2_p, np.abs(kb) ** 2)
-        mx = _conv_valid(sigma2_p, np.real(kt * np.conj(kb)))
-        means.append(np.maximum(wt ** 2 * mt + wb ** 2 * mb + 2 * wt * wb * mx, 1e-30))
-        coh.append(None if coh_p is None else wt * _conv_valid(coh_p, kt) + wb * _conv_valid(coh_p, kb))
+    gtex = _texture(srng, alpha, (sh, sw), psf["g_sim"])
+    dr = float(rng.uniform(40, 80)) if "gain" not in off else 50.0
+    level = float(rng.uniform(0.35, 0.7)) if "gain" not in off else 0.55
+    fields = image_fields(s, gtex)
+    means = [np.maximum(wt ** 2 * _conv_valid(sigma2_p, np.abs(kt) ** 2) + wb ** 2 * _conv_valid(sigma2_p, np.abs(kb) ** 2)
+                        + 2 * wt * wb * _conv_valid(sigma2_p, np.real(kt * np.conj(kb))), 1e-30)
+             for (kt, kb), (wt, wb) in zip(kernels, weights)]
+    coh = [None if coh_p is None else wt * _conv_valid(coh_p, kt) + wb * _conv_valid(coh_p, kb)
+           for (kt, kb), (wt, wb) in zip(kernels, weights)]
     ref = float(np.median(np.mean(means, axis=0))) * 10 ** (-(level - 1.0) * dr / 10)
 
     def to_display(i):
         return (DB * np.log(np.maximum(i, 1e-30) / ref) + dr) / dr
 
-    def draw_display(r, corr=None):
-        """One displayed draw (before clipping) on the simulation grid; ``corr`` = (rho, base field)."""
+    def draw_display(r, flds):
+        """One displayed draw (before clipping), angles compounded in the display domain."""
         out = np.zeros((sh, sw))
-        for fa, ca in zip(fields if corr is None else corr, coh):
+        for fa, ca in zip(flds, coh):
             noise = (r.standard_normal((sh, sw)) + 1j * r.standard_normal((sh, sw))) * np.sqrt(n0 / 2)
-            f = fa + noise + (0 if ca is None else ca)
-            out += to_display(np.abs(f) ** 2)
-        return out / len(fields)
+            out += to_display(np.abs(fa + noise + (0 if ca is None else ca)) ** 2)
+        return out / len(flds)
 
-    d_draw = draw_display(srng)
+    d_draw = draw_display(srng, fields)
     e_log = np.mean([expected_log_intensity(m, c, n0, alpha) for m, c in zip(means, coh)], axis=0)
     m1 = (DB * (e_log - np.log(ref)) + dr) / dr
     y_in = np.clip(d_draw, 0, 1)
-    t1 = _clip_expectation(m1, _local_std(d_draw - m1))
-    e_disp = np.clip((DB * np.log(np.maximum(sigma2, 1e-30) / ref) + dr) / dr, 0, 1)
-
-    # persistence: a second, partially correlated draw of the same scatterers blended in
-    if "postprocessing" not in disable and rng.random() < 0.25:
+    if "postprocessing" not in off and rng.random() < 0.25:  # persistence: a partially correlated draw blended in
         rho_p, wp = float(rng.uniform(0.3, 0.9)), float(rng.uniform(0.2, 0.5))
         s2 = rho_p * s + np.sqrt(1 - rho_p ** 2) * scatter_field(srng)
-        f2 = image_fields(s2)
-        y_in = (1 - wp) * y_in + wp * np.clip(draw_display(srng, f2), 0, 1)
+        y_in = (1 - wp) * y_in + wp * np.clip(draw_display(srng, image_fields(s2, gtex)), 0, 1)
         meta["persistence"] = {"rho": rho_p, "weight": wp}
+    meta.update({"dr_db": dr, "display_level": level})
+    return {"y_in": y_in, "t1": _clip_expectation(m1, _local_std(d_draw - m1)),
+            "e_disp": np.clip((DB * np.log(np.maximum(sigma2, 1e-30) / ref) + dr) / dr, 0, 1)}
 
-    # ---- scanner resampling (linear: applied to input, expectation and echogenicity alike)
+
+def _scanner(rng, off: set, shape, zoom, sector: bool, sim: dict, meta: dict):
+    """Scanner resampling (zoom or fan scan conversion) and post-processing, applied alike to the input, the
+    expectation and the echogenicity (all linear); returns them on the output grid and the field of view."""
+    H, W = shape
     mode = "linear"
-    if "resampling" not in disable:
+    if "resampling" not in off:
         mode = str(rng.choice(["nearest", "linear", "cubic", "area"], p=[0.15, 0.4, 0.25, 0.2]))
         if mode == "area" and (zoom[0] > 1 or zoom[1] > 1):
             mode = "linear"
     if sector:
-        mapy, mapx, mask, fan = _fan_maps((H, W), (sh, sw), rng)
-        interp = cv2.INTER_NEAREST if mode == "nearest" else (cv2.INTER_CUBIC if mode == "cubic" else cv2.INTER_LINEAR)
+        mapy, mapx, mask, meta["fan"] = _fan_maps((H, W), sim["y_in"].shape, rng)
+        interp = {"nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}.get(mode, cv2.INTER_LINEAR)
 
         def resample(img):
-            return np.where(mask, cv2.remap(img.astype(np.float32), mapx, mapy, interp, borderMode=cv2.BORDER_REFLECT), 0.0)
-        meta["fan"] = fan
+            return np.where(mask, cv2.remap(img.astype(np.float32), mapx, mapy, interp,
+                                            borderMode=cv2.BORDER_REFLECT), 0.0)
     else:
         mask = np.ones((H, W), bool)
 
         def resample(img):
             crop = img[1:1 + int(np.ceil(H / zoom[0])), 1:1 + int(np.ceil(W / zoom[1]))]
             return cv2.resize(crop.astype(np.float32), (W, H), interpolation=_INTERP[mode])
-    x_in, t2, e2 = resample(y_in), resample(t1), resample(e_disp)
+    out = [resample(sim[k]) for k in ("y_in", "t1", "e_disp")]
     meta["interpolation"] = mode
-
-    # ---- post-processing (linear)
-    if "postprocessing" not in disable:
+    if "postprocessing" not in off:
         if rng.random() < 0.35:
             sg = float(rng.uniform(0.3, 0.8))
-            x_in, t2, e2 = (ndimage.gaussian_filter(v, sg) for v in (x_in, t2, e2))
+            out = [ndimage.gaussian_filter(v, sg) for v in out]
             meta["smoothing_px"] = sg
         if rng.random() < 0.3:
             amt, sg = float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.8, 2.0))
-            x_in, t2, e2 = (v + amt * (v - ndimage.gaussian_filter(v, sg)) for v in (x_in, t2, e2))
+            out = [v + amt * (v - ndimage.gaussian_filter(v, sg)) for v in out]
             meta["unsharp"] = {"amount": amt, "sigma": sg}
-
-    # ---- grey map (non-linear: the target integrates it over the local fluctuation)
-    g, gmeta = _grey_map(rng, "greymap" in disable)
-    target = _map_expectation(g, t2, _local_std(x_in - t2))
-    bmode = g(x_in)
-    echo = g(e2)
-    bmode, target, echo = (np.where(mask, np.clip(v, 0, 1), 0).astype(np.float32) for v in (bmode, target, echo))
-    bmode = (np.round(bmode * 255) / 255).astype(np.float32)
-    meta.update({"dr_db": dr, "display_level": level, "grey_map": gmeta, "sector": sector})
-    return RandomPair(bmode=bmode, target=target, echo=echo, mask=mask, meta=meta)
+    return out[0], out[1], out[2], mask
 
 
 def _reflectors(shape, rng, sigma2):

@@ -5,7 +5,7 @@ on ``n`` homogeneous and ``n`` lesion phantoms (-6 dB and +6 dB discs) per probe
 per-image statistics in ``resources/validation/<probe>.json`` (a probe whose file already holds
 ``n`` images with the current settings is not simulated again: the run resumes), measures the
 fast path on the same phantoms and seeds, times one full and several fast simulations of the
-same phantom in this run, and writes ``docs/fast_vs_full.md``.  ``--report-only`` rewrites the
+same phantom in this run, and writes ``docs/experiments/fast_vs_full.md``.  ``--report-only`` rewrites the
 report from the stored full statistics and full-path timings with freshly computed fast statistics
 and timings.
 
@@ -40,7 +40,7 @@ from .types import SimResult
 
 ROOT = Path(__file__).resolve().parent.parent
 VALIDATION_DIR = ROOT / "resources" / "validation"
-REPORT = ROOT / "docs" / "fast_vs_full.md"
+REPORT = ROOT / "docs" / "experiments" / "fast_vs_full.md"
 SIZE = 128
 N_IMAGES = 4
 LESION_DB = (-6.0, 6.0)
@@ -218,7 +218,7 @@ def time_ratio(probe_name: str, repeats: int = 20, full_s: float | None = None) 
 
 
 def write_report(rows: dict[str, dict]) -> None:
-    """docs/fast_vs_full.md from the per-probe full, fast, comparison and timing figures."""
+    """docs/experiments/fast_vs_full.md from the per-probe full, fast, comparison and timing figures."""
     def f(s, digits=2):
         return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
