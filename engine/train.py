@@ -89,7 +89,7 @@ class TrainConfig:
     uncertainty_weight: float = 0.1
     analytic_share: float = 0.5  # randomized data: share of analytic PSFs (0: the probes' measured banks only)
 
-    #: fields that may change when a run is resumed (a t_focus change is recorded in ``state["stages"]``)
+    #: fields that may change when a run is resumed (a t_focus change is recorded in ``RunState.stages``)
     RESUMABLE = ("minutes", "threads", "device", "name", "t_focus", "max_steps")
 
     def validate(self) -> "TrainConfig":
@@ -299,7 +299,35 @@ def _predict(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _save_checkpoint(run: Path, net, ema: dict, opt: torch.optim.Optimizer, state: dict) -> None:
+@dataclass
+class RunState:
+    """What a run folder's ``state.json`` holds besides the weights (see the module docstring)."""
+
+    config: dict
+    step: int = 0
+    elapsed: float = 0.0                      # training seconds
+    consumed: int = 0                         # pairs drawn from the data stream (where a resumed run starts)
+    consumed_base: int = 0
+    losses: list = field(default_factory=list)   # [step, elapsed s, running loss] every 25 steps
+    val: list = field(default_factory=list)      # validation PSNR at every checkpoint
+    started: str = ""
+    psf_format: Optional[int] = None          # the fast path's PSF banks the run trained on
+    devices: list = field(default_factory=list)  # [{"step", "device"}]: where each stretch of steps ran
+    stages: list = field(default_factory=list)   # t_focus changes made when the run was resumed
+    init: Optional[dict] = None               # the model a fine-tuning run started from
+    param_groups: Optional[list] = None       # the optimiser's
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunState":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @property
+    def final_loss(self) -> Optional[float]:
+        return self.losses[-1][2] if self.losses else None
+
+
+def _save_checkpoint(run: Path, net, ema: dict, opt: torch.optim.Optimizer, state: RunState) -> None:
     tensors = {"net." + k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     tensors.update({"ema." + k: v.detach().cpu().contiguous() for k, v in ema.items()})
     osd = opt.state_dict()
@@ -310,9 +338,9 @@ def _save_checkpoint(run: Path, net, ema: dict, opt: torch.optim.Optimizer, stat
     tmp = run / (CKPT + ".tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, run / CKPT)
-    state = dict(state, param_groups=osd["param_groups"])
+    state.param_groups = osd["param_groups"]
     tmp = run / (STATE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
+    tmp.write_text(json.dumps(asdict(state), indent=1))
     os.replace(tmp, run / STATE)
 
 
@@ -351,10 +379,10 @@ def cpu_text(threads: Optional[int]) -> str:
     return "cpu, %d thread%s" % (int(threads), "s" * (int(threads) != 1))
 
 
-def hardware_text(state: dict, threads: Optional[int]) -> str:
-    """Where the run's optimiser steps ran (model card): "NVIDIA H100 80GB HBM3" or, when a resumed
-    run changed device, "cpu, 2 threads (steps 0-1200); NVIDIA ... (from step 1200)"."""
-    devices = state.get("devices") or [{"step": 0, "device": cpu_text(threads)}]  # older runs: no record
+def hardware_text(devices: Sequence[dict], threads: Optional[int]) -> str:
+    """Where a run's optimiser steps ran (model card), from its ``devices`` record: "NVIDIA H100 80GB HBM3"
+    or, when a resumed run changed device, "cpu, 2 threads (steps 0-1200); NVIDIA ... (from step 1200)"."""
+    devices = list(devices) or [{"step": 0, "device": cpu_text(threads)}]  # older runs: no record
     if len(devices) == 1:
         return devices[0]["device"]
     parts = ["%s (steps %d-%d)" % (d["device"], d["step"], nxt["step"]) for d, nxt in zip(devices, devices[1:])]
@@ -367,9 +395,9 @@ def loss_text(cfg: TrainConfig) -> str:
     return ("%s on x0" % norm) if cfg.loss == "x0" or cfg.arch != "irsde" else ("IR-SDE maximum-likelihood %s" % norm)
 
 
-def _load_checkpoint(run: Path, net, opt: Optional[torch.optim.Optimizer]) -> tuple[dict, dict]:
+def _load_checkpoint(run: Path, net, opt: Optional[torch.optim.Optimizer]) -> tuple[RunState, dict]:
     run = Path(run)
-    state = json.loads((run / STATE).read_text())
+    state = RunState.from_dict(json.loads((run / STATE).read_text()))
     tensors = load_file(str(run / CKPT))
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     ema = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("ema.")}
@@ -379,7 +407,7 @@ def _load_checkpoint(run: Path, net, opt: Optional[torch.optim.Optimizer]) -> tu
             if k.startswith("opt."):
                 _, idx, key = k.split(".", 2)
                 st.setdefault(int(idx), {})[key] = v.reshape(()) if key == "step" else v
-        opt.load_state_dict({"state": st, "param_groups": state["param_groups"]})
+        opt.load_state_dict({"state": st, "param_groups": state.param_groups})
     return state, ema
 
 
@@ -420,29 +448,83 @@ def evaluate(ens: Ensemble, noisy: np.ndarray, clean: np.ndarray, settings: Sequ
 
 # --------------------------------------------------------------------------- training
 def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], None] | None = None,
-          max_steps: Optional[int] = None) -> dict:
-    """Train (or resume) in ``run_dir`` until ``cfg.minutes`` of training time; returns the final state.
+          max_steps: Optional[int] = None) -> RunState:
+    """Train (or resume) in ``run_dir`` until ``cfg.minutes`` of training time or ``cfg.max_steps`` steps;
+    returns the final :class:`RunState`.
 
     ``log`` receives the live progress line (default: stderr, rewritten in place on a terminal).
-    ``max_steps`` stops earlier (tests).
+    ``max_steps`` stops this call earlier (tests).
     """
     cfg.validate()
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    if log is None:
-        tty = sys.stderr.isatty()
-
-        def log(msg: str) -> None:
-            sys.stderr.write(("\r" + msg + "\033[K") if tty else msg + "\n")
-            sys.stderr.flush()
-
+    log = log or _terminal_log()
     dev = torch.device(cfg.device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop shapes: let cuDNN pick its fastest kernels
     net = make_network(cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    state, ema = _open_run(cfg, run, net, opt, dev, log)
+    step0 = state.step
+    rngs = [np.random.default_rng([s, step0]) for s in cfg.member_seeds()]
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step0)
+    pool = Pool(cfg, pair_source(cfg, "train", start=state.consumed), np.random.default_rng([cfg.seed, step0, 1]))
+    pool.fill()
+    noisy_val, clean_val = val_set(cfg)
+    budget = cfg.minutes * 60.0
+    t_start, elapsed0 = time.time(), state.elapsed
+    last_ckpt, run_loss = time.time(), None
+    ema_model = make_network(cfg)
+
+    def checkpoint(final: bool = False) -> None:
+        ema_model.load_state_dict(ema)
+        val = evaluate(ensemble_for(ema_model, cfg), noisy_val, clean_val, [("posterior", 1)])
+        key = [k for k in val if k != "input"][0]
+        state.val.append({"step": state.step, "minutes": round(state.elapsed / 60, 2),
+                          "psnr": round(val[key]["psnr"], 3), "input_psnr": round(val["input"]["psnr"], 3)})
+        state.consumed = pool.consumed + state.consumed_base
+        _save_checkpoint(run, net, ema, opt, state)
+        log("checkpoint step %d: val PSNR %.2f dB (input %.2f dB)%s" % (
+            state.step, val[key]["psnr"], val["input"]["psnr"], " [final]" if final else ""))
+
+    state.consumed_base = state.consumed
+    net.train()
+    while (state.elapsed < budget and (max_steps is None or state.step - step0 < max_steps)
+           and (cfg.max_steps is None or state.step < cfg.max_steps)):
+        for g in opt.param_groups:  # short warm-up, then cosine decay to 10 % over the budget
+            g["lr"] = cfg.lr * min(1.0, (state.step + 1) / 100) * (
+                0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * _progress(cfg, state, budget, step0, max_steps))))
+        lv = _optimizer_step(net, opt, cfg, pool, rngs, gen, dev)
+        state.step += 1
+        _update_ema(ema, net, min(cfg.ema, (1 + state.step) / (10 + state.step)))
+        run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
+        state.elapsed = elapsed0 + time.time() - t_start
+        if state.step % 25 == 0:
+            state.losses.append([state.step, round(state.elapsed, 1), round(run_loss, 6)])
+        if state.step % 10 == 0 or state.step == 1:
+            log("%s step %d  loss %.5f  %.1f/%.1f min" % (cfg.name or cfg.arch, state.step, run_loss,
+                                                          state.elapsed / 60, cfg.minutes))
+        if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+            checkpoint()
+            last_ckpt = time.time()
+    checkpoint(final=True)
+    return state
+
+
+def _terminal_log() -> Callable[[str], None]:
+    tty = sys.stderr.isatty()
+
+    def log(msg: str) -> None:
+        sys.stderr.write(("\r" + msg + "\033[K") if tty else msg + "\n")
+        sys.stderr.flush()
+    return log
+
+
+def _open_run(cfg: TrainConfig, run: Path, net, opt, dev, log) -> tuple[RunState, dict]:
+    """Resume the run in ``run`` (its settings must match but for :attr:`TrainConfig.RESUMABLE`) or start one
+    (warm-started from ``cfg.init``); returns its state and EMA weights, with this stretch's device recorded."""
     if (run / STATE).is_file() and (run / CKPT).is_file():
         prev = load_config(run)
         free = {f: None for f in TrainConfig.RESUMABLE + ("init",)}  # init only matters for a new run
@@ -451,82 +533,49 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
         state, ema = _load_checkpoint(run, net, opt)
         ema = {k: v.to(dev) for k, v in ema.items()}
         if prev.t_focus != cfg.t_focus:
-            state.setdefault("stages", []).append({"step": state["step"], "prev_t_focus": prev.t_focus,
-                                                   "t_focus": cfg.t_focus})
-        state["config"] = asdict(cfg) | {"init": prev.init}
-        log("resuming %s at step %d (%.1f of %.1f min)" % (run, state["step"], state["elapsed"] / 60, cfg.minutes))
+            state.stages.append({"step": state.step, "prev_t_focus": prev.t_focus, "t_focus": cfg.t_focus})
+        state.config = asdict(cfg) | {"init": prev.init}
+        log("resuming %s at step %d (%.1f of %.1f min)" % (run, state.step, state.elapsed / 60, cfg.minutes))
     else:
-        state = {"config": asdict(cfg), "step": 0, "elapsed": 0.0, "consumed": 0, "losses": [],
-                 "val": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "psf_format": None if cfg.data_dir else psf_format(), "devices": []}
+        state = RunState(config=asdict(cfg), started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         psf_format=None if cfg.data_dir else psf_format())
         if cfg.init:
-            state["init"] = warm_start(net, cfg)
-            log("initialised from %s (%d steps, %.1f min)" % (cfg.init, state["init"]["steps"],
-                                                              state["init"]["wall_minutes"]))
+            state.init = warm_start(net, cfg)
+            log("initialised from %s (%d steps, %.1f min)" % (cfg.init, state.init["steps"], state.init["wall_minutes"]))
         ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_text(torch.get_num_threads())
-    devices = state.setdefault("devices", [])
-    if not devices or devices[-1]["device"] != where:  # where each stretch of steps ran (model card)
-        devices.append({"step": state["step"], "device": where})
-    step0 = state["step"]
-    rngs = [np.random.default_rng([s, step0]) for s in cfg.member_seeds()]
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step0)
-    pool = Pool(cfg, pair_source(cfg, "train", start=state["consumed"]), np.random.default_rng([cfg.seed, step0, 1]))
-    pool.fill()
-    noisy_val, clean_val = val_set(cfg)
-    budget = cfg.minutes * 60.0
-    t_start, elapsed0 = time.time(), state["elapsed"]
-    last_ckpt, run_loss = time.time(), None
-    ema_model = make_network(cfg)
+    if not state.devices or state.devices[-1]["device"] != where:  # where each stretch of steps ran (model card)
+        state.devices.append({"step": state.step, "device": where})
+    return state, ema
 
-    def checkpoint(final: bool = False) -> None:
-        ema_model.load_state_dict(ema)
-        val = evaluate(ensemble_for(ema_model, cfg), noisy_val, clean_val, [("posterior", 1)])
-        key = [k for k in val if k != "input"][0]
-        state["val"].append({"step": state["step"], "minutes": round(state["elapsed"] / 60, 2),
-                             "psnr": round(val[key]["psnr"], 3), "input_psnr": round(val["input"]["psnr"], 3)})
-        state["consumed"] = pool.consumed + state.get("consumed_base", 0)
-        _save_checkpoint(run, net, ema, opt, state)
-        log("checkpoint step %d: val PSNR %.2f dB (input %.2f dB)%s" % (
-            state["step"], val[key]["psnr"], val["input"]["psnr"], " [final]" if final else ""))
 
-    state["consumed_base"] = state["consumed"]
-    net.train()
-    while (state["elapsed"] < budget and (max_steps is None or state["step"] - step0 < max_steps)
-           and (cfg.max_steps is None or state["step"] < cfg.max_steps)):
-        frac = min(state["elapsed"] / budget, 1.0)
-        if max_steps is not None:  # a step-limited run decays its learning rate by steps as well
-            frac = max(frac, min(state["step"] / max(step0 + max_steps, 1), 1.0))
-        if cfg.max_steps is not None:
-            frac = max(frac, min(state["step"] / cfg.max_steps, 1.0))
-        for g in opt.param_groups:  # short warm-up, then cosine decay to 10 % over the time budget
-            g["lr"] = cfg.lr * min(1.0, (state["step"] + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        pool.refresh()
-        mu, x0 = pool.batch(rngs)
-        mu, x0 = mu.to(dev, non_blocking=True), x0.to(dev, non_blocking=True)
-        loss = loss_fn(net, cfg, mu, x0, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        state["step"] += 1
-        d = min(cfg.ema, (1 + state["step"]) / (10 + state["step"]))
-        with torch.no_grad():
-            for k, v in net.state_dict().items():
-                ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
-        lv = float(loss.detach())
-        run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
-        state["elapsed"] = elapsed0 + time.time() - t_start
-        if state["step"] % 25 == 0:
-            state["losses"].append([state["step"], round(state["elapsed"], 1), round(run_loss, 6)])
-        if state["step"] % 10 == 0 or state["step"] == 1:
-            log("%s step %d  loss %.5f  %.1f/%.1f min" % (cfg.name or cfg.arch, state["step"], run_loss,
-                                                          state["elapsed"] / 60, cfg.minutes))
-        if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
-            checkpoint()
-            last_ckpt = time.time()
-    checkpoint(final=True)
-    return state
+def _progress(cfg: TrainConfig, state: RunState, budget: float, step0: int, max_steps: Optional[int]) -> float:
+    """How far along the learning-rate schedule is: the larger of the time and the step fractions."""
+    frac = min(state.elapsed / budget, 1.0)
+    if max_steps is not None:  # a step-limited call decays its learning rate by steps as well
+        frac = max(frac, min(state.step / max(step0 + max_steps, 1), 1.0))
+    if cfg.max_steps is not None:
+        frac = max(frac, min(state.step / cfg.max_steps, 1.0))
+    return frac
+
+
+def _optimizer_step(net, opt, cfg: TrainConfig, pool: "Pool", rngs, gen, dev) -> float:
+    """Refresh the pool, draw a batch, one clipped Adam step; returns the loss."""
+    pool.refresh()
+    mu, x0 = pool.batch(rngs)
+    mu, x0 = mu.to(dev, non_blocking=True), x0.to(dev, non_blocking=True)
+    loss = loss_fn(net, cfg, mu, x0, gen)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
+
+
+def _update_ema(ema: dict, net, decay: float) -> None:
+    with torch.no_grad():
+        for k, v in net.state_dict().items():
+            ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
 
 
 def test_set_metrics(ens: Ensemble, probes: Sequence[str], steps: int) -> dict:
@@ -623,16 +672,14 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
         "training": {
             "probes": list(cfg.probes), "data": ("dataset %s" % cfg.data_dir) if cfg.data_dir else
             "fast simulator on the fly (simulator.datasets.PairStream, split train, %d px frames, PSF banks format %d)"
-            % (cfg.size, state.get("psf_format") or psf_format()),  # runs older than the record: the current one
-            "member_seeds": cfg.member_seeds(), "steps": int(state["step"]),
-            "wall_minutes": round(state["elapsed"] / 60, 2), "pairs_simulated": int(state.get("consumed", 0)),
-            "loss": loss_text(cfg),
-            "final_loss": state["losses"][-1][2] if state["losses"] else None,
-            "val_history": state["val"], "started": state.get("started"),
-            "config": state["config"], "threads": cfg.threads, "hardware": hardware_text(state, cfg.threads),
-            "stages": state.get("stages", []),
-            "init": state.get("init"),
-            "timestep_sampling": timestep_sampling(cfg.t_focus, state.get("stages", []))
+            % (cfg.size, state.psf_format or psf_format()),  # runs older than the record: the current one
+            "member_seeds": cfg.member_seeds(), "steps": int(state.step),
+            "wall_minutes": round(state.elapsed / 60, 2), "pairs_simulated": int(state.consumed),
+            "loss": loss_text(cfg), "final_loss": state.final_loss,
+            "val_history": state.val, "started": state.started,
+            "config": state.config, "threads": cfg.threads, "hardware": hardware_text(state.devices, cfg.threads),
+            "stages": state.stages, "init": state.init,
+            "timestep_sampling": timestep_sampling(cfg.t_focus, state.stages)
             if cfg.arch == "irsde" else None,
             "augmentation": {"zoom": cfg.zoom, "gain": cfg.gain, "dr_ratio": cfg.dr_ratio, "lateral_flip": True},
         },
@@ -706,12 +753,12 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
         "probes": list(cfg0.probes), "data": ("%s pairs, dataset %s" % (cfg0.data, Path(cfg0.data_dir).name))
         if cfg0.data_dir else "%s pairs on the fly" % cfg0.data, "target": cfg0.target,
         "loss": loss_text(cfg0) + (" + Gaussian NLL of the error (uncertainty head)" if cfg0.uncertainty else ""),
-        "members": [{"seed": cfg.seed, "steps": int(st["step"]), "wall_minutes": round(st["elapsed"] / 60, 2),
-                     "hardware": hardware_text(st, cfg.threads), "final_loss": st["losses"][-1][2] if st["losses"] else None,
-                     "val_history": st["val"][-3:]} for cfg, st, _ in parts],
+        "members": [{"seed": cfg.seed, "steps": int(st.step), "wall_minutes": round(st.elapsed / 60, 2),
+                     "hardware": hardware_text(st.devices, cfg.threads), "final_loss": st.final_loss,
+                     "val_history": st.val[-3:]} for cfg, st, _ in parts],
         "member_seeds": [cfg.seed for cfg, _, _ in parts],
-        "steps": int(sum(st["step"] for _, st, _ in parts) / len(parts)),
-        "wall_minutes": round(sum(st["elapsed"] for _, st, _ in parts) / 60, 2),
+        "steps": int(sum(st.step for _, st, _ in parts) / len(parts)),
+        "wall_minutes": round(sum(st.elapsed for _, st, _ in parts) / 60, 2),
         "config": asdict(cfg0) | {"seed": None, "members": len(runs)},
         "timestep_sampling": timestep_sampling(cfg0.t_focus, []) if cfg0.arch == "irsde" else None,
         "recipe": recipe,

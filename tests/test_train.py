@@ -61,19 +61,19 @@ def test_resume_and_export(synthetic, tmp_path):
     lines = []
     assert run_steps(run) == 0  # no run there yet
     s1 = train(cfg, run, log=lines.append, max_steps=10)
-    assert s1["step"] == 10 and (run / CKPT).is_file() and (run / STATE).is_file() and run_steps(run) == 10
+    assert s1.step == 10 and (run / CKPT).is_file() and (run / STATE).is_file() and run_steps(run) == 10
     assert any("loss" in m for m in lines)
     s2 = train(cfg, run, log=lines.append, max_steps=5)
-    assert s2["step"] == 15 and s2["elapsed"] > s1["elapsed"]
+    assert s2.step == 15 and s2.elapsed > s1.elapsed
     assert any("resuming" in m for m in lines)
     with pytest.raises(ValueError, match="different settings"):
         train(_cfg(lam=0.2), run, log=lambda m: None, max_steps=1)
     s3 = train(_cfg(t_focus=0.5), run, log=lines.append, max_steps=3)  # a resumable change, recorded
-    assert s3["step"] == 18 and s3["stages"] == [{"step": 15, "prev_t_focus": 0.0, "t_focus": 0.5}]
+    assert s3.step == 18 and s3.stages == [{"step": 15, "prev_t_focus": 0.0, "t_focus": 0.5}]
     card = export(run, name="tiny-run", choose_steps=(1, 2), n_eval=2, log=lambda m: None, test_sets=False)
     assert card["training"]["steps"] == 18 and card["training"]["member_seeds"] == [0, 1]
     from simulator.psf import FORMAT_VERSION
-    assert s1["psf_format"] == FORMAT_VERSION  # the fast path's kernels the run was trained with
+    assert s1.psf_format == FORMAT_VERSION  # the fast path's kernels the run was trained with
     assert ("PSF banks format %d" % FORMAT_VERSION) in card["training"]["data"]
     md = (run / "MODEL_CARD.md").read_text()
     assert "steps 0-15: uniform in 1..T; from step 15: 50 % from the last 20 steps" in md
@@ -94,7 +94,7 @@ def test_warm_start_from_an_exported_model(synthetic, tmp_path):
     ref, _, _ = read_model(src)
     lines = []
     s = train(_cfg(members=2, init=str(src), precond="wiener"), tmp_path / "ft", log=lines.append, max_steps=0)
-    assert s["init"]["steps"] == 4 and s["init"]["model"] == "src" and any("initialised" in m for m in lines)
+    assert s.init["steps"] == 4 and s.init["model"] == "src" and any("initialised" in m for m in lines)
     net = make_network(_cfg(members=2))
     tr._load_checkpoint(tmp_path / "ft", net, None)
     from engine.network import select_members
@@ -102,7 +102,7 @@ def test_warm_start_from_an_exported_model(synthetic, tmp_path):
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, want[k], atol=1e-3, rtol=1e-3)  # fp16 on disk
     s2 = train(_cfg(members=2, precond="wiener"), tmp_path / "ft", log=lines.append, max_steps=1)  # resume
-    assert s2["step"] == 1 and s2["config"]["init"] == str(src)  # init only matters for a new run
+    assert s2.step == 1 and s2.config["init"] == str(src)  # init only matters for a new run
     card = export(tmp_path / "ft", name="ft", n_eval=2, log=lambda m: None, test_sets=False)
     assert card["training"]["init"]["model"] == "src" and card["schedule"]["input"] == "wiener"
     assert load_ensemble(tmp_path / "ft", device="cpu").schedule.precond == "wiener"
@@ -167,14 +167,14 @@ def test_hardware_is_recorded_per_stretch_of_steps(synthetic, tmp_path):
     """A run records where its steps ran; the card shows it beside the source model's hardware."""
     run = tmp_path / "run"
     s1 = train(_cfg(threads=1), run, log=lambda m: None, max_steps=3)
-    assert s1["devices"] == [{"step": 0, "device": "cpu, 1 thread"}]
+    assert s1.devices == [{"step": 0, "device": "cpu, 1 thread"}]
     s2 = train(_cfg(threads=2), run, log=lambda m: None, max_steps=2)  # threads may change on resume
-    assert [d["step"] for d in s2["devices"]] == [0, 3]
-    assert tr.hardware_text(s2, 2) == "cpu, 1 thread (steps 0-3); cpu, 2 threads (from step 3)"
-    assert tr.hardware_text({"devices": []}, 2) == "cpu, 2 threads"  # runs older than the record
-    assert tr.hardware_text({}, 1) == "cpu, 1 thread" and tr.hardware_text({}, None) == "cpu"
+    assert [d["step"] for d in s2.devices] == [0, 3]
+    assert tr.hardware_text(s2.devices, 2) == "cpu, 1 thread (steps 0-3); cpu, 2 threads (from step 3)"
+    assert tr.hardware_text([], 2) == "cpu, 2 threads"  # runs older than the record
+    assert tr.hardware_text([], 1) == "cpu, 1 thread" and tr.hardware_text([], None) == "cpu"
     card = export(run, name="hw", n_eval=2, log=lambda m: None, test_sets=False)
-    assert card["training"]["hardware"] == tr.hardware_text(s2, 2)
+    assert card["training"]["hardware"] == tr.hardware_text(s2.devices, 2)
     ft = tmp_path / "ft"
     train(_cfg(threads=2, init=str(run)), ft, log=lambda m: None, max_steps=1)
     export(ft, name="ft", n_eval=2, log=lambda m: None, test_sets=False)
