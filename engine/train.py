@@ -93,12 +93,13 @@ class TrainConfig:
     RESUMABLE = ("minutes", "threads", "device", "name", "t_focus", "max_steps")
 
     def validate(self) -> "TrainConfig":
-        if self.arch not in ARCHS:
-            raise ValueError("unknown --arch %r (choose from %s)" % (self.arch, ", ".join(ARCHS)))
-        if self.loss not in ("x0", "ml"):
-            raise ValueError("unknown loss %r (x0 or ml)" % self.loss)
-        if self.norm not in NORMS:
-            raise ValueError("unknown --norm %r (choose from %s)" % (self.norm, ", ".join(NORMS)))
+        """Raise ValueError naming the first bad setting; returns self."""
+        for name, value, choices in (("--arch", self.arch, ARCHS), ("loss", self.loss, ("x0", "ml")),
+                                     ("--norm", self.norm, NORMS), ("--precond", self.precond, PRECONDS),
+                                     ("--data-kind", self.data, DATA), ("--target", self.target, ("echo", "bmode")),
+                                     ("--precision", self.precision, ("fp32", "bf16"))):
+            if value not in choices:
+                raise ValueError("unknown %s %r (choose from %s)" % (name, value, ", ".join(choices)))
         if self.members < 1:
             raise ValueError("--members must be at least 1")
         if not self.minutes > 0:
@@ -107,17 +108,15 @@ class TrainConfig:
             raise ValueError("give at least one --probe")
         if not 0.0 <= self.t_focus <= 1.0:
             raise ValueError("--t-focus must be in [0, 1]")
-        if self.precond not in PRECONDS:
-            raise ValueError("unknown --precond %r (choose from %s)" % (self.precond, ", ".join(PRECONDS)))
         checked_device(self.device)
-        if self.data not in DATA:
-            raise ValueError("unknown --data-kind %r (choose from %s)" % (self.data, ", ".join(DATA)))
-        if self.target not in ("echo", "bmode"):
-            raise ValueError("unknown --target %r (echo or bmode)" % self.target)
+        self._validate_data()
+        if self.patch > self.size * self.zoom[0]:
+            raise ValueError("patch %d does not fit a %d frame shrunk by %.2f" % (self.patch, self.size, self.zoom[0]))
+        return self
+
+    def _validate_data(self) -> None:
         if self.target == "bmode" and self.data != "randomized":
             raise ValueError("the speckle-free B-mode target needs randomized data (--data-kind randomized)")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError("unknown --precision %r (fp32 or bf16)" % self.precision)
         if self.uncertainty and self.arch == "dncnn":
             raise ValueError("the uncertainty head needs the UNet (arch irsde or regression)")
         if self.data == "randomized":
@@ -125,9 +124,6 @@ class TrainConfig:
             bad = sorted(set(self.disable) - set(FACTORS))
             if bad:
                 raise ValueError("unknown factor(s) %s (choose from %s)" % (", ".join(bad), ", ".join(FACTORS)))
-        if self.patch > self.size * self.zoom[0]:
-            raise ValueError("patch %d does not fit a %d frame shrunk by %.2f" % (self.patch, self.size, self.zoom[0]))
-        return self
 
     def member_seeds(self) -> list[int]:
         return [self.seed * 1000 + k for k in range(self.members)]

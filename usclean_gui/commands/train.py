@@ -39,6 +39,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: where the optimiser steps run (the "
                    "simulator always runs on the CPU); may change when a run is resumed")
+    p.add_argument("--data-kind", choices=("mri", "randomized"), default="mri",
+                   help="pairs: mri (MNI phantoms through the probes' fast path, default) or randomized "
+                        "(domain-randomised physics, simulator.randomized)")
+    p.add_argument("--target", choices=("echo", "bmode"), default="echo",
+                   help="what the network learns: echo (the echogenicity, default) or bmode (the speckle-free "
+                        "B-mode; needs --data-kind randomized)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="members also predict the variance of their own error (an uncertainty head)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16 autocast (fast on CPUs with AMX / AVX512-BF16 and on GPUs) or fp32 (default)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop at this many optimiser steps in all")
     p.add_argument("--name", default="", help="model name written in the model card")
     p.add_argument("--export-to", metavar="DIR",
                    help="do not train: export the run's latest EMA checkpoint as a model folder DIR")
@@ -53,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(probes=args.probes or ["L11-5v"], members=args.members, minutes=args.minutes, arch=args.arch,
                       seed=args.seed, lam=args.lam / 255.0, loss=args.loss, norm=args.norm, patch=args.patch, batch=args.batch,
                       base=args.base, data_dir=args.data, threads=args.threads, device=args.device, name=args.name,
-                      t_focus=args.t_focus, precond=args.precond, init=args.init, lr=args.lr)
+                      t_focus=args.t_focus, precond=args.precond, init=args.init, lr=args.lr, data=args.data_kind,
+                      target=args.target, uncertainty=args.uncertainty, precision=args.precision,
+                      max_steps=args.max_steps)
+    if cfg.data == "randomized":  # the pairs carry their own zoom, gain and dynamic-range variation
+        cfg.zoom, cfg.gain, cfg.dr_ratio = (1.0, 1.0), 0.0, (1.0, 1.0)
     from simulator.probes import PROBE_NAMES
     bad = [p for p in cfg.probes if p not in PROBE_NAMES]
     if bad:
