@@ -20,9 +20,11 @@ import numpy as np
 from . import backends
 from . import normalize as _norm
 from .brightness import keep_local_mean
+from .catalog import resolve_threads  # noqa: F401  (part of this module's API)
 from .samplers import SAMPLERS, get_sampler, start_state
 from .schedule import Schedule, net_input, schedule_from_dict
-from .weights import DEFAULT_MODEL, onnx_files, read_card, read_model, resolve
+from .catalog import DEFAULT_MODEL
+from .weights import onnx_files, read_card, read_model, resolve
 
 MIN_SIDE = 16
 MAX_SIDE = 4096
@@ -110,15 +112,6 @@ def checked_device(device):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device %s requested but no CUDA device is available" % (device,))
     return dev
-
-
-def resolve_threads(threads: int | str | None) -> Optional[int]:
-    """``"auto"`` = cores − 1 (at least 1), an int = that many, None = leave torch's setting."""
-    if threads is None:
-        return None
-    if threads == "auto":
-        return max(1, (os.cpu_count() or 2) - 1)
-    return max(1, int(threads))
 
 
 class Ensemble:

@@ -36,57 +36,14 @@ from scipy import stats
 
 from engine import classical, metrics
 
-PROBES: tuple[str, ...] = ("L11-5v", "L12-3v", "C5-2v", "P4-2v")
-KINDS: tuple[str, ...] = ("fast", "full")
-#: the IR-SDE ensembles compared (name -> probes it was trained on)
-IRSDE_MODELS: dict[str, tuple[str, ...]] = {"l11-5v": ("L11-5v",), "multiprobe": PROBES}
-#: the model whose default setting is "ours" (the app's default)
-DEFAULT_MODEL = "multiprobe"
-#: learned baselines trained on the same data and budget (name -> description)
-LEARNED_BASELINES: dict[str, str] = {"baseline": "direct-regression UNet", "dncnn": "DnCNN-style residual net"}
-REFERENCE_PROBE = "L11-5v"
-NFE_GRID: tuple[int, ...] = (1, 2, 4, 5, 10, 20, 50, 100)
-#: example figure panels, declared before any result was seen: (kind, probe, test index)
-FIGURE_EXAMPLES: tuple[tuple[str, str, int], ...] = (
-    ("full", "L11-5v", 0), ("full", "L11-5v", 1), ("full", "L12-3v", 0), ("full", "C5-2v", 0),
-    ("full", "P4-2v", 0), ("fast", "L11-5v", 0),
-)
-VAL_SEED = 424242
-BMODE_BM3D_GRID = (0.2, 0.3, 0.4, 0.5, 0.6)
-
+from .evalstats import (correlations, paired_diff, reliability, set_metrics, summarize,  # noqa: F401
+                        top_fraction_overlap, _has_lesion)
+from .evaluate_config import (BMODE_BM3D_GRID, DEFAULT_MODEL, FIGURE_EXAMPLES, IRSDE_MODELS, KINDS,  # noqa: F401
+                              LEARNED_BASELINES, NFE_GRID, PROBES, REFERENCE_PROBE, VAL_SEED, EvalConfig)
+from .report import render_report
 
 @dataclass
-class EvalConfig:
-    """What to evaluate.  ``quick()`` gives the tiny-subset variant of ``usclean evaluate --quick``."""
-
-    kinds: tuple[str, ...] = KINDS
-    probes: tuple[str, ...] = PROBES
-    max_images: int | None = None          # per test set (None = all)
-    ref_images: int = 16                   # 100-step references on the first N images of each set
-    ref_sets: tuple[tuple[str, str], ...] | None = tuple(("full", p) for p in PROBES)  # None = every set
-    ref_steps: int = 100
-    steps_set: tuple[str, str] = ("full", REFERENCE_PROBE)
-    steps_images: int = 16
-    nfe_grid: tuple[int, ...] = NFE_GRID
-    val_per_probe: int = 4                 # validation pairs per probe for tuning the filters
-    val_size: int = 128
-    filters: tuple[str, ...] = tuple(classical.FILTERS)
-    grids: dict[str, dict[str, list]] | None = None  # override a filter's tuning grid
-    workers: int = 2                       # processes for the classical filters (1 = in-process)
-    sample_seeds: int = 4                  # samples of one member (uncertainty analysis)
-    reliability_bins: int = 10
-    seed: int = 0
-    quick: bool = False
-    budget_min: float = 90.0               # shrink the reference/steps subsets to finish in time (0 = never)
-
-    @classmethod
-    def quick_config(cls) -> "EvalConfig":
-        return cls(max_images=2, ref_images=1, ref_sets=(("full", REFERENCE_PROBE),), steps_images=1,
-                   nfe_grid=(1, 5, 100), val_per_probe=1, sample_seeds=2, quick=True, budget_min=5.0)
-
-
-@dataclass
-class TestSet:
+class EvalSet:
     """One test set, already cut to the evaluated images."""
 
     kind: str
@@ -178,8 +135,8 @@ class Evaluation:
         self.results["missing"].append(what)
 
     # ------------------------------------------------------------------ loading
-    def _load_sets(self) -> dict[str, TestSet]:
-        out: dict[str, TestSet] = {}
+    def _load_sets(self) -> dict[str, EvalSet]:
+        out: dict[str, EvalSet] = {}
         for kind in self.config.kinds:
             for probe in self.config.probes:
                 try:
@@ -195,7 +152,7 @@ class Evaluation:
                 bmode = np.asarray(d["bmode"][:n], np.float32)
                 full = np.ones(bmode.shape, bool)
                 dr = np.asarray(d.get("dynamic_range_db", np.full(n_total, classical.DEFAULT_DR_DB)), float)
-                ts = TestSet(kind, probe, bmode, np.asarray(d["clean"][:n], np.float32),
+                ts = EvalSet(kind, probe, bmode, np.asarray(d["clean"][:n], np.float32),
                              np.asarray(d.get("mask", full)[:n], bool),
                              np.asarray(d.get("lesion_mask", ~full)[:n], bool),
                              np.asarray(d.get("background_mask", ~full)[:n], bool),
@@ -223,7 +180,7 @@ class Evaluation:
             }
 
     # ------------------------------------------------------------------ model runs
-    def _run(self, model: str, ts: TestSet, idx: Sequence[int], sampler: str | None = None,
+    def _run(self, model: str, ts: EvalSet, idx: Sequence[int], sampler: str | None = None,
              steps: int | None = None, members: int | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, std)`` of ``model`` on images ``idx`` of ``ts`` (memoised)."""
         seed = self.config.seed if seed is None else seed
@@ -343,7 +300,7 @@ class Evaluation:
         self.results["generalization"] = res
         self.results["generalization_md"] = md
 
-    def _comparison(self, ts: TestSet) -> None:
+    def _comparison(self, ts: EvalSet) -> None:
         """Which method wins the set, and ours minus the best other method (paired 95 % CI)."""
         entry = self.results["sets"][ts.name]
         rows = entry["rows"]
@@ -401,7 +358,7 @@ class Evaluation:
         self.results["config"].update(ref_images=new_ref, steps_images=new_steps)
 
     # ------------------------------------------------------------------ 100-step references
-    def _ref_sets(self) -> list[TestSet]:
+    def _ref_sets(self) -> list[EvalSet]:
         if self.config.ref_sets is None:
             return list(self.sets.values())
         wanted = {"%s %s" % (p, k) for k, p in self.config.ref_sets}
@@ -473,7 +430,7 @@ class Evaluation:
         u["one_member_samples"] = self._sample_spread(sets)
         self.results["uncertainty"] = u
 
-    def _member_curve(self, sets: list[TestSet]) -> list[dict] | str:
+    def _member_curve(self, sets: list[EvalSet]) -> list[dict] | str:
         """r(std, |error|) and PSNR of the mean for the ensembles of the first m members, m = 1..K."""
         k = _n_members(self._models[DEFAULT_MODEL])
         if not k:
@@ -493,7 +450,7 @@ class Evaluation:
             out.append(row)
         return out
 
-    def _sample_spread(self, sets: list[TestSet]) -> dict | str:
+    def _sample_spread(self, sets: list[EvalSet]) -> dict | str:
         """The spread of one member's samples (different seeds, stochastic ``posterior`` sampler)."""
         n = self.config.sample_seeds
         if n < 2:
@@ -590,92 +547,8 @@ class Evaluation:
 # ---------------------------------------------------------------------- metric helpers
 
 
-def _has_lesion(ts: TestSet, i: int) -> bool:
-    return bool((ts.lesion_mask[i] & ts.mask[i]).any() and (ts.background_mask[i] & ts.mask[i]).any())
-
-
 def _dr_kwargs(f: classical.Filter, dr_db: float) -> dict:
     return {"dr_db": float(dr_db)} if "dr_db" in inspect.signature(f.func).parameters else {}
-
-
-def set_metrics(out: np.ndarray, ts: TestSet, idx: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-    """Per-image PSNR, SSIM (inside ``mask``), CNR and gCNR (lesion vs background, NaN when the
-    image has no lesion) of outputs ``out`` (aligned with ``idx``, default all images)."""
-    idx = list(range(len(ts))) if idx is None else list(idx)
-    res: dict[str, list] = {"psnr": [], "ssim": [], "cnr": [], "gcnr": []}
-    for k, i in enumerate(idx):
-        o, m = out[k], ts.mask[i]
-        res["psnr"].append(metrics.psnr(o, ts.clean[i], mask=m))
-        res["ssim"].append(metrics.ssim(o, ts.clean[i], mask=m))
-        if _has_lesion(ts, i):
-            t, b = o[ts.lesion_mask[i] & m], o[ts.background_mask[i] & m]
-            res["cnr"].append(metrics.cnr(t, b))
-            res["gcnr"].append(metrics.gcnr(t, b))
-        else:
-            res["cnr"].append(np.nan)
-            res["gcnr"].append(np.nan)
-    return {k: np.asarray(v, float) for k, v in res.items()}
-
-
-def summarize(per_image: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Means over images (CNR/gCNR over the images with a lesion) plus the per-image values."""
-    les = np.isfinite(per_image["cnr"])
-    return {
-        "psnr": float(np.mean(per_image["psnr"])),
-        "ssim": float(np.mean(per_image["ssim"])),
-        "cnr": float(np.mean(per_image["cnr"][les])) if les.any() else float("nan"),
-        "gcnr": float(np.mean(per_image["gcnr"][les])) if les.any() else float("nan"),
-        "n": int(len(per_image["psnr"])),
-        "n_lesion": int(les.sum()),
-        "psnr_per_image": [float(v) for v in per_image["psnr"]],
-    }
-
-
-def paired_diff(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
-    """Mean of a − b with a two-sided 95 % t confidence interval (NaN interval for n < 2)."""
-    d = np.asarray(a, float) - np.asarray(b, float)
-    mean = float(d.mean())
-    if d.size < 2:
-        return {"diff": mean, "lo": float("nan"), "hi": float("nan"), "n": int(d.size)}
-    half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
-    return {"diff": mean, "lo": mean - half, "hi": mean + half, "n": int(d.size)}
-
-
-def correlations(std: np.ndarray, err: np.ndarray, max_points: int = 400_000, seed: int = 0) -> dict[str, float]:
-    """Pearson r of std and of variance with |error|, Spearman ρ of std with |error| (identical for
-    the variance, a monotone transform).  Above ``max_points`` a fixed random subsample is used."""
-    std, err = np.ravel(std), np.ravel(err)
-    if std.size > max_points:
-        sel = np.random.default_rng(seed).choice(std.size, max_points, replace=False)
-        std, err = std[sel], err[sel]
-    out = {}
-    for key, fn, x in (("pearson_std", metrics.pearson, std), ("pearson_var", metrics.pearson, std ** 2),
-                       ("spearman_std", metrics.spearman, std)):
-        try:
-            out[key] = fn(x, err)
-        except ValueError:
-            out[key] = float("nan")
-    return out
-
-
-def top_fraction_overlap(std: np.ndarray, err: np.ndarray, frac: float = 0.10) -> float:
-    """Fraction of the ``frac`` most uncertain pixels that are among the ``frac`` largest errors
-    (``frac`` is the chance level)."""
-    std, err = np.ravel(std), np.ravel(err)
-    k = max(1, int(round(frac * std.size)))
-    top_s = np.argpartition(-std, k - 1)[:k]
-    top_e = np.argpartition(-err, k - 1)[:k]
-    return float(np.intersect1d(top_s, top_e).size / k)
-
-
-def reliability(std: np.ndarray, err: np.ndarray, bins: int = 10) -> dict[str, list]:
-    """Mean std and mean |error| in ``bins`` equal-count bins of the std."""
-    std, err = np.ravel(std), np.ravel(err)
-    order = np.argsort(std, kind="stable")
-    parts = np.array_split(order, bins)
-    return {"std_mean": [float(std[p].mean()) for p in parts if p.size],
-            "err_mean": [float(err[p].mean()) for p in parts if p.size],
-            "count": [int(p.size) for p in parts if p.size]}
 
 
 def _n_members(ens: Any) -> int | None:
@@ -721,279 +594,6 @@ def fast_pairs(probe: str, n: int, split: str, base_seed: int, size: int = 128) 
 
 
 # ---------------------------------------------------------------------- report
-
-
-def _f(v: Any, fmt: str = "%.2f") -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "—"
-    return fmt % v
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """A Markdown table (``|`` inside cells is escaped)."""
-    def cell(c: str) -> str:
-        return str(c).replace("|", "\\|")
-    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
-    return lines
-
-
-def _method_label(m: str, models: dict) -> str:
-    if m in IRSDE_MODELS:
-        info = models.get(m, {})
-        if info.get("mode") not in (None, "irsde"):
-            return "`%s` ensemble mean (%s)" % (m, info["mode"])
-        setting = "%s, %s NFE" % (info.get("default_sampler") or "default sampler", info.get("default_steps") or "default")
-        return "IR-SDE `%s` ensemble mean (%s)" % (m, setting)
-    if m in LEARNED_BASELINES:
-        return "`%s` (%s)" % (m, LEARNED_BASELINES[m])
-    if m in classical.FILTERS:
-        return "%s (%s)" % (m, classical.FILTERS[m].reference)
-    return m
-
-
-def render_report(results: dict, out_path: str | os.PathLike, command: str) -> str:
-    """The Markdown report of ``results`` (figure links relative to ``out_path``'s folder)."""
-    out_dir = Path(out_path).resolve().parent
-    cfg = results["config"]
-    models = results.get("models", {})
-    L: list[str] = ["# USClean evaluation results", ""]
-    L.append("Regenerate with `%s`%s. Run time: **%.1f min** on %d CPU core(s) (%s, Python %s)."
-             % (command, " (quick: a tiny subset, not the published numbers)" if cfg["quick"] else "",
-                results["runtime_s"] / 60.0, os.cpu_count() or 0, platform.machine(), platform.python_version()))
-    L.append("")
-    L.append("Seeds and indices, fixed before the run: model seed %d for every call; each test set's first %s images "
-             "(all when none given); 100-step references and the steps curve on the first %d / %d images; one-member "
-             "sample seeds %d..%d; validation pairs: %d per probe (fast path, split `val`, seeds from %d); figure examples "
-             "(kind, probe, index): %s." % (
-                 cfg["seed"], cfg["max_images"] or "N", cfg["ref_images"], cfg["steps_images"], cfg["seed"] + 1000,
-                 cfg["seed"] + 1000 + cfg["sample_seeds"] - 1, cfg["val_per_probe"], VAL_SEED,
-                 ", ".join("(%s, %s, %d)" % e for e in FIGURE_EXAMPLES)))
-    L.append("")
-    L.append("Metrics: PSNR and SSIM (scikit-image, 7×7 window, data range 1) against the clean target inside each image's "
-             "valid imaging region; **CNR and gCNR in the display (log-compressed, [0, 1]) domain**, lesion mask vs "
-             "background mask, averaged over the images that contain a lesion (`n_lesion`). Tables give means over images; "
-             "the best value of each column is in bold. `s / image`: wall-clock seconds per image (classical filters: "
-             "single-process time; models: the whole ensemble).")
-    L.append("")
-    budget = results.get("budget", {})
-    if budget.get("note"):
-        L.append("Note: %s." % budget["note"])
-        L.append("")
-    if results["missing"]:
-        L.append("## Missing")
-        L.append("")
-        L += ["- %s" % m for m in results["missing"]]
-        L.append("")
-    # models
-    if models:
-        L.append("Models: " + "; ".join(
-            "`%s` (%s, %s members%s)" % (m, v.get("mode") or "?", v.get("members") or "?",
-                                       ", default: %s sampler, %s NFE" % (v.get("default_sampler"), v.get("default_steps"))
-                                       if v.get("mode") in (None, "irsde") else "")
-            for m, v in models.items()) + ".")
-        L.append("")
-    # tuning
-    L.append("## Classical filters: grids and chosen parameters")
-    L.append("")
-    L.append("Every filter implements its published formula (`engine/classical.py`) and was tuned by grid search for "
-             "the best mean PSNR on %d validation pairs (all probes, fast path). Each grid point also gets the global "
-             "additive display offset that minimises the squared error on the validation pairs (closed form), which "
-             "removes the log-compression bias of speckle that the learned models absorb from their training data."
-             % results.get("val_pairs", 0))
-    L.append("")
-    trows = []
-    for name, t in results["tuning"].items():
-        f = classical.FILTERS.get(name)
-        chosen = ", ".join("%s=%s" % (k, ("%.4g" % v) if isinstance(v, float) else v) for k, v in t["params"].items())
-        trows.append([name, f.domain if f else "", chosen or "defaults",
-                      _f(t.get("val_psnr")), "; ".join("%s ∈ %s" % (k, v) for k, v in (f.grid if f else {}).items())])
-    L += _table(["filter", "domain", "chosen", "val PSNR", "grid"], trows)
-    L.append("")
-    L.append("<details><summary>Full grid tables</summary>")
-    L.append("")
-    L.append("```")
-    L += [t["text"] for t in results["tuning"].values()]
-    L.append("```")
-    L.append("</details>")
-    L.append("")
-    # quality
-    L.append("## 1. Quality")
-    L.append("")
-    filled = {n: e for n, e in results["sets"].items() if e["rows"]}
-    if filled:
-        methods = [m for m in next(iter(filled.values()))["rows"] if m != "clean target"]
-        L.append("Summary: mean PSNR (dB) / SSIM per test set (best in bold; details and CNR/gCNR below).")
-        L.append("")
-        body = []
-        for m in methods:
-            cells = [m]
-            for e in filled.values():
-                r = e["rows"].get(m)
-                if not r:
-                    cells.append("—")
-                    continue
-                txt = "%s / %s" % (_f(r["psnr"]), _f(r["ssim"], "%.3f"))
-                cells.append("**%s**" % txt if e.get("best", {}).get("psnr") == m else txt)
-            body.append(cells)
-        L += _table(["method"] + list(filled), body)
-        L.append("")
-    for set_name, entry in results["sets"].items():
-        rows = entry["rows"]
-        if not rows:
-            continue
-        L.append("### %s (%d of %d images, %d with a lesion)" % (set_name, entry["n"], entry["n_total"], entry["n_lesion"]))
-        L.append("")
-        best = entry.get("best", {})
-        body = []
-        for m, r in rows.items():
-            cells = [_method_label(m, models)]
-            for k, fmt in (("psnr", "%.2f"), ("ssim", "%.4f"), ("cnr", "%.3f"), ("gcnr", "%.3f")):
-                s = _f(r.get(k), fmt)
-                cells.append("**%s**" % s if best.get(k) == m and s != "—" else s)
-            cells.append(_f(r.get("s_per_image", None), "%.3f") if "s_per_image" in r else "—")
-            body.append(cells)
-        L += _table(["method", "PSNR (dB)", "SSIM", "CNR", "gCNR", "s / image"], body)
-        L.append("")
-        if best:
-            L.append("Best PSNR: %s; best SSIM: %s%s." % (best["psnr"], best["ssim"],
-                     "; best gCNR: %s" % best["gcnr"] if "gcnr" in best else ""))
-        for model, cmp in entry.get("irsde_vs_best_other", {}).items():
-            verdict = ("the IR-SDE ensemble wins" if cmp["lo"] > 0 else "**the baseline `%s` wins**" % cmp["rival"]
-                       if cmp["hi"] < 0 else "no significant difference" if np.isfinite(cmp["lo"]) else
-                       "too few images to tell")
-            L.append("")
-            L.append("`%s` − best non-IR-SDE method (`%s`): %+.2f dB PSNR (paired 95 %% CI %s … %s, n = %d): %s."
-                     % (model, cmp["rival"], cmp["diff"], _f(cmp["lo"]), _f(cmp["hi"]), cmp["n"], verdict))
-        L.append("")
-    if results["refs"]:
-        L.append("### 100-step references (`%s`, first images of each set)" % DEFAULT_MODEL)
-        L.append("")
-        body = []
-        for set_name, ref in results["refs"].items():
-            for m, r in ref["rows"].items():
-                body.append([set_name, "%s (n = %d)" % (m, r["n"]), _f(r["psnr"]), _f(r["ssim"], "%.4f"),
-                             _f(r["cnr"], "%.3f"), _f(r["gcnr"], "%.3f"), _f(r.get("s_per_image"), "%.2f")])
-        L += _table(["set", "setting", "PSNR (dB)", "SSIM", "CNR", "gCNR", "s / image"], body)
-        L.append("")
-    # uncertainty
-    u = results.get("uncertainty")
-    L.append("## 2. Uncertainty")
-    L.append("")
-    if u:
-        L.append("`%s` at its default setting on %s (%d images, %d pixels inside the imaging regions). Error = "
-                 "|ensemble mean − clean|; std = cross-member std (variance = std²)."
-                 % (DEFAULT_MODEL, ", ".join(u["sets"]), u["n_images"], u["n_pixels"]))
-        L.append("")
-        body = [[lvl, _f(u[lvl]["pearson_var"], "%.3f"), _f(u[lvl]["pearson_std"], "%.3f"), _f(u[lvl]["spearman_std"], "%.3f")]
-                for lvl in ("pixel", "image")]
-        L += _table(["level", "Pearson r (variance, |err|)", "Pearson r (std, |err|)", "Spearman ρ (std or variance, |err|)"], body)
-        L.append("")
-        L.append("Of the 10 %% most uncertain pixels of each image, **%.1f %%** are among its 10 %% largest errors "
-                 "(chance: 10 %%)." % (100 * u["top10_overlap"]))
-        L.append("")
-        if isinstance(u["members"], list):
-            body = [[str(r["members"]), _f(r["psnr"]), _f(r["pearson_std"], "%.3f"), _f(r["spearman_std"], "%.3f")]
-                    for r in u["members"]]
-            L.append("Ensembles of the first m members (same seed; m = 1 has no spread, so no correlation):")
-            L.append("")
-            L += _table(["members m", "PSNR of the mean", "Pearson r (std, |err|)", "Spearman ρ"], body)
-            L.append("")
-        else:
-            L.append("Member curve: %s." % u["members"])
-            L.append("")
-        s = u["one_member_samples"]
-        if isinstance(s, dict):
-            L.append("Spread of %d samples of one member (`posterior` sampler, default steps, different seeds): "
-                     "Pearson r (std, |err|) = %s, Spearman ρ = %s — compare with the independent members above."
-                     % (s["samples"], _f(s["pearson_std"], "%.3f"), _f(s["spearman_std"], "%.3f")))
-        else:
-            L.append("One member's samples: %s." % s)
-        L.append("")
-    else:
-        L.append("Not available (see Missing).")
-        L.append("")
-    # domain shift
-    ds = results.get("domain_shift")
-    L.append("## 3. Domain shift")
-    L.append("")
-    if ds and ds["methods"]:
-        L.append("PSNR (dB) per probe and, in brackets, the change relative to %s (the training probe of `l11-5v`; "
-                 "`multiprobe` was trained on all four probes; the best classical filter by validation PSNR, `%s`, "
-                 "has no training probe)." % (REFERENCE_PROBE, ds["best_classical"]))
-        L.append("")
-        for kind, per in ds["table"].items():
-            body = []
-            for m in ds["methods"]:
-                cells = [m]
-                for p in cfg["probes"]:
-                    v = per.get(m, {}).get(p)
-                    cells.append("%s (%s)" % (_f(v["psnr"]), _f(v["drop_psnr"], "%+.2f")) if v else "—")
-                body.append(cells)
-            L.append("**%s test sets**" % kind)
-            L.append("")
-            L += _table(["method"] + list(cfg["probes"]), body)
-            L.append("")
-    else:
-        L.append("Not available (see Missing).")
-        L.append("")
-    # steps
-    st = results.get("steps")
-    L.append("## 4. Steps vs quality")
-    L.append("")
-    if st:
-        L.append("`%s` ensemble mean on %s, images %s; NFE = network evaluations per member."
-                 % (DEFAULT_MODEL, st["set"], st["indices"]))
-        L.append("")
-        nfes = sorted({n for c in st["curves"].values() for n in c} | {st["em"]["nfe"]})
-        body = [[s] + ["%s / %s" % (_f(c[n]["psnr"]), _f(c[n]["ssim"], "%.3f")) if n in c else "—" for n in nfes]
-                for s, c in st["curves"].items()]
-        body.append(["em"] + ["%s / %s" % (_f(st["em"]["psnr"]), _f(st["em"]["ssim"], "%.3f")) if n == st["em"]["nfe"]
-                              else "" for n in nfes])
-        L += _table(["sampler (PSNR / SSIM)"] + [str(n) for n in nfes], body)
-        L.append("")
-    else:
-        L.append("Not available (see Missing).")
-        L.append("")
-    # figures
-    figs = results.get("figures", {})
-    L += _bmode_section(results)
-    if results.get("generalization_md"):
-        L.append(results["generalization_md"])
-    if figs:
-        L.append("## 5. Figures")
-        L.append("")
-        captions = {"examples": "Examples (input / ground truth / ours / best baseline of that set / ensemble std)",
-                    "steps": "Steps vs quality", "reliability": "Reliability: mean |error| per std bin",
-                    "domain_fast": "Domain shift, fast-sim test sets", "domain_full": "Domain shift, full-physics test sets"}
-        for key, path in figs.items():
-            rel = os.path.relpath(Path(path).resolve(), out_dir)
-            L.append("![%s](%s)" % (captions.get(key, key), rel.replace(os.sep, "/")))
-            L.append("")
-    L.append("## Stage timings")
-    L.append("")
-    L += _table(["stage", "seconds"], [[k, "%.1f" % v] for k, v in results["timings"].items()])
-    L.append("")
-    return "\n".join(L)
-
-
-def _bmode_section(results: dict) -> list[str]:
-    """The committed sets scored against the speckle-free B-mode (where a set has one)."""
-    sets = {k: v for k, v in results["sets"].items() if v.get("bmode_rows")}
-    if not sets:
-        return []
-    methods = list(next(iter(sets.values()))["bmode_rows"])
-    L = ["## 1b. Quality against the speckle-free B-mode", "",
-         "The same outputs scored against the speckle-free B-mode of each committed image (the mean displayed image "
-         "of 32 fresh fast-path realisations of its phantom, `python -m simulator.fullset --bmode-targets`; for the "
-         "full-physics sets an estimate through the fast path's PSFs): the target of the models that learn it. "
-         "PSNR (dB) / SSIM; BM3D also with its sigma tuned against this target on the set's first 8 images "
-         "(sigma: %s)." % ", ".join("%s %s" % (k, v["bmode_bm3d_sigma"]) for k, v in sets.items()), ""]
-    rows = [[m] + ["%.2f / %.3f" % (v["bmode_rows"][m]["psnr"], v["bmode_rows"][m]["ssim"]) if m in v["bmode_rows"]
-                   else "–" for v in sets.values()] for m in methods]
-    L += _table(["method"] + list(sets), rows)
-    L.append("")
-    return L
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

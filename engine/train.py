@@ -574,7 +574,7 @@ def _update_ema(ema: dict, net, decay: float) -> None:
             ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
 
 
-def test_set_metrics(ens: Ensemble, probes: Sequence[str], steps: int) -> dict:
+def committed_set_metrics(ens: Ensemble, probes: Sequence[str], steps: int) -> dict:
     """PSNR / SSIM of the ensemble mean at the default setting on the committed test sets (fast and
     full physics) of each probe; sets that are not there are skipped."""
     from simulator.datasets import load_test_set
@@ -652,7 +652,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
         best = max(scores.values())
         default_steps = min(s for s, v in scores.items() if v >= best - 0.05)
     if test_sets:
-        metrics["test_sets"] = test_set_metrics(ens, cfg.probes, default_steps)
+        metrics["test_sets"] = committed_set_metrics(ens, cfg.probes, default_steps)
     train_src = pair_source(cfg, "train", seed=cfg.seed + 999)
     ref = normalize.measure_reference([next(train_src)[0] for _ in range(32)], cfg.zoom, cfg.dr_ratio)
     sched = cfg.schedule()

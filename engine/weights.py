@@ -17,8 +17,7 @@ from pathlib import Path
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 CARD_MD = "MODEL_CARD.md"
-SHIPPED = ("multiprobe", "l11-5v", "baseline")
-DEFAULT_MODEL = "multiprobe"
+from .catalog import SHIPPED  # noqa: E402
 
 
 def shipped_dir() -> Path:
