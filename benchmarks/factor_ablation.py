@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from engine.generalization import evaluate_clips, evaluate_foreign, model_method
-    from engine.train import ensemble_for, export, run_steps, train
+    from engine.train import export, run_steps, train
     from simulator.foreign import available
     from usclean_gui.realclips import load_real_clips
 

@@ -23,7 +23,7 @@ import importlib.util
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def installed(backend: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def choose(requested: str = "auto", device: Optional[str] = None, has_onnx: bool = True) -> str:
+def choose(requested: str = "auto", device: str | None = None, has_onnx: bool = True) -> str:
     """The backend to use: ``requested`` if given, else the fastest installed one for ``device``."""
     if requested not in BACKENDS:
         raise ValueError("unknown backend %r (choose from %s)" % (requested, ", ".join(BACKENDS)))
@@ -73,11 +73,11 @@ class _Separate:
     def members(self) -> int:
         return len(self._members)
 
-    def subset(self, k: int) -> "_Separate":
+    def subset(self, k: int) -> _Separate:
         return type(self)._from(self, self._members[:k])
 
     @classmethod
-    def _from(cls, other: "_Separate", members: list) -> "_Separate":
+    def _from(cls, other: _Separate, members: list) -> _Separate:
         new = cls.__new__(cls)
         new.__dict__.update(other.__dict__)
         new._members = members
@@ -98,7 +98,7 @@ class OnnxNetwork(_Separate):
 
     name = "onnx"
 
-    def __init__(self, paths: Sequence[Path], out_ch: int, threads: Optional[int] = None):
+    def __init__(self, paths: Sequence[Path], out_ch: int, threads: int | None = None):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -125,8 +125,8 @@ class OpenVinoNetwork(_Separate):
 
     name = "openvino"
 
-    def __init__(self, paths: Sequence[Path], out_ch: int, threads: Optional[int] = None,
-                 precision: Optional[str] = None):
+    def __init__(self, paths: Sequence[Path], out_ch: int, threads: int | None = None,
+                 precision: str | None = None):
         import openvino as ov
 
         core = ov.Core()
@@ -170,7 +170,7 @@ class TorchNetwork:
     def members(self) -> int:
         return int(self.net.members)
 
-    def subset(self, k: int) -> "TorchNetwork":
+    def subset(self, k: int) -> TorchNetwork:
         from .network import build, select_members
 
         if k == self.members:

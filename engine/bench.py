@@ -14,7 +14,7 @@ from __future__ import annotations
 import resource
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def _time(fn: Callable[[], object], repeat: int, warmup: bool = False) -> float:
     return float(np.median(times)) * 1000.0
 
 
-def conv_flops(model: str, h: int, w: int) -> Optional[float]:
+def conv_flops(model: str, h: int, w: int) -> float | None:
     """Multiply-add FLOPs (2 per MAC) of one member's convolutions at h × w (torch needed; None without)."""
     if not _backends.installed("torch"):
         return None

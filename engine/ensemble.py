@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -45,8 +45,8 @@ class DespeckleResult:
 
     mean: np.ndarray
     std: np.ndarray
-    aleatoric: Optional[np.ndarray] = None
-    epistemic: Optional[np.ndarray] = None
+    aleatoric: np.ndarray | None = None
+    epistemic: np.ndarray | None = None
 
 
 def validate_frames(frames) -> np.ndarray:
@@ -124,11 +124,11 @@ class Ensemble:
     against ``reference`` (see :mod:`engine.normalize`).  ``backend`` names the runtime in use.
     """
 
-    def __init__(self, network, mode: str = "irsde", schedule: Optional[Schedule] = None,
-                 name: str = "", card: Optional[dict] = None, device=None,
+    def __init__(self, network, mode: str = "irsde", schedule: Schedule | None = None,
+                 name: str = "", card: dict | None = None, device=None,
                  threads: int | str | None = None, default_sampler: str = "posterior", default_steps: int = 1,
                  tile: int = 256, overlap: int = 48, untiled_max_pixels: int = 512 * 768,
-                 normalize: str = "auto", reference: Optional[dict] = None):
+                 normalize: str = "auto", reference: dict | None = None):
         if mode not in MODES:
             raise ValueError("unknown ensemble mode %r" % mode)
         if mode == "irsde" and schedule is None:
@@ -172,7 +172,7 @@ class Ensemble:
         return "Ensemble(%r, mode=%s, members=%d, backend=%s)" % (self.name, self.mode, self.members, self.backend)
 
     # ------------------------------------------------------------------ helpers
-    def _member_net(self, members: Optional[int]):
+    def _member_net(self, members: int | None):
         if members is None or int(members) == self.members:
             return self.network
         k = int(members)
@@ -182,7 +182,7 @@ class Ensemble:
             self._subsets[k] = self.network.subset(k)
         return self._subsets[k]
 
-    def _settings(self, steps: Optional[int], sampler: Optional[str]) -> tuple[int, str]:
+    def _settings(self, steps: int | None, sampler: str | None) -> tuple[int, str]:
         if self.mode != "irsde":
             if steps not in (None, 1):
                 raise ValueError("a %s model takes exactly one network evaluation (steps=1)" % self.mode)
@@ -204,7 +204,7 @@ class Ensemble:
 
     def _run_tile(self, net, mu: np.ndarray, z: np.ndarray, steps: int, sampler: str,
                   rng: np.random.Generator, tick: Callable[[], None],
-                  preview: Optional[Callable[[dict], None]] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+                  preview: Callable[[dict], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """mu (h, w), z (h, w) (x_T noise shared by all members) → member outputs (K, h, w) and, for a
         network with an uncertainty head, the members' predicted error variances (K, h, w) (else None)."""
         k = net.members
@@ -239,8 +239,8 @@ class Ensemble:
         var = last.get("var")
         return np.clip(out[0, :, 0], 0.0, 1.0), (None if var is None else var[0, :, 0])
 
-    def uncertainty(self, outs: np.ndarray, var: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray],
-                                                                             Optional[np.ndarray]]:
+    def uncertainty(self, outs: np.ndarray, var: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None,
+                                                                             np.ndarray | None]:
         """(total, aleatoric, epistemic) from member outputs (K, H, W) and predicted variances.
 
         total = sqrt((a · aleatoric)² + (e · epistemic)²) with the card's calibration
@@ -257,11 +257,11 @@ class Ensemble:
         return total.astype(np.float32), ale.astype(np.float32), epi.astype(np.float32)
 
     # ------------------------------------------------------------------ API
-    def iter_despeckle(self, frames, steps: Optional[int] = None, sampler: Optional[str] = None,
-                       members: Optional[int] = None, seed: int = 0,
-                       progress: Optional[Callable[[int, int], None]] = None,
-                       cancel: Optional[Callable[[], bool]] = None,
-                       normalize: Optional[str] = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def iter_despeckle(self, frames, steps: int | None = None, sampler: str | None = None,
+                       members: int | None = None, seed: int = 0,
+                       progress: Callable[[int, int], None] | None = None,
+                       cancel: Callable[[], bool] | None = None,
+                       normalize: str | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Despeckle frame by frame, yielding ``(frame_index, mean, std)`` (float32 (H, W)) as each finishes.
 
         Arguments as :meth:`despeckle`.  The input is validated before anything runs.
@@ -269,11 +269,11 @@ class Ensemble:
         for fi, res in self.iter_results(frames, steps, sampler, members, seed, progress, cancel, normalize):
             yield fi, res.mean, res.std
 
-    def iter_results(self, frames, steps: Optional[int] = None, sampler: Optional[str] = None,
-                     members: Optional[int] = None, seed: int = 0,
-                     progress: Optional[Callable[[int, int], None]] = None,
-                     cancel: Optional[Callable[[], bool]] = None,
-                     normalize: Optional[str] = None) -> Iterator[tuple[int, DespeckleResult]]:
+    def iter_results(self, frames, steps: int | None = None, sampler: str | None = None,
+                     members: int | None = None, seed: int = 0,
+                     progress: Callable[[int, int], None] | None = None,
+                     cancel: Callable[[], bool] | None = None,
+                     normalize: str | None = None) -> Iterator[tuple[int, DespeckleResult]]:
         """Like :meth:`iter_despeckle`, yielding ``(frame_index, DespeckleResult)`` of (H, W) arrays."""
         arr = validate_frames(frames)
         steps, sampler = self._settings(steps, sampler)
@@ -333,10 +333,10 @@ class Ensemble:
         std, ale, epi = self.uncertainty(outs, var)
         return DespeckleResult(mean, std, ale, epi)
 
-    def despeckle(self, frames, steps: Optional[int] = None, sampler: Optional[str] = None,
-                  members: Optional[int] = None, seed: int = 0,
-                  progress: Optional[Callable[[int, int], None]] = None,
-                  cancel: Optional[Callable[[], bool]] = None, normalize: Optional[str] = None) -> DespeckleResult:
+    def despeckle(self, frames, steps: int | None = None, sampler: str | None = None,
+                  members: int | None = None, seed: int = 0,
+                  progress: Callable[[int, int], None] | None = None,
+                  cancel: Callable[[], bool] | None = None, normalize: str | None = None) -> DespeckleResult:
         """Despeckle ``frames`` (float32 (H, W) or (F, H, W) in [0, 1]).
 
         steps: network evaluations per member (None = the model's default); sampler: ``posterior`` |

@@ -2,7 +2,8 @@
 uncertainty correlations and reliability (pure numpy / scipy)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats

@@ -23,16 +23,15 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
 from engine import classical, metrics
 

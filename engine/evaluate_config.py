@@ -45,7 +45,7 @@ class EvalConfig:
     budget_min: float = 90.0               # shrink the reference/steps subsets to finish in time (0 = never)
 
     @classmethod
-    def quick_config(cls) -> "EvalConfig":
+    def quick_config(cls) -> EvalConfig:
         return cls(max_images=2, ref_images=1, ref_sets=(("full", REFERENCE_PROBE),), steps_images=1,
                    nfe_grid=(1, 5, 100), val_per_probe=1, sample_seeds=2, quick=True, budget_min=5.0)
 

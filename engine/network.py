@@ -15,7 +15,7 @@ baseline is the same UNet fed ``(0, μ)`` at a fixed t = 0.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

@@ -19,7 +19,8 @@ the schedule, so the network only sees noise levels it was trained on.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
+from collections.abc import Callable
 
 import numpy as np
 

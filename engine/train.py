@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -70,29 +70,29 @@ class TrainConfig:
     zoom: tuple[float, float] = (0.75, 1.33)
     gain: float = 0.08
     dr_ratio: tuple[float, float] = (0.75, 1.35)
-    data_dir: Optional[str] = None
+    data_dir: str | None = None
     val_frames: int = 8
     checkpoint_minutes: float = 3.0
-    threads: Optional[int] = 1
+    threads: int | None = 1
     device: str = "cpu"
     name: str = ""
     t_focus: float = 0.0
     precond: str = "none"
-    init: Optional[str] = None
+    init: str | None = None
     data: str = "mri"  # "mri" (MNI phantoms, simulator.datasets) or "randomized" (simulator.randomized)
     target: str = "echo"  # "echo" (echogenicity) or "bmode" (the speckle-free B-mode; randomized data only)
     disable: tuple = ()  # randomized data: factors held at a typical value (simulator.randomized.FACTORS)
-    source_weights: Optional[dict] = None  # randomized data: echogenicity source weights (simulator.sources)
+    source_weights: dict | None = None  # randomized data: echogenicity source weights (simulator.sources)
     precision: str = "fp32"  # "fp32" or "bf16" (autocast: AMX / tensor cores)
     uncertainty: bool = False  # a second output channel: the log-variance of the member's own error
-    max_steps: Optional[int] = None  # stop at this many optimiser steps (the cosine decay runs over them)
+    max_steps: int | None = None  # stop at this many optimiser steps (the cosine decay runs over them)
     uncertainty_weight: float = 0.1
     analytic_share: float = 0.5  # randomized data: share of analytic PSFs (0: the probes' measured banks only)
 
     #: fields that may change when a run is resumed (a t_focus change is recorded in ``RunState.stages``)
     RESUMABLE = ("minutes", "threads", "device", "name", "t_focus", "max_steps")
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ValueError naming the first bad setting; returns self."""
         for name, value, choices in (("--arch", self.arch, ARCHS), ("loss", self.loss, ("x0", "ml")),
                                      ("--norm", self.norm, NORMS), ("--precond", self.precond, PRECONDS),
@@ -151,7 +151,7 @@ def ensemble_for(net: torch.nn.Module, cfg: TrainConfig, default_steps: int = 1,
 
 
 # --------------------------------------------------------------------------- data
-def pair_source(cfg: TrainConfig, split: str = "train", start: int = 0, seed: Optional[int] = None) -> Iterator:
+def pair_source(cfg: TrainConfig, split: str = "train", start: int = 0, seed: int | None = None) -> Iterator:
     """Endless (bmode, target) float32 pairs: the fast simulator (MRI phantoms or domain-randomised),
     or a dataset folder."""
     seed = cfg.seed if seed is None else seed
@@ -244,7 +244,7 @@ class Pool:
         return torch.from_numpy(mus), torch.from_numpy(x0s)
 
 
-def val_set(cfg: TrainConfig, n: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+def val_set(cfg: TrainConfig, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A fixed validation set (``val`` split, seed 12345): (n, H, W) speckled and clean frames."""
     n = cfg.val_frames if n is None else n
     src = pair_source(cfg, split="val", seed=12345)
@@ -307,19 +307,19 @@ class RunState:
     losses: list = field(default_factory=list)   # [step, elapsed s, running loss] every 25 steps
     val: list = field(default_factory=list)      # validation PSNR at every checkpoint
     started: str = ""
-    psf_format: Optional[int] = None          # the fast path's PSF banks the run trained on
+    psf_format: int | None = None          # the fast path's PSF banks the run trained on
     devices: list = field(default_factory=list)  # [{"step", "device"}]: where each stretch of steps ran
     stages: list = field(default_factory=list)   # t_focus changes made when the run was resumed
-    init: Optional[dict] = None               # the model a fine-tuning run started from
-    param_groups: Optional[list] = None       # the optimiser's
+    init: dict | None = None               # the model a fine-tuning run started from
+    param_groups: list | None = None       # the optimiser's
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunState":
+    def from_dict(cls, d: dict) -> RunState:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     @property
-    def final_loss(self) -> Optional[float]:
+    def final_loss(self) -> float | None:
         return self.losses[-1][2] if self.losses else None
 
 
@@ -368,14 +368,14 @@ def psf_format() -> int:
     return FORMAT_VERSION
 
 
-def cpu_text(threads: Optional[int]) -> str:
+def cpu_text(threads: int | None) -> str:
     """"cpu, 1 thread" / "cpu, 2 threads" ("cpu" when the thread count is unknown)."""
     if not threads:
         return "cpu"
     return "cpu, %d thread%s" % (int(threads), "s" * (int(threads) != 1))
 
 
-def hardware_text(devices: Sequence[dict], threads: Optional[int]) -> str:
+def hardware_text(devices: Sequence[dict], threads: int | None) -> str:
     """Where a run's optimiser steps ran (model card), from its ``devices`` record: "NVIDIA H100 80GB HBM3"
     or, when a resumed run changed device, "cpu, 2 threads (steps 0-1200); NVIDIA ... (from step 1200)"."""
     devices = list(devices) or [{"step": 0, "device": cpu_text(threads)}]  # older runs: no record
@@ -391,7 +391,7 @@ def loss_text(cfg: TrainConfig) -> str:
     return ("%s on x0" % norm) if cfg.loss == "x0" or cfg.arch != "irsde" else ("IR-SDE maximum-likelihood %s" % norm)
 
 
-def _load_checkpoint(run: Path, net, opt: Optional[torch.optim.Optimizer]) -> tuple[RunState, dict]:
+def _load_checkpoint(run: Path, net, opt: torch.optim.Optimizer | None) -> tuple[RunState, dict]:
     run = Path(run)
     state = RunState.from_dict(json.loads((run / STATE).read_text()))
     tensors = load_file(str(run / CKPT))
@@ -444,7 +444,7 @@ def evaluate(ens: Ensemble, noisy: np.ndarray, clean: np.ndarray, settings: Sequ
 
 # --------------------------------------------------------------------------- training
 def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], None] | None = None,
-          max_steps: Optional[int] = None) -> RunState:
+          max_steps: int | None = None) -> RunState:
     """Train (or resume) in ``run_dir`` until ``cfg.minutes`` of training time or ``cfg.max_steps`` steps;
     returns the final :class:`RunState`.
 
@@ -545,7 +545,7 @@ def _open_run(cfg: TrainConfig, run: Path, net, opt, dev, log) -> tuple[RunState
     return state, ema
 
 
-def _progress(cfg: TrainConfig, state: RunState, budget: float, step0: int, max_steps: Optional[int]) -> float:
+def _progress(cfg: TrainConfig, state: RunState, budget: float, step0: int, max_steps: int | None) -> float:
     """How far along the learning-rate schedule is: the larger of the time and the step fractions."""
     frac = min(state.elapsed / budget, 1.0)
     if max_steps is not None:  # a step-limited call decays its learning rate by steps as well
@@ -555,7 +555,7 @@ def _progress(cfg: TrainConfig, state: RunState, budget: float, step0: int, max_
     return frac
 
 
-def _optimizer_step(net, opt, cfg: TrainConfig, pool: "Pool", rngs, gen, dev) -> float:
+def _optimizer_step(net, opt, cfg: TrainConfig, pool: Pool, rngs, gen, dev) -> float:
     """Refresh the pool, draw a batch, one clipped Adam step; returns the loss."""
     pool.refresh()
     mu, x0 = pool.batch(rngs)
@@ -622,7 +622,7 @@ DESCRIPTIONS = {
 }
 
 
-def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, name: Optional[str] = None,
+def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, name: str | None = None,
            choose_steps: Sequence[int] = (1, 2), n_eval: int = 16, log: Callable[[str], None] = print,
            test_sets: bool = True) -> dict:
     """Write the EMA weights of a run as a model folder (fp16 safetensors + model card) into ``dest``.
@@ -695,7 +695,7 @@ def _member_state(run: Path) -> tuple[TrainConfig, dict, dict]:
 
 
 def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLike, name: str,
-                   description: str = "", recipe: Optional[dict] = None, n_eval: int = 64,
+                   description: str = "", recipe: dict | None = None, n_eval: int = 64,
                    choose_steps: Sequence[int] = (1, 2), log: Callable[[str], None] = print) -> dict:
     """Stack single-member runs (same network and data, own seeds) into one K-member model folder.
 

@@ -209,7 +209,7 @@ def _organ(xx, zz, rng, step):
         if rng.random() < 0.6:
             db = _paint(db, _band((rho - 1.0) * r - 0.15, 0.15, step) * 0.8, rng.uniform(-6, -1))
         occupied |= rho < 1.5
-    for k in range(int(rng.integers(1, 3))):  # solid lesions
+    for _k in range(int(rng.integers(1, 3))):  # solid lesions
         r = rng.uniform(0.08, 0.18) * min(span_x, span_z)
         pos = place(r)
         if pos is None:

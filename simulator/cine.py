@@ -25,7 +25,7 @@ Every frame uses the display mapping and clean target of :func:`simulator.physic
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -28,7 +28,8 @@ import time
 import uuid
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 

@@ -71,7 +71,7 @@ def transmit_delays(probe: Probe, angle_deg: float) -> np.ndarray:
 
 
 def acquire_iq(probe: Probe, xs_m: np.ndarray, zs_m: np.ndarray, rc: np.ndarray,
-               delays: np.ndarray) -> tuple[np.ndarray, "pymust.utils.Param"]:
+               delays: np.ndarray) -> tuple[np.ndarray, pymust.utils.Param]:
     """Simulate one transmit with ``simus`` and demodulate with ``rf2iq``.
 
     Returns the element I/Q signals and the parameter structure (with ``TXdelay`` set and the

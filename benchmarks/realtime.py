@@ -1,0 +1,116 @@
+"""Real time on this CPU: the defaults against BM3D on a real frame, the CLI on a long clip, PSNR parity.
+
+Measured in one run (timings vary between runs; the ratios are what to compare):
+
+1. ``load_ensemble()`` + ``despeckle`` at its defaults on a real 480 × 640 frame (pydicom's bundled cardiac
+   cine, 240 × 320, upsampled 2× with cubic interpolation): the 4-member ensemble (mean + uncertainty) and
+   one member, each as a fraction of BM3D's time on the same frame (sigma 0.3);
+2. PSNR of the default backend against torch fp32 on the committed test sets (the first ``--images`` of
+   each);
+3. with ``--clip``: ``usclean despeckle`` on a 120-frame 480 × 640 clip written from that frame with moving
+   speckle, wall time and peak memory, and a 300-frame clip's peak memory (flat with clip length).
+
+    python benchmarks/realtime.py [--images 16] [--clip]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def real_frame() -> np.ndarray:
+    import cv2
+    from pydicom import examples
+
+    from usclean_gui.dicom import open_image
+
+    f = open_image(examples.get_path("ybr_color")).gray_frame(0)
+    return np.clip(cv2.resize(f, (640, 480), interpolation=cv2.INTER_CUBIC), 0, 1).astype(np.float32)
+
+
+def best_ms(fn, n: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
+
+
+def parity(n_images: int) -> list[str]:
+    from engine import load_ensemble
+    from engine.metrics import psnr
+    from simulator.datasets import load_test_set
+
+    fast, ref = load_ensemble(), load_ensemble(backend="torch")
+    lines = ["PSNR (dB) against the echogenicity, %s vs torch fp32, first %d images:" % (fast.backend, n_images)]
+    for kind in ("fast", "full"):
+        for probe in ("L11-5v", "L12-3v", "C5-2v", "P4-2v"):
+            d = load_test_set(kind, probe)
+            x, c, m = d["bmode"][:n_images], d["clean"][:n_images], d["mask"][:n_images]
+            a = np.mean([psnr(o, ci, mi) for o, ci, mi in zip(fast.despeckle(x).mean, c, m)])
+            b = np.mean([psnr(o, ci, mi) for o, ci, mi in zip(ref.despeckle(x).mean, c, m)])
+            lines.append("  %s %-6s: %.3f vs %.3f (Δ %+.3f)" % (kind, probe, a, b, a - b))
+    return lines
+
+
+def clip_run(frames: int, frame: np.ndarray, folder: Path) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of ``usclean despeckle`` on a ``frames``-frame clip made from ``frame``."""
+    from usclean_gui.dicom import write_cine
+
+    rng = np.random.default_rng(0)
+    src = folder / ("clip_%d.dcm" % frames)
+    cine = np.empty((frames,) + frame.shape, np.uint8)
+    for i in range(frames):  # the speckle moves from frame to frame; the anatomy stays
+        cine[i] = np.clip(frame * 255 + rng.normal(0, 6, frame.shape), 0, 255).astype(np.uint8)
+    write_cine(cine, (0.2, 0.2), 33.3, src)
+    out = folder / ("clean_%d.dcm" % frames)
+    code = ("import resource, sys, time; from usclean_gui.cli import main; t = time.time(); rc = main(sys.argv[1:]); "
+            "print('RESULT', time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rc)")
+    r = subprocess.run([sys.executable, "-c", code, "despeckle", str(src), "-o", str(out)], capture_output=True,
+                       text=True, cwd=ROOT)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")]
+    if not line:
+        raise RuntimeError(r.stdout + r.stderr)
+    _, secs, rss, rc = line[-1].split()
+    return float(secs), float(rss)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--clip", action="store_true", help="also time usclean despeckle on 120 / 300-frame clips")
+    a = ap.parse_args(argv)
+    from engine import load_ensemble
+    from engine.classical import bm3d
+
+    frame = real_frame()
+    ens = load_ensemble()
+    t_bm3d = best_ms(lambda: bm3d(frame, 0.3), 2)
+    t_ens = best_ms(lambda: ens.despeckle(frame))
+    t_one = best_ms(lambda: ens.despeckle(frame, members=1))
+    print("real 480x640 frame, backend %s, %d members:" % (ens.backend, ens.members))
+    print("  BM3D            %8.1f ms" % t_bm3d)
+    print("  ensemble        %8.1f ms = %.4f x BM3D" % (t_ens, t_ens / t_bm3d))
+    print("  one member      %8.1f ms = %.4f x BM3D (%.1f frames/s)" % (t_one, t_one / t_bm3d, 1000 / t_one))
+    print("\n".join(parity(a.images)))
+    if a.clip:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in (120, 300):
+                secs, rss = clip_run(n, frame, Path(tmp))
+                print("usclean despeckle, %d frames of 480x640: %.1f s wall, peak RSS %.0f MB" % (n, secs, rss))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
