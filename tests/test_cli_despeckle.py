@@ -12,7 +12,7 @@ from pydicom.uid import JPEGBaseline8Bit
 
 from usclean_gui import cli
 from usclean_gui.commands import despeckle
-from usclean_gui.dicom import open_image
+from usclean_gui.dicomio import open_image
 
 engine_testing = pytest.importorskip("engine.testing")
 

@@ -10,7 +10,7 @@ import pytest
 from pydicom import examples
 from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
-from usclean_gui.dicom import (
+from usclean_gui.dicomio import (
     UNCERTAINTY_FULL_SCALE,
     DicomError,
     compose_frame,

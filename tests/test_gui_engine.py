@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.testing import tiny_ensemble  # noqa: E402
 from usclean_gui.app.main_window import MainWindow  # noqa: E402
-from usclean_gui.dicom import open_image  # noqa: E402
+from usclean_gui.dicomio import open_image  # noqa: E402
 
 
 def _loader(name: str):

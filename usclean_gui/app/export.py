@@ -2,7 +2,7 @@
 
 Every file is written atomically (a temporary file in the destination folder, then
 ``os.replace``) and the source clip is never a valid destination.  The derived DICOM goes
-through :func:`usclean_gui.dicom.write_derived`, the same code ``usclean despeckle`` uses.
+through :func:`usclean_gui.dicomio.write_derived`, the same code ``usclean despeckle`` uses.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def derived_dicom(session: ClipSession, path: str | os.PathLike, include_uncerta
     Frames not despeckled yet are left out (the series lists its source frames); the
     uncertainty series goes next to ``path`` with ``_uncertainty`` added to its name.
     """
-    from usclean_gui.dicom import write_derived
+    from usclean_gui.dicomio import write_derived
 
     done = sorted(session.means)
     if not done:

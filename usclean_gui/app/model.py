@@ -26,7 +26,7 @@ MEASURE_DOMAIN = "display [0, 1] (log-compressed grey level)"
 
 
 class ClipLike(Protocol):
-    """What the viewer needs from :class:`usclean_gui.dicom.Clip`."""
+    """What the viewer needs from :class:`usclean_gui.dicomio.Clip`."""
 
     n_frames: int
     is_color: bool

@@ -1,10 +1,10 @@
 """``usclean despeckle IN -o OUT``: despeckle a DICOM clip, PNG or NPY with an IR-SDE ensemble.
 
 Only the B-mode region crop of each selected frame is sent to the engine; the result is pasted
-back through :meth:`usclean_gui.dicom.Clip.process_mask`, so burned-in text, calipers, colour
+back through :meth:`usclean_gui.dicomio.Clip.process_mask`, so burned-in text, calipers, colour
 Doppler and everything outside the region stay exactly as decoded.  Outputs by suffix:
 
-* ``.dcm``: a derived series of the source (see :func:`usclean_gui.dicom.write_derived`);
+* ``.dcm``: a derived series of the source (see :func:`usclean_gui.dicomio.write_derived`);
 * ``.png``: one frame, in the source's decoded colour model (8/16 bit as the source);
 * ``.npy``: float32 grey in [0, 1], (F, H, W) (or (H, W) for a still), unprocessed pixels as the
   source's grey values.
@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from usclean_gui.dicom import (
+from usclean_gui.dicomio import (
     Clip,
     compose_frame,
     open_image,
