@@ -274,7 +274,12 @@ class ClipSession:
         return self._cached("orig", i, make)
 
     def engine_input(self, i: int) -> np.ndarray:
-        """The grey B-mode box of frame ``i`` that the engine despeckles (float32 [0, 1])."""
+        """The grey B-mode box of frame ``i`` that the engine despeckles (float32 [0, 1]); for a
+        DICOM / PNG / NPY clip its burned-in marks are filled first (``usclean_gui.pipeline``)."""
+        if hasattr(self.clip, "masks"):
+            from usclean_gui.pipeline import box_input
+
+            return box_input(self.clip, i, self.box)
         x0, y0, x1, y1 = self.box
         return np.ascontiguousarray(to_unit(self.clip.gray_frame(i))[y0:y1, x0:x1])
 

@@ -249,7 +249,7 @@ class ClipMasks:
         self._static: np.ndarray | None | bool = False  # False: not computed yet
         self._fov: np.ndarray | None = None
         self._panes: list[np.ndarray] | None = None
-        self._frames: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._frames: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_frames = cache_frames
 
     def reset(self) -> None:
@@ -299,7 +299,12 @@ class ClipMasks:
         """Bool (H, W): the pixels of frame ``i`` that take the despeckled value."""
         return self._frame(i)[1]
 
-    def _frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def fill_mask(self, i: int) -> np.ndarray:
+        """Bool (H, W): the pixels inpainted before despeckling (marks and kept regions inside
+        the fields of view)."""
+        return self._frame(i)[2]
+
+    def _frame(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:
             hit = self._frames.get(i)
             if hit is not None:
@@ -313,8 +318,9 @@ class ClipMasks:
         static = self.static()
         if static is not None:
             marks |= static
-        marks &= self.fov()
-        result = (marks, live & ~marks)
+        fov = self.fov()
+        marks &= fov
+        result = (marks, live & ~marks, fov & (marks | clip.layout.kept_mask(clip.shape)))
         with self._lock:
             self._frames[i] = result
             while len(self._frames) > self._cache_frames:
