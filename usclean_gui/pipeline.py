@@ -35,6 +35,8 @@ Hook = Callable[[int, np.ndarray], Iterable[tuple[int, np.ndarray, np.ndarray]]]
 #: Bytes of pane crops handed to the hook in one call (the engine's input for a chunk of frames).
 CHUNK_BYTES = 32 * 1024 * 1024
 MIN_PANE_SIDE = 16
+#: Most frames per hook call (the clip's masks of a chunk stay cached between input and composite).
+MAX_CHUNK_FRAMES = 16
 
 
 def check_strength(strength: float) -> float:
@@ -120,7 +122,7 @@ def compose(clip, i: int, means: dict[int, np.ndarray], stds: dict[int, np.ndarr
 def chunk_size(clip, panes: Sequence[int], chunk_bytes: int = CHUNK_BYTES) -> int:
     """Frames per hook call so that one call's crops stay under ``chunk_bytes``."""
     area = sum(max(1, (b[2] - b[0]) * (b[3] - b[1])) for b in (clip.layout.panes[k].box for k in panes))
-    return max(1, int(chunk_bytes // (4 * max(1, area))))
+    return max(1, min(MAX_CHUNK_FRAMES, int(chunk_bytes // (4 * max(1, area)))))
 
 
 def despeckle_frames(clip, hook: Hook, indices: Sequence[int], strength: float = 1.0,

@@ -153,3 +153,138 @@ def kept_fraction(source: np.ndarray, output: np.ndarray, mask: np.ndarray) -> f
     if same.ndim == 3:
         same = same.all(axis=-1)
     return float(same[mask].mean()) if mask.any() else 1.0
+
+
+# -- fuzzing ------------------------------------------------------------------------------------
+#: Element mutations: (keyword, value) written into a seed dataset before it is saved.
+ELEMENT_MUTATIONS = (
+    ("Rows", [64, 64]), ("Rows", ""), ("Rows", 0), ("Rows", 65535), ("Columns", [1, 2, 3]), ("Columns", ""),
+    ("BitsAllocated", 12), ("BitsAllocated", [8, 8]), ("BitsStored", 65535), ("BitsStored", 0), ("BitsStored", ""),
+    ("HighBit", 99), ("SamplesPerPixel", 2), ("SamplesPerPixel", ""), ("PixelRepresentation", 7),
+    ("PhotometricInterpretation", "YBR_WHATEVER"), ("PhotometricInterpretation", ["RGB", "MONOCHROME2"]),
+    ("PhotometricInterpretation", ""), ("NumberOfFrames", "999999999"), ("NumberOfFrames", "-3"),
+    ("NumberOfFrames", "abc"), ("NumberOfFrames", "0"), ("PlanarConfiguration", 5), ("WindowCenter", "abc"),
+    ("WindowWidth", "0"), ("FrameTime", "nan"), ("FrameIncrementPointer", 0x12345678), ("CineRate", "-5"),
+    ("PixelSpacing", ["inf", "1"]), ("SOPClassUID", "1.2.840.10008.5.1.4.1.1.88.11"),
+)
+REGION_MUTATIONS = (
+    ("PhysicalDeltaX", float("inf")), ("PhysicalDeltaY", float("nan")), ("PhysicalDeltaX", -1.0),
+    ("RegionLocationMinX0", 4000000000), ("RegionLocationMaxY1", 0), ("RegionDataType", 99),
+    ("RegionSpatialFormat", None),
+)
+
+
+def _flip(data: bytearray, rng: np.random.Generator, lo: int, hi: int) -> None:
+    for _ in range(int(rng.integers(1, 9))):
+        data[int(rng.integers(lo, max(lo + 1, hi)))] ^= 1 << int(rng.integers(0, 8))
+
+
+def _tag_offsets(data: bytes, limit: int) -> list[int]:
+    """Offsets of plausible explicit-VR element headers (an upper-case VR after a tag)."""
+    out = []
+    for i in range(132, min(len(data), limit) - 8):
+        if 65 <= data[i + 4] <= 90 and 65 <= data[i + 5] <= 90:
+            out.append(i)
+    return out
+
+
+def byte_mutant(data: bytes, rng: np.random.Generator, header_end: int) -> tuple[str, bytes]:
+    """One mutant of a file's bytes: flipped bits (header or anywhere), a truncation, a broken
+    VR or element length, or a non-DICOM file."""
+    kind = ["flip_header", "flip_any", "truncate", "vr", "length", "not_dicom"][int(rng.integers(0, 6))]
+    out = bytearray(data)
+    if kind == "flip_header":
+        _flip(out, rng, 128, header_end)
+    elif kind == "flip_any":
+        _flip(out, rng, 0, len(out))
+    elif kind == "truncate":
+        out = out[:int(rng.integers(0, len(out)))]
+    elif kind in ("vr", "length"):
+        tags = _tag_offsets(data, header_end)
+        if not tags:
+            return byte_mutant(data, rng, header_end)
+        i = tags[int(rng.integers(0, len(tags)))]
+        if kind == "vr":
+            out[i + 4:i + 6] = bytes(rng.integers(65, 91, 2).tolist())
+        else:
+            long_vr = bytes(out[i + 4:i + 6]) in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV")
+            size, at = (4, i + 8) if long_vr else (2, i + 6)
+            value = int(rng.choice([0, 1, 3, 0xFFFF, 0xFFFFFFF0, int(rng.integers(0, 2**31))])) % (256**size)
+            out[at:at + size] = value.to_bytes(size, "little")
+    else:
+        choice = int(rng.integers(0, 4))
+        out = bytearray([b"", rng.bytes(int(rng.integers(1, 5000))), b"\x00" * 128 + b"DICM" + rng.bytes(300),
+                         b"not a dicom file\n" * 40][choice])
+    return kind, bytes(out)
+
+
+def element_mutant(path, rng: np.random.Generator, out_path) -> str:
+    """Write a copy of the DICOM file ``path`` with one image or region element corrupted."""
+    import warnings
+
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path)
+        regions = ds.get("SequenceOfUltrasoundRegions", None)
+        if regions and rng.random() < 0.3:
+            keyword, value = REGION_MUTATIONS[int(rng.integers(0, len(REGION_MUTATIONS)))]
+            setattr(regions[0], keyword, value)
+        elif rng.random() < 0.1:  # a multi-valued transfer syntax: pydicom cannot write one, patch the bytes
+            data = bytearray(open(path, "rb").read())
+            ts = str(ds.file_meta.TransferSyntaxUID).encode()
+            at = data.find(ts)
+            data[at + 3] = ord("\\")
+            open(out_path, "wb").write(bytes(data))
+            return "element TransferSyntaxUID=%r" % bytes(data[at:at + len(ts)])
+        else:
+            keyword, value = ELEMENT_MUTATIONS[int(rng.integers(0, len(ELEMENT_MUTATIONS)))]
+            setattr(ds, keyword, value)
+        ds.save_as(out_path)
+    return "element %s=%r" % (keyword, value)
+
+
+def read_like_a_user(path, frames: int = 3) -> None:
+    """What opening a file in USClean does: open it, read up to ``frames`` frames (first, middle,
+    last) and their process masks (regions, fields of view, marks)."""
+    from usclean_gui.dicomio import open_image
+
+    clip = open_image(path)
+    for i in clip.sample_indices(frames):
+        clip.frame(i)
+        clip.gray_frame(i)
+        clip.process_mask(i)
+
+
+def fuzz_outcome(path, timeout_s: float = 20.0) -> tuple[str, str]:
+    """``(outcome, detail)`` of :func:`read_like_a_user` on ``path``: ``"ok"``; ``"error"`` (a
+    DicomError naming the file); ``"unnamed"`` (a DicomError without the file's name);
+    ``"unexpected"`` (a DicomError from the last-resort wrapper); ``"crash"`` (any other exception);
+    ``"hang"`` (over ``timeout_s``, measured with SIGALRM: main thread only)."""
+    import signal
+
+    from usclean_gui.dicomio import DicomError
+
+    class _Hang(BaseException):
+        pass
+
+    def alarm(signum, frame):
+        raise _Hang()
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        read_like_a_user(path)
+        return "ok", ""
+    except _Hang:
+        return "hang", ""
+    except DicomError as exc:
+        if exc.unexpected:
+            return "unexpected", str(exc)
+        return ("error" if str(path) in str(exc) else "unnamed"), str(exc)
+    except Exception as exc:  # what the fuzz test is looking for
+        return "crash", "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -10,6 +10,7 @@ kept regions a :class:`.regions.Layout`, the marks and processed pixels :class:`
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
@@ -219,7 +220,9 @@ def open_image(path: str | Path) -> Clip:
             return _open_npy(p)
         if suffix in RASTER_SUFFIXES:
             return _open_raster(p)
-        return _open_dicom(p)
+        with warnings.catch_warnings():  # pydicom warns about every odd value; errors are what count
+            warnings.simplefilter("ignore")
+            return _open_dicom(p)
     except DicomError:
         raise
     except (OSError, MemoryError) as exc:

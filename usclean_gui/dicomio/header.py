@@ -72,13 +72,13 @@ class ImageHeader:
 
 # -- guarded element access ------------------------------------------------------------------
 def element_name(keyword_or_tag: str | int) -> str:
-    """``"Rows (0028,0010)"`` for a keyword or a tag."""
+    """``"Number of Frames element (0028,0008)"`` for a keyword or a tag."""
     tag = Tag(tag_for_keyword(keyword_or_tag) if isinstance(keyword_or_tag, str) else keyword_or_tag)
     try:
-        name = dictionary_description(tag).replace(" ", "")
+        name = dictionary_description(tag)
     except KeyError:
-        name = "private element" if tag.is_private else "element"
-    return "%s (%04X,%04X)" % (name, tag.group, tag.element)
+        name = "private" if tag.is_private else "unknown"
+    return "%s element (%04X,%04X)" % (name, tag.group, tag.element)
 
 
 def _damaged(path: Path, what: str, problem: str) -> DicomError:
@@ -149,7 +149,7 @@ def transfer_syntax(file_meta, path: Path) -> UID:
     raw = single(value_of(file_meta, "TransferSyntaxUID", path), path, "TransferSyntaxUID")
     if raw is None:
         return ImplicitVRLittleEndian
-    uid = UID(str(raw).strip().rstrip("\x00"))
+    uid = guarded(path, "its " + element_name("TransferSyntaxUID"), lambda: UID(str(raw).strip().rstrip("\x00")))
     what = "its " + element_name("TransferSyntaxUID")
     if not uid.is_valid:
         raise _damaged(path, what, "holds %r, which is not a UID" % str(raw)[:64])
@@ -251,7 +251,7 @@ def image_header(ds, path: Path) -> ImageHeader:
     bits = int_of(ds, "BitsAllocated", path, 1, 64)
     if bits not in (8, 16):
         raise DicomError("%s: %d-bit pixels are not supported (8 or 16 bit)" % (path, bits))
-    stored = int_of(ds, "BitsStored", path, 1, bits, default=bits)
+    stored = int_of(ds, "BitsStored", path, 1, bits)
     signed = int_of(ds, "PixelRepresentation", path, 0, 1, default=0) == 1
     if spp == 3:
         int_of(ds, "PlanarConfiguration", path, 0, 1, default=0)
@@ -266,8 +266,20 @@ def check_size(h: int, w: int, what: str) -> None:
         raise DicomError("%s: the image is %dx%d pixels; at least %dx%d are needed" % (what, w, h, MIN_SIDE, MIN_SIDE))
 
 
+def _image_storage(ds) -> bool:
+    """The dataset (or its file meta) names an image storage SOP class."""
+    for source in (ds, getattr(ds, "file_meta", {})):
+        for kw in ("SOPClassUID", "MediaStorageSOPClassUID"):
+            try:
+                if kw in source and "Image Storage" in UID(str(source[kw].value)).name:
+                    return True
+            except Exception:
+                continue
+    return False
+
+
 def missing_pixels_error(ds, path: Path, file_size: int) -> DicomError:
-    """The error for a dataset without Pixel Data: not an image, or a truncated one."""
+    """The error for a dataset without Pixel Data: not an image, or a truncated / damaged one."""
     what = describe_sop(ds)
     if what:
         return DicomError("%s is %s, not an image" % (path, what))
@@ -277,8 +289,11 @@ def missing_pixels_error(ds, path: Path, file_size: int) -> DicomError:
     if "Rows" in ds or "Columns" in ds:
         return DicomError("%s describes an image but holds no pixel data: the file ends at %s before the image "
                           "data (it is truncated, or was exported without its image)" % (path, size_words(file_size)))
-    if "SOPClassUID" in ds and "Modality" not in ds:
-        return DicomError("%s is truncated at %s: the image attributes and data are missing" % (path, size_words(file_size)))
+    if _image_storage(ds):
+        return DicomError("%s is truncated or damaged (%s): its image attributes and data cannot be found"
+                          % (path, size_words(file_size)))
+    if len(ds) == 0:
+        return DicomError("%s is damaged: it starts like a DICOM file but its header cannot be parsed" % path)
     return DicomError("%s is a DICOM file without pixel data (not an image)" % path)
 
 

@@ -114,34 +114,43 @@ def _plateaus(q: np.ndarray, cand: np.ndarray, tol: int, min_size: int = 0) -> n
     return edge[lab] >= EDGE_CONTRAST
 
 
-def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``a`` moved so that ``out[y, x] = a[y + dy, x + dx]`` (edges repeated)."""
-    h, w = a.shape
-    p = max(abs(dy), abs(dx))
-    padded = np.pad(a, p, mode="edge")
-    return padded[p + dy:p + dy + h, p + dx:p + dx + w]
-
-
 def _lines(q: np.ndarray, cand: np.ndarray, tol: int, length: int = LINE_LENGTH) -> np.ndarray:
     """Candidates on straight runs of ``length`` pixels (horizontal, vertical, diagonal) whose
     values differ by <= ``tol`` and that differ from the pixels :data:`LINE_SIDE` away on both
     sides by :data:`EDGE_CONTRAST` on average: thin drawn lines, nearly flat (interpolated or
     lossy) as well as exact."""
-    qi = q.astype(np.int16)
-    out = np.zeros(q.shape, bool)
+    h, w = q.shape
+    p = length + LINE_SIDE
+    qi = np.pad(q.astype(np.int16), p, mode="edge")
+    ok = np.pad(cand, p, mode="constant")
+
+    def view(a: np.ndarray, dy: int, dx: int) -> np.ndarray:  # out[y, x] = a[y + dy, x + dx]
+        return a[p + dy:p + dy + h, p + dx:p + dx + w]
+
+    out = np.zeros((h, w), bool)
     for dy, dx in _OFFSETS:
-        steps = [_shift(qi, k * dy, k * dx) for k in range(length)]
-        run = np.max(steps, axis=0) - np.min(steps, axis=0) <= tol
-        run &= np.all([_shift(cand, k * dy, k * dx) for k in range(length)], axis=0)
+        hi, lo, total = view(qi, 0, 0).copy(), view(qi, 0, 0).copy(), view(qi, 0, 0).astype(np.int32)
+        run = view(ok, 0, 0).copy()
+        for k in range(1, length):
+            v = view(qi, k * dy, k * dx)
+            np.maximum(hi, v, out=hi)
+            np.minimum(lo, v, out=lo)
+            total += v
+            run &= view(ok, k * dy, k * dx)
+        run &= (hi - lo) <= tol
         if not run.any():
             continue
-        level = np.mean(steps, axis=0)
-        py, px = dx * LINE_SIDE, -dy * LINE_SIDE  # perpendicular
-        contrast = [np.mean([np.abs(level - _shift(qi, k * dy + sy, k * dx + sx)) for k in range(length)], axis=0)
-                    for sy, sx in ((py, px), (-py, -px))]
-        run &= np.minimum(*contrast) >= EDGE_CONTRAST
+        level = total / float(length)
+        sides = []
+        for sy, sx in ((dx * LINE_SIDE, -dy * LINE_SIDE), (-dx * LINE_SIDE, dy * LINE_SIDE)):
+            diff = np.zeros((h, w), np.float32)
+            for k in range(length):
+                diff += np.abs(level - view(qi, k * dy + sy, k * dx + sx))
+            sides.append(diff / length)
+        run &= np.minimum(*sides) >= EDGE_CONTRAST
+        runp = np.pad(run, p, mode="constant")
         for k in range(length):
-            out |= _shift(run, -k * dy, -k * dx)
+            out |= view(runp, -k * dy, -k * dx)
     return out & cand
 
 
@@ -243,7 +252,7 @@ class ClipMasks:
     Everything else is written back byte-identical.
     """
 
-    def __init__(self, clip: "Clip", cache_frames: int = 4) -> None:
+    def __init__(self, clip: "Clip", cache_frames: int = 24) -> None:
         self.clip = clip
         self._lock = threading.RLock()
         self._static: np.ndarray | None | bool = False  # False: not computed yet

@@ -120,6 +120,17 @@ def pixel_dataset(ds):
     return out
 
 
+def decode_problem(exc: BaseException) -> str:
+    """What a decoder's exception means, in words."""
+    text = reason(exc)
+    low = text.lower()
+    if "all available plugins" in low or "codestream" in low or "jpeg" in low or "rle" in low:
+        return "its compressed image data is damaged or truncated"
+    if "reshape" in low or "buffer" in low or "length" in low or "not enough" in low:
+        return "the image data is shorter than the header says (the file is truncated or damaged)"
+    return "the file is truncated or damaged (%s)" % text
+
+
 def frame_decoder(source: Any, path: Path, header: ImageHeader,
                   lut: np.ndarray | None) -> Callable[[int], np.ndarray]:
     """``decode(i)`` -> frame ``i`` as displayed colours / stored grey, native byte order.
@@ -141,8 +152,7 @@ def frame_decoder(source: Any, path: Path, header: ImageHeader,
         except MemoryError as exc:
             raise DicomError("%s: frame %d cannot be decoded: it needs more memory than is free" % (path, i)) from exc
         except Exception as exc:  # decoders raise RuntimeError, ValueError, struct.error, ...
-            raise DicomError("%s: frame %d cannot be decoded; the file is truncated or corrupt (%s)"
-                             % (path, i, reason(exc))) from exc
+            raise DicomError("%s: frame %d cannot be decoded: %s" % (path, i, decode_problem(exc))) from exc
         if not arr.dtype.isnative:
             arr = arr.astype(arr.dtype.newbyteorder("="))
         if lut is not None:

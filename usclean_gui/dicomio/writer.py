@@ -11,6 +11,7 @@ import copy
 import datetime as _dt
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,7 +47,8 @@ def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
 
 def save_dataset(ds: Dataset, out_path: str | os.PathLike, protect: Sequence[str | os.PathLike | None] = ()) -> Path:
     """Write ``ds`` as a DICOM Part 10 file atomically; return the path written."""
-    with atomic_path(out_path, tuple(protect)) as tmp:
+    with atomic_path(out_path, tuple(protect)) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # odd values copied from a source are written as they were
         ds.save_as(tmp, enforce_file_format=True)
     return Path(out_path)
 
