@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from pydicom import dcmwrite
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -49,7 +50,7 @@ def save_dataset(ds: Dataset, out_path: str | os.PathLike, protect: Sequence[str
     """Write ``ds`` as a DICOM Part 10 file atomically; return the path written."""
     with atomic_path(out_path, tuple(protect)) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # odd values copied from a source are written as they were
-        ds.save_as(tmp, enforce_file_format=True)
+        dcmwrite(tmp, ds, enforce_file_format=True)  # not save_as: it refuses a big-endian source's header
     return Path(out_path)
 
 
