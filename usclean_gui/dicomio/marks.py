@@ -53,13 +53,19 @@ WHITE = 248
 LOSSY_TOLERANCE = 3
 #: Displayed level up to which a pixel counts as black background.
 BLACK = 6
-#: Fraction of the local typical frame-to-frame change below which a pixel next to a fixed one is fixed too.
+#: Most change (levels) across the loop of a fixed pixel (anti-aliased graphics vary by one), the
+#: fraction of the local typical change below which a pixel up to STATIC_REACH pixels from a fixed
+#: one is fixed too (edges blended with the moving image).
+STATIC_CORE = 1
 STATIC_GROWTH = 0.5
+STATIC_REACH = 2
 #: Length of the straight nearly-flat runs taken as drawn lines, and how far their sides are looked at.
 LINE_LENGTH = 11
 LINE_SIDE = 3
-#: Largest difference between the pixels of a nearly-flat drawn line.
+#: Largest difference between the pixels of a nearly-flat drawn line: this many levels, or this
+#: fraction of the line's contrast with its sides (a bright outline over tissue varies more).
 LINE_TOLERANCE = 3
+LINE_RELATIVE = 0.1
 #: Frames sampled across a cine to find what stays fixed.
 STATIC_FRAMES = 6
 _OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
@@ -116,7 +122,7 @@ def _plateaus(q: np.ndarray, cand: np.ndarray, tol: int, min_size: int = 0) -> n
 
 def _lines(q: np.ndarray, cand: np.ndarray, tol: int, length: int = LINE_LENGTH) -> np.ndarray:
     """Candidates on straight runs of ``length`` pixels (horizontal, vertical, diagonal) whose
-    values differ by <= ``tol`` and that differ from the pixels :data:`LINE_SIDE` away on both
+    values differ by <= ``tol`` (or :data:`LINE_RELATIVE` of their contrast) and that differ from the pixels :data:`LINE_SIDE` away on both
     sides by :data:`EDGE_CONTRAST` on average: thin drawn lines, nearly flat (interpolated or
     lossy) as well as exact."""
     h, w = q.shape
@@ -137,7 +143,7 @@ def _lines(q: np.ndarray, cand: np.ndarray, tol: int, length: int = LINE_LENGTH)
             np.minimum(lo, v, out=lo)
             total += v
             run &= view(ok, k * dy, k * dx)
-        run &= (hi - lo) <= tol
+        run &= (hi - lo) <= max(tol, LINE_RELATIVE * 255)
         if not run.any():
             continue
         level = total / float(length)
@@ -147,7 +153,8 @@ def _lines(q: np.ndarray, cand: np.ndarray, tol: int, length: int = LINE_LENGTH)
             for k in range(length):
                 diff += np.abs(level - view(qi, k * dy + sy, k * dx + sx))
             sides.append(diff / length)
-        run &= np.minimum(*sides) >= EDGE_CONTRAST
+        contrast = np.minimum(*sides)
+        run &= (contrast >= EDGE_CONTRAST) & ((hi - lo) <= np.maximum(tol, LINE_RELATIVE * contrast))
         runp = np.pad(run, p, mode="constant")
         for k in range(length):
             out |= view(runp, -k * dy, -k * dx)
@@ -179,9 +186,9 @@ def frame_marks(q: np.ndarray, where: np.ndarray | None = None, lossy: bool = Fa
 def static_marks(stack: np.ndarray, fov: np.ndarray, lossy: bool = False) -> np.ndarray | None:
     """Pixels that stay fixed across a cine's frames while its tissue moves, or None.
 
-    The cores are the non-black pixels whose value does not change (within the lossy
-    tolerance); they grow into neighbours that change less than :data:`STATIC_GROWTH` of the
-    local typical change (anti-aliased edges blended with the moving image), then by one pixel.
+    The cores are the non-black pixels whose value changes by at most :data:`STATIC_CORE` levels
+    (or the lossy tolerance); they grow by up to :data:`STATIC_REACH` pixels into neighbours that
+    change less than :data:`STATIC_GROWTH` of the local typical change (anti-aliased edges blended with the moving image), then by one pixel.
 
     Args:
         stack: (K, H, W) uint8 displayed grey of K >= 3 frames spread over the loop.
@@ -200,12 +207,12 @@ def static_marks(stack: np.ndarray, fov: np.ndarray, lossy: bool = False) -> np.
     tol = LOSSY_TOLERANCE if lossy else 0
     if np.mean(spread[fov] > tol) < 0.5:
         return None
-    fixed = (spread <= tol) & (stack.max(axis=0) > BLACK)
+    typical = cv2.medianBlur(np.ascontiguousarray(spread), MEDIAN).astype(np.float32)
+    fixed = (spread <= max(tol, STATIC_CORE)) & (stack.max(axis=0) > BLACK)
     if not fixed.any():
         return fixed
-    typical = cv2.medianBlur(np.ascontiguousarray(spread), MEDIAN).astype(np.float32)
     calm = spread.astype(np.float32) <= np.maximum(tol, STATIC_GROWTH * typical)
-    grown = ndimage.binary_propagation(fixed, structure=_RING, mask=calm | fixed)
+    grown = ndimage.binary_dilation(fixed, structure=_RING, iterations=STATIC_REACH, mask=calm | fixed)
     return ndimage.binary_dilation(grown, structure=_RING)
 
 
@@ -240,8 +247,10 @@ def inpaint(unit: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndarray:
 
     if not mask.any():
         return unit
-    out = cv2.inpaint(np.ascontiguousarray(unit, dtype=np.float32), mask.astype(np.uint8), radius, cv2.INPAINT_TELEA)
-    return np.clip(out, 0.0, 1.0)
+    # 16-bit in and out: OpenCV's inpainting of float32 images returns values outside the input's range
+    levels = np.rint(np.clip(unit, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    out = cv2.inpaint(levels, mask.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    return np.where(mask, out.astype(np.float32) / 65535.0, unit).astype(np.float32)
 
 
 class ClipMasks:
