@@ -290,7 +290,7 @@ def missing_pixels_error(ds, path: Path, file_size: int) -> DicomError:
         return DicomError("%s describes an image but holds no pixel data: the file ends at %s before the image "
                           "data (it is truncated, or was exported without its image)" % (path, size_words(file_size)))
     if _image_storage(ds):
-        return DicomError("%s is truncated or damaged (%s): its image attributes and data cannot be found"
+        return DicomError("%s is truncated at %s (or damaged): its image attributes and data are missing"
                           % (path, size_words(file_size)))
     if len(ds) == 0:
         return DicomError("%s is damaged: it starts like a DICOM file but its header cannot be parsed" % path)
@@ -317,9 +317,11 @@ def check_pixel_data(ds, header: ImageHeader, path: Path, file_size: int) -> Non
     available = length if tell is None or elem.value is not None else max(0, min(length, file_size - tell))
     if available < header.expected_bytes:
         frame_bytes = max(1, header.expected_bytes // header.frames)
+        have, want = size_words(available), size_words(header.expected_bytes)
+        if have == want:
+            have, want = "{:,} bytes".format(available), "{:,}".format(header.expected_bytes)
         raise DicomError("%s is truncated at %s: the image data stops after %d of its %d frame(s) (%s of %s)"
-                         % (path, size_words(file_size), available // frame_bytes, header.frames,
-                            size_words(available), size_words(header.expected_bytes)))
+                         % (path, size_words(file_size), available // frame_bytes, header.frames, have, want))
 
 
 def check_decoder(path: Path, ts: UID) -> None:

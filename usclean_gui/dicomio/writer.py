@@ -232,7 +232,7 @@ _DROP_KEYWORDS = (
     "SegmentedBluePaletteColorLookupTableData", "PaletteColorLookupTableUID", "IconImageSequence",
     "DigitalSignaturesSequence", "MACParametersSequence", "StartTrim", "StopTrim",
     "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "PixelData", "FloatPixelData",
-    "DoubleFloatPixelData", "SmallestImagePixelValue", "LargestImagePixelValue",
+    "DoubleFloatPixelData", "SmallestImagePixelValue", "LargestImagePixelValue", "DataSetTrailingPadding",
 )
 
 
