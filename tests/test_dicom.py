@@ -1,4 +1,4 @@
-"""Reading: usclean_gui.dicom.open_image on real (pydicom.examples) and factory-written files."""
+"""Reading: usclean_gui.dicomio.open_image on real (pydicom.examples) and factory-written files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +17,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from usclean_gui.dicom import Clip, DicomError, box_iou, detect_bmode_region, open_image
+from usclean_gui.dicomio import Clip, DicomError, box_iou, detect_bmode_region, open_image
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -132,7 +132,9 @@ def test_example_ybr_jpeg_cine():
     assert not m[:, :x0].any() and not m[:y0].any()
     f = clip.frame(5).astype(int)
     assert (f.max(-1) - f.min(-1))[m].max() <= clip.chroma_tolerance
-    assert m.mean() > 0.3
+    fov = clip.masks.fov()
+    assert not m[~fov].any() and m.sum() > 0.7 * fov.sum()  # the fan, never its black background
+    assert 0.2 < fov.mean() < 0.35 and not fov[:, 290:].any()  # the labels and ticks right of the fan
 
 
 def test_example_palette_color():
@@ -234,14 +236,17 @@ def test_process_mask_excludes_colour_text_and_static_overlays(dicom_factory):
     grey_inside = ~colour
     grey_inside[:y0] = grey_inside[y1:] = False
     grey_inside[:, :x0] = grey_inside[:, x1:] = False
-    assert m.sum() > 0.95 * grey_inside.sum()  # the rest of the B-mode image is processed
+    # the rest of the B-mode image is processed, but for its saturated (>= 248) speckle, which
+    # cannot be told from white graphics in a still, and the factory's flat grey-map floor
+    assert m.sum() > 0.75 * grey_inside.sum()
 
 
 def test_user_region(dicom_factory):
     clip = open_image(dicom_factory.dicom("u.dcm", dicom_factory.frames(n_frames=2, colour=False)))
     clip.bmode_region = (-5, 10, 500, 60)
     assert clip.bmode_region == (0, 10, clip.shape[1], 60) and clip.region_source == "user"
-    assert clip.process_mask(0)[10:60].all() and not clip.process_mask(0)[60:].any()
+    m = clip.process_mask(0)
+    assert not m[:10].any() and not m[60:].any() and m[10:60].mean() > 0.4  # the black margin stays
     with pytest.raises(ValueError, match="empty"):
         clip.bmode_region = (10, 10, 10, 50)
 
@@ -275,7 +280,7 @@ def test_png_and_npy_inputs(dicom_factory):
 
 BAD = [
     ("truncated", "truncated"),
-    ("truncated_jpeg", "truncated or corrupt"),
+    ("truncated_jpeg", "truncated at"),
     ("sr", "Structured Report"),
     ("rt", "radiotherapy"),
     ("no_pixels", "no pixel data"),

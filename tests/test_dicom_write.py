@@ -10,7 +10,7 @@ import pytest
 from pydicom import examples
 from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
-from usclean_gui.dicom import (
+from usclean_gui.dicomio import (
     UNCERTAINTY_FULL_SCALE,
     DicomError,
     compose_frame,
@@ -212,13 +212,38 @@ def test_failed_write_leaves_nothing(dicom_factory, monkeypatch, tmp_path):
     target = tmp_path / "existing.dcm"
     target.write_bytes(b"old content")
 
-    def boom(self, *a, **k):
+    def boom(path, ds, *a, **k):
+        open(path, "wb").write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pydicom.Dataset, "save_as", boom)
+    import usclean_gui.dicomio.writer as writer
+
+    monkeypatch.setattr(writer, "dcmwrite", boom)
     with pytest.raises(OSError, match="disk full"):
         write_derived(clip, _processed(clip, [0, 1]), target, "x")
     assert target.read_bytes() == b"old content" and _leftovers(tmp_path) == []
+
+
+def test_streamed_writer_fails_midway_leaving_nothing(dicom_factory, tmp_path):
+    from usclean_gui.dicomio import DerivedWriter
+
+    clip = open_image(dicom_factory.dicom("s.dcm", dicom_factory.frames(n_frames=3, colour=False)))
+    target = tmp_path / "existing.dcm"
+    target.write_bytes(b"old content")
+    with pytest.raises(RuntimeError, match="engine died"):
+        with DerivedWriter(clip, target, "x", [0, 1, 2]) as w:
+            w.add(clip.frame(0))
+            raise RuntimeError("engine died")
+    with pytest.raises(ValueError, match="2 of 3 frames"):
+        with DerivedWriter(clip, target, "x", [0, 1, 2]) as w:
+            w.add(clip.frame(0))
+            w.add(clip.frame(1))
+    assert target.read_bytes() == b"old content" and _leftovers(tmp_path) == []
+    with DerivedWriter(clip, target, "x", [0, 1, 2]) as w:
+        for i in range(3):
+            w.add(clip.frame(i))
+    np.testing.assert_array_equal(pydicom.dcmread(target).pixel_array, np.stack([clip.frame(i) for i in range(3)]))
+    assert _leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize(

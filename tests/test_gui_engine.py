@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.testing import tiny_ensemble  # noqa: E402
 from usclean_gui.app.main_window import MainWindow  # noqa: E402
-from usclean_gui.dicom import open_image  # noqa: E402
+from usclean_gui.dicomio import open_image  # noqa: E402
 
 
 def _loader(name: str):
@@ -294,17 +294,17 @@ def test_console_screenshot_end_to_end(dicom_factory, tmp_path):
 
 def test_same_result_as_the_cli(window, qtbot, dicom_factory):
     """A whole-clip run in the window equals ``usclean despeckle``'s (same code path, seeds, normalisation)."""
-    from usclean_gui.commands.despeckle import despeckle_clip
+    from usclean_gui.pipeline import despeckle_frames, ensemble_hook
 
     src = _clip(dicom_factory, n=3)
     assert window.open_file(src)
     window.steps_spin.setValue(2)
     with qtbot.waitSignal(window.engine.finished, timeout=30000):
         window.despeckle()
-    cli = despeckle_clip(open_image(src), tiny_ensemble(seed=0), range(3), steps=2)
+    cli = list(despeckle_frames(open_image(src), ensemble_hook(tiny_ensemble(seed=0), steps=2), range(3)))
     for i in range(3):
-        np.testing.assert_allclose(window.session.means[i], cli.mean[i], atol=1e-5)
-        np.testing.assert_allclose(window.session.stds[i], cli.std[i], atol=1e-5)
+        np.testing.assert_allclose(window.session.means[i], cli[i].means[0], atol=1e-5)
+        np.testing.assert_allclose(window.session.stds[i], cli[i].stds[0], atol=1e-5)
 
 
 def test_long_clip_goes_to_the_engine_in_bounded_calls(window, qtbot, dicom_factory, monkeypatch):

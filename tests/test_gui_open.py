@@ -16,7 +16,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from usclean_gui.app.main_window import MainWindow  # noqa: E402
-from usclean_gui.dicom import box_iou  # noqa: E402
+from usclean_gui.dicomio import box_iou  # noqa: E402
 
 
 def _assert_shown(win: MainWindow, n_frames: int) -> None:

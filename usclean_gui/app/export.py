@@ -2,15 +2,13 @@
 
 Every file is written atomically (a temporary file in the destination folder, then
 ``os.replace``) and the source clip is never a valid destination.  The derived DICOM goes
-through :func:`usclean_gui.dicom.write_derived`, the same code ``usclean despeckle`` uses.
+through :func:`usclean_gui.dicomio.write_derived`, the same code ``usclean despeckle`` uses.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,18 +41,19 @@ def derived_dicom(session: ClipSession, path: str | os.PathLike, include_uncerta
     Frames not despeckled yet are left out (the series lists its source frames); the
     uncertainty series goes next to ``path`` with ``_uncertainty`` added to its name.
     """
-    from usclean_gui.dicom import write_derived
+    from usclean_gui.dicomio import write_derived
 
     done = sorted(session.means)
     if not done:
         raise ValueError("nothing to export yet: despeckle the clip first")
     out = _check_dest(path, (session.path,))
-    desc = "USClean despeckling, %s" % (session.settings.describe() if session.settings else "unknown settings")
-    written = write_derived(session.clip, [session.means[i] for i in done], out, desc, frame_indices=done)
+    desc = "USClean despeckling, %s strength=%.2f" % (
+        session.settings.describe() if session.settings else "unknown settings", session.strength)
+    written = write_derived(session.clip, [session.shown(i) for i in done], out, desc, frame_indices=done)
     if include_uncertainty:
         unc = out.with_name(out.stem + "_uncertainty" + out.suffix)
-        write_derived(session.clip, [session.stds[i] for i in done], unc, desc + " (ensemble std)",
-                      frame_indices=done, uncertainty=True)
+        write_derived(session.clip, [session.strength * session.stds[i] for i in done], unc,
+                      desc + " (ensemble std x strength)", frame_indices=done, uncertainty=True)
     return Path(written)
 
 
@@ -67,19 +66,12 @@ def snapshot_png(image: Any, path: str | os.PathLike, protect: tuple[str, ...] =
     return out
 
 
-@contextlib.contextmanager
 def _temp_next_to(out: Path, suffix: str):
-    """A temporary file beside ``out`` (with ``suffix``, for writers that go by extension)."""
-    fd, tmp = tempfile.mkstemp(prefix="." + out.stem + ".", suffix=suffix, dir=out.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise
+    """A temporary file beside ``out`` (with ``suffix``, for writers that go by extension) that
+    replaces it on success: :func:`usclean_gui.dicomio.atomic_path`, the one atomic write."""
+    from usclean_gui.dicomio import atomic_path
+
+    return atomic_path(out, suffix=suffix)
 
 
 def side_by_side(session: ClipSession, i: int, cmap: Any, opacity: float) -> np.ndarray:
@@ -125,7 +117,7 @@ def cine_mp4(session: ClipSession, path: str | os.PathLike, fps: float, cmap: An
 CSV_FIELDS = ("file", "frame", "time_ms", "domain", "image", "cnr", "gcnr", "mean_target", "std_target",
               "mean_background", "std_background", "area_target", "area_background", "area_unit",
               "target_roi", "background_roi", "bmode_region", "model", "sampler", "steps", "members", "seed",
-              "exported_utc")
+              "strength", "exported_utc")
 
 
 def measurements_csv(rows: list[Measurement], shapes: dict[str, RoiShape], session: ClipSession,
@@ -152,7 +144,7 @@ def measurements_csv(rows: list[Measurement], shapes: dict[str, RoiShape], sessi
                         "%d,%d,%d,%d" % session.box,
                         st.model if (desp and st) else "", (st.sampler or "default") if (desp and st) else "",
                         (st.steps or "default") if (desp and st) else "", (st.members or "all") if (desp and st) else "",
-                        st.seed if (desp and st) else "", now])
+                        st.seed if (desp and st) else "", "%.2f" % session.strength if desp else "", now])
     with _temp_next_to(out, ".csv") as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     return out

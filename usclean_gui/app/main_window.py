@@ -282,7 +282,7 @@ class MainWindow(QMainWindow):
 
     def open_file(self, path: str | os.PathLike) -> bool:
         """Open a DICOM / PNG / NPY file; on failure show why and keep the current clip."""
-        from usclean_gui.dicom import open_image
+        from usclean_gui.dicomio import open_image
 
         p = Path(path)
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)

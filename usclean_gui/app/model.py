@@ -26,7 +26,7 @@ MEASURE_DOMAIN = "display [0, 1] (log-compressed grey level)"
 
 
 class ClipLike(Protocol):
-    """What the viewer needs from :class:`usclean_gui.dicom.Clip`."""
+    """What the viewer needs from :class:`usclean_gui.dicomio.Clip`."""
 
     n_frames: int
     is_color: bool
@@ -203,6 +203,8 @@ class ClipSession:
         self.means: dict[int, np.ndarray] = {}
         self.stds: dict[int, np.ndarray] = {}
         self.settings: EngineSettings | None = None
+        #: how much of the despeckled image is shown, 0 (the original) to 1 (see :meth:`set_strength`)
+        self.strength = 1.0
         # the last few frames' derived arrays (GUI thread only): a frame is drawn, measured and
         # overlaid from the same arrays without recomputing the colour test or the composite
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
@@ -244,6 +246,47 @@ class ClipSession:
         self._cache.clear()
         return True
 
+    def set_strength(self, strength: float) -> bool:
+        """Show ``original + strength * (despeckled - original)`` (display domain, [0, 1]); the
+        std is scaled alike.  Returns True when it changed."""
+        from usclean_gui.pipeline import check_strength
+
+        s = check_strength(strength)
+        if s == self.strength:
+            return False
+        self.strength = s
+        for key in [k for k in self._cache if k[0] in ("desp", "std")]:
+            del self._cache[key]
+        return True
+
+    def panes(self) -> list[Any]:
+        """The clip's panes (``usclean_gui.dicomio.Pane``: box, spacing_mm, source, label, enabled);
+        empty for a clip without a layout."""
+        layout = getattr(self.clip, "layout", None)
+        return list(layout.panes) if layout is not None else []
+
+    def set_pane_enabled(self, k: int, enabled: bool) -> bool:
+        """Despeckle pane ``k`` or leave it as it is; clears results (the region box may change).
+        Returns True when it changed."""
+        panes = self.panes()
+        if not 0 <= int(k) < len(panes) or panes[int(k)].enabled == bool(enabled):
+            return False
+        self.clip.set_pane_enabled(int(k), bool(enabled))
+        self.clear_results()
+        self._cache.clear()
+        return True
+
+    def shown(self, i: int) -> np.ndarray | None:
+        """The despeckled box of frame ``i`` blended with the original by :attr:`strength`."""
+        if i not in self.means:
+            return None
+        mean = np.clip(self.means[i], 0.0, 1.0)
+        if self.strength == 1.0:
+            return mean
+        x0, y0, x1, y1 = self.box
+        grey = to_unit(self.clip.gray_frame(i))[y0:y1, x0:x1]
+        return (grey + self.strength * (mean - grey)).astype(np.float32)
+
     def clear_results(self) -> None:
         self.means.clear()
         self.stds.clear()
@@ -274,7 +317,12 @@ class ClipSession:
         return self._cached("orig", i, make)
 
     def engine_input(self, i: int) -> np.ndarray:
-        """The grey B-mode box of frame ``i`` that the engine despeckles (float32 [0, 1])."""
+        """The grey B-mode box of frame ``i`` that the engine despeckles (float32 [0, 1]); for a
+        DICOM / PNG / NPY clip its burned-in marks are filled first (``usclean_gui.pipeline``)."""
+        if hasattr(self.clip, "masks"):
+            from usclean_gui.pipeline import box_input
+
+            return box_input(self.clip, i, self.box)
         x0, y0, x1, y1 = self.box
         return np.ascontiguousarray(to_unit(self.clip.gray_frame(i))[y0:y1, x0:x1])
 
@@ -304,7 +352,9 @@ class ClipSession:
             out = self.original_frame(i).copy()
             x0, y0, x1, y1 = self.box
             m = self.paste_mask(i)[y0:y1, x0:x1]  # the mask lies inside the box
-            vals = np.clip(self.means[i], 0.0, 1.0)
+            vals = self.shown(i)
+            if self.strength == 0.0:
+                m = np.zeros_like(m)
             if out.ndim == 3:
                 vals, m = vals[..., None], m[..., None]
             np.copyto(out[y0:y1, x0:x1], vals, where=m)
@@ -322,7 +372,7 @@ class ClipSession:
             full = np.zeros(self.shape, dtype=np.float32)
             x0, y0, x1, y1 = self.box
             m = self.paste_mask(i)[y0:y1, x0:x1]
-            full[y0:y1, x0:x1] = np.where(m, self.stds[i], 0.0)
+            full[y0:y1, x0:x1] = np.where(m, self.strength * self.stds[i], 0.0)
             full.setflags(write=False)
             return full
 

@@ -1,38 +1,34 @@
 """``usclean despeckle IN -o OUT``: despeckle a DICOM clip, PNG or NPY with an IR-SDE ensemble.
 
-Only the B-mode region crop of each selected frame is sent to the engine; the result is pasted
-back through :meth:`usclean_gui.dicom.Clip.process_mask`, so burned-in text, calipers, colour
-Doppler and everything outside the region stay exactly as decoded.  Outputs by suffix:
+Frames stream through :func:`usclean_gui.pipeline.despeckle_frames` (every B-mode pane, marks
+filled before the network sees them, ``--strength`` blend, composite through the clip's process
+mask) a chunk at a time and are written as they come, so memory stays flat with clip length:
+burned-in marks, colour, kept regions (bars, traces, spectra) and everything outside the panes'
+fields of view stay exactly as decoded.  Outputs by suffix:
 
-* ``.dcm``: a derived series of the source (see :func:`usclean_gui.dicom.write_derived`);
+* ``.dcm``: a derived series of the source (see :class:`usclean_gui.dicomio.DerivedWriter`);
 * ``.png``: one frame, in the source's decoded colour model (8/16 bit as the source);
 * ``.npy``: float32 grey in [0, 1], (F, H, W) (or (H, W) for a still), unprocessed pixels as the
   source's grey values.
 
 ``--uncertainty OUT_STD`` writes the member std the same way (DICOM / PNG: 8 bit,
 ``255 * std / UNCERTAINTY_FULL_SCALE``; NPY: float32 std, 0 where nothing was processed).
-The core is :func:`despeckle_clip`, which takes the ensemble object (tests inject a tiny one).
+All outputs are written to temporary files and moved into place together at the end.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from usclean_gui.dicom import (
-    Clip,
-    compose_frame,
-    open_image,
-    uncertainty_frame,
-    write_derived,
-    write_npy,
-    write_png,
-)
+from usclean_gui.dicomio import DerivedWriter, atomic_path, open_image, uncertainty_pixels, write_png
+from usclean_gui.pipeline import FrameResult, check_strength, despeckle_frames, ensemble_hook
 
 HELP = "despeckle a DICOM clip, PNG or NPY with the IR-SDE ensemble (optional uncertainty map)"
 SUFFIXES = (".dcm", ".png", ".npy")
@@ -48,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="network evaluations per member (default: the model's)")
     parser.add_argument("--sampler", default=None, help="posterior | ddim | em (default: the model's)")
     parser.add_argument("--members", type=int, default=None, help="use the first K ensemble members (default: all)")
+    parser.add_argument("--strength", type=float, default=1.0, metavar="S",
+                        help="how much of the despeckled image is shown, 0 (the original) to 1 (default: 1)")
     parser.add_argument("--frames", default=None, metavar="START:STOP",
                         help="frames to process, Python slice style (e.g. 0:10, 5:, 7; negative starts as --frames=-3:); "
                              "default: all")
@@ -108,14 +106,15 @@ class Settings:
     steps: int
     members: int
     seed: int
+    strength: float = 1.0
 
     def describe(self) -> str:
-        return "USClean despeckling: model %s; sampler %s; steps %d; members %d; seed %d" % (
-            self.model, self.sampler, self.steps, self.members, self.seed)
+        return "USClean despeckling: model %s; sampler %s; steps %d; members %d; seed %d; strength %.2f" % (
+            self.model, self.sampler, self.steps, self.members, self.seed, self.strength)
 
 
 def resolve_settings(ensemble: Any, steps: Optional[int], sampler: Optional[str], members: Optional[int],
-                     seed: int) -> Settings:
+                     seed: int, strength: float = 1.0) -> Settings:
     """The settings ``ensemble.iter_despeckle`` will use for these arguments."""
     if getattr(ensemble, "mode", "irsde") != "irsde":
         eff_sampler, eff_steps = "direct (%s)" % ensemble.mode, 1
@@ -123,101 +122,52 @@ def resolve_settings(ensemble: Any, steps: Optional[int], sampler: Optional[str]
         eff_sampler = sampler or ensemble.default_sampler
         eff_steps = int(ensemble.default_steps if steps is None else steps)
     return Settings(model=str(getattr(ensemble, "name", "") or "unnamed"), sampler=eff_sampler, steps=eff_steps,
-                    members=int(ensemble.members if members is None else members), seed=int(seed))
+                    members=int(ensemble.members if members is None else members), seed=int(seed),
+                    strength=check_strength(strength))
 
 
-@dataclass
-class ClipResult:
-    """Despeckled B-mode crops of the selected frames."""
+class _Sink:
+    """Where one output's frames go, by its suffix (written into ``tmp``, a temporary file)."""
 
-    indices: list[int]
-    mean: np.ndarray  # (F, h, w) float32 in [0, 1]
-    std: np.ndarray  # (F, h, w) float32
-    settings: Settings
-    seconds: float
+    def __init__(self, clip, out: Path, tmp: Path, indices: list[int], description: str, uncertainty: bool) -> None:
+        self.clip, self.out, self.tmp, self.uncertainty = clip, out, tmp, uncertainty
+        self.kind = out.suffix.lower()
+        self.dicom = DerivedWriter(clip, tmp, description, indices, uncertainty=uncertainty) if self.kind == ".dcm" else None
+        self.stack = None
+        if self.kind == ".npy":
+            shape = clip.shape if clip.n_frames == 1 and len(indices) == 1 else (len(indices),) + clip.shape
+            self.stack = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        self.k = 0
 
+    def add(self, r: FrameResult) -> None:
+        if self.dicom is not None:
+            self.dicom.add(uncertainty_pixels(r.std, r.mask) if self.uncertainty else r.pixels)
+        elif self.stack is not None:
+            frame = r.std if self.uncertainty else r.unit
+            if self.stack.ndim == 2:
+                self.stack[...] = frame
+            else:
+                self.stack[self.k] = frame
+        else:
+            img = uncertainty_pixels(r.std, r.mask) if self.uncertainty else r.pixels
+            if img.dtype.kind == "f":
+                img = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+            elif img.dtype not in (np.uint8, np.uint16):
+                img = r.unit  # signed DICOM data: store the grey image
+            write_png(self.tmp, img, protect=(self.clip.path,))
+        self.k += 1
 
-def despeckle_clip(clip: Clip, ensemble: Any, indices: Sequence[int], steps: Optional[int] = None,
-                   sampler: Optional[str] = None, members: Optional[int] = None, seed: int = 0,
-                   progress: Optional[Callable[[int, int], None]] = None,
-                   on_frame: Optional[Callable[[int, int], None]] = None) -> ClipResult:
-    """Run ``ensemble.iter_despeckle`` on the B-mode crops of ``clip``'s frames ``indices``.
+    def close(self) -> None:
+        if self.dicom is not None:
+            self.dicom.close()
+        elif self.stack is not None:
+            self.stack.flush()
+            del self.stack
 
-    Args:
-        clip: the opened input.
-        ensemble: an :class:`engine.Ensemble` (or anything with its ``iter_despeckle`` API).
-        indices: source frame indices.
-        steps, sampler, members, seed: passed to the engine (None = the model's defaults).
-        progress: ``progress(done, total)`` network evaluations (from the engine).
-        on_frame: ``on_frame(k, n)`` after the k-th of n frames has finished.
-
-    Raises:
-        ValueError: a B-mode region smaller than the engine accepts, or the engine's own
-            ValueError for bad settings.
-    """
-    x0, y0, x1, y1 = clip.bmode_region
-    if min(x1 - x0, y1 - y0) < 16:
-        raise ValueError("the B-mode region %s of %s is %dx%d pixels; at least 16x16 are needed"
-                         % (clip.bmode_region, clip.path.name, x1 - x0, y1 - y0))
-    crops = np.stack([clip.gray_frame(i)[y0:y1, x0:x1] for i in indices]).astype(np.float32)
-    settings = resolve_settings(ensemble, steps, sampler, members, seed)
-    mean = np.zeros_like(crops)
-    std = np.zeros_like(crops)
-    seen = np.zeros(len(indices), dtype=bool)
-    t0 = time.perf_counter()
-    for k, m, s in ensemble.iter_despeckle(crops, steps=steps, sampler=sampler, members=members, seed=seed,
-                                           progress=progress):
-        mean[k], std[k], seen[k] = m, s, True
-        if on_frame is not None:
-            on_frame(int(seen.sum()), len(indices))
-    if not seen.all():
-        raise RuntimeError("the engine returned %d of %d frames" % (int(seen.sum()), len(indices)))
-    return ClipResult(list(indices), mean, std, settings, time.perf_counter() - t0)
-
-
-def _grey_composite(clip: Clip, index: int, crop: np.ndarray) -> np.ndarray:
-    g = np.array(clip.gray_frame(index))
-    x0, y0, x1, y1 = clip.bmode_region
-    m = clip.process_mask(index)
-    full = np.zeros(clip.shape, np.float32)
-    full[y0:y1, x0:x1] = crop
-    g[m] = full[m]
-    return g
-
-
-def _std_full(clip: Clip, index: int, crop: np.ndarray) -> np.ndarray:
-    x0, y0, x1, y1 = clip.bmode_region
-    out = np.zeros(clip.shape, np.float32)
-    m = clip.process_mask(index)
-    full = np.zeros(clip.shape, np.float32)
-    full[y0:y1, x0:x1] = crop
-    out[m] = full[m]
-    return out
-
-
-def write_result(clip: Clip, result: ClipResult, out: Path, uncertainty: bool = False) -> Path:
-    """Write the mean (or, with ``uncertainty``, the std) of ``result`` to ``out`` by its suffix."""
-    frames = result.std if uncertainty else result.mean
-    suffix = out.suffix.lower()
-    if suffix == ".dcm":
-        return write_derived(clip, frames, out, result.settings.describe(), frame_indices=result.indices,
-                             uncertainty=uncertainty)
-    if suffix == ".png":
-        if len(result.indices) != 1:
-            raise ValueError("%s: a PNG holds one frame but %d were processed; choose one with --frames N "
-                             "or write .dcm / .npy" % (out, len(result.indices)))
-        i = result.indices[0]
-        img = uncertainty_frame(clip, i, frames[0]) if uncertainty else compose_frame(clip, i, frames[0])
-        if img.dtype.kind == "f":
-            img = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
-        elif img.dtype not in (np.uint8, np.uint16):
-            img = clip.to_unit(img)  # signed DICOM data: store the grey image
-        return write_png(out, img, protect=(clip.path,))
-    build = _std_full if uncertainty else _grey_composite
-    stack = np.stack([build(clip, i, f) for i, f in zip(result.indices, frames)])
-    if clip.n_frames == 1 and len(result.indices) == 1:
-        stack = stack[0]
-    return write_npy(out, stack, protect=(clip.path,))
+    def abort(self) -> None:
+        if self.dicom is not None:
+            self.dicom.abort()
+        self.stack = None
 
 
 def run(args: argparse.Namespace, ensemble: Any = None) -> int:
@@ -227,42 +177,43 @@ def run(args: argparse.Namespace, ensemble: Any = None) -> int:
     std_out = _check_output(args.uncertainty, "--uncertainty", source) if args.uncertainty else None
     if std_out is not None and std_out.resolve() == out.resolve():
         raise ValueError("--uncertainty %s is the same file as the output" % std_out)
+    strength = check_strength(getattr(args, "strength", 1.0))
     clip = open_image(source)
     indices = parse_frames(args.frames, clip.n_frames)
-    if out.suffix.lower() == ".png" and len(indices) != 1:
-        raise ValueError("%s: a PNG holds one frame but %d are selected; choose one with --frames N or write "
-                         ".dcm / .npy" % (out, len(indices)))
+    for path in (out, std_out):
+        if path is not None and path.suffix.lower() == ".png" and len(indices) != 1:
+            raise ValueError("%s: a PNG holds one frame but %d are selected; choose one with --frames N or write "
+                             ".dcm / .npy" % (path, len(indices)))
     if ensemble is None:
         from engine import load_ensemble
 
         ensemble = load_ensemble(args.model, device=args.device)
-    settings = resolve_settings(ensemble, args.steps, args.sampler, args.members, args.seed)
+    settings = resolve_settings(ensemble, args.steps, args.sampler, args.members, args.seed, strength)
+    hook = ensemble_hook(ensemble, steps=args.steps, sampler=args.sampler, members=args.members, seed=args.seed)
 
     from tqdm import tqdm
 
-    bar = tqdm(total=None, unit="eval", desc="despeckle", disable=args.quiet, file=sys.stderr,
-               dynamic_ncols=True)
-
-    def progress(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
-
-    def on_frame(k: int, n: int) -> None:
-        bar.set_postfix_str("frame %d/%d" % (k, n))
-
-    try:
-        result = despeckle_clip(clip, ensemble, indices, steps=args.steps, sampler=args.sampler,
-                                members=args.members, seed=args.seed, progress=progress, on_frame=on_frame)
-    finally:
-        bar.close()
-    written = [write_result(clip, result, out)]
-    if std_out is not None:
-        written.append(write_result(clip, result, std_out, uncertainty=True))
-    per_frame = 1000.0 * result.seconds / len(indices)
-    print("despeckled %d frame(s) of %s in %.1f s (%.0f ms/frame): %s; sampler %s, steps %d, members %d"
-          % (len(indices), source.name, result.seconds, per_frame, settings.model, settings.sampler,
-             settings.steps, settings.members))
-    for path in written:
-        print("wrote %s" % path)
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        sinks = []
+        for path, unc in ((out, False), (std_out, True)):
+            if path is not None:
+                tmp = stack.enter_context(atomic_path(path, protect=(clip.path,), suffix=path.suffix))
+                sinks.append(_Sink(clip, path, tmp, indices, settings.describe(), unc))
+                stack.callback(sinks[-1].abort)
+        bar = stack.enter_context(tqdm(total=len(indices), unit="frame", desc="despeckle", disable=args.quiet,
+                                       file=sys.stderr, dynamic_ncols=True))
+        for result in despeckle_frames(clip, hook, indices, strength=strength):
+            for sink in sinks:
+                sink.add(result)
+            bar.update(1)
+        for sink in sinks:
+            sink.close()
+    seconds = time.perf_counter() - t0
+    print("despeckled %d frame(s) of %s in %.1f s (%.0f ms/frame): %s; sampler %s, steps %d, members %d, strength %.2f"
+          % (len(indices), source.name, seconds, 1000.0 * seconds / len(indices), settings.model, settings.sampler,
+             settings.steps, settings.members, settings.strength))
+    for path in (out, std_out):
+        if path is not None:
+            print("wrote %s" % path)
     return 0

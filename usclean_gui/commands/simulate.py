@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from simulator.cine import simulate_cine
     from simulator.probes import get_probe
-    from usclean_gui.dicom import write_cine
+    from usclean_gui.dicomio import write_cine
 
     probe = get_probe(args.probe)
     phantom_kw = {}

@@ -6,19 +6,23 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import os
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from pydicom import dcmwrite
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_destination
 from .errors import DicomError
 
 US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"
@@ -44,8 +48,9 @@ def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
 
 def save_dataset(ds: Dataset, out_path: str | os.PathLike, protect: Sequence[str | os.PathLike | None] = ()) -> Path:
     """Write ``ds`` as a DICOM Part 10 file atomically; return the path written."""
-    with atomic_path(out_path, tuple(protect)) as tmp:
-        ds.save_as(tmp, enforce_file_format=True)
+    with atomic_path(out_path, tuple(protect)) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # odd values copied from a source are written as they were
+        dcmwrite(tmp, ds, enforce_file_format=True)  # not save_as: it refuses a big-endian source's header
     return Path(out_path)
 
 
@@ -227,7 +232,7 @@ _DROP_KEYWORDS = (
     "SegmentedBluePaletteColorLookupTableData", "PaletteColorLookupTableUID", "IconImageSequence",
     "DigitalSignaturesSequence", "MACParametersSequence", "StartTrim", "StopTrim",
     "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "PixelData", "FloatPixelData",
-    "DoubleFloatPixelData", "SmallestImagePixelValue", "LargestImagePixelValue",
+    "DoubleFloatPixelData", "SmallestImagePixelValue", "LargestImagePixelValue", "DataSetTrailingPadding",
 )
 
 
@@ -261,6 +266,13 @@ def _full(clip, unit: np.ndarray) -> np.ndarray:
     return full
 
 
+def paste(frame: np.ndarray, mask: np.ndarray, stored: np.ndarray) -> np.ndarray:
+    """A copy of ``frame`` with ``stored`` values (one per ``mask`` pixel) in R, G and B."""
+    out = np.array(frame)
+    out[mask] = stored[:, None] if out.ndim == 3 else stored
+    return out
+
+
 def compose_frame(clip, index: int, unit: np.ndarray) -> np.ndarray:
     """Source frame ``index`` (as decoded) with the pixels of ``clip.process_mask(index)``
     replaced by the processed grey values ``unit`` (full frame or B-mode crop, [0, 1]).
@@ -268,10 +280,14 @@ def compose_frame(clip, index: int, unit: np.ndarray) -> np.ndarray:
     Colour frames get the grey value in R, G and B; every other pixel is the decoded source.
     """
     (u,) = _unit_stack(clip, [unit], 1)
-    out = np.array(clip.frame(index))
     mask = clip.process_mask(index)
-    values = clip.from_unit(_full(clip, u)[mask])
-    out[mask] = values[:, None] if out.ndim == 3 else values
+    return paste(clip.frame(index), mask, clip.from_unit(_full(clip, u)[mask]))
+
+
+def uncertainty_pixels(std: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """uint8 (H, W): ``255 * std / UNCERTAINTY_FULL_SCALE`` on ``mask``, 0 elsewhere."""
+    out = np.zeros(mask.shape, dtype=np.uint8)
+    out[mask] = np.clip(np.rint(np.asarray(std)[mask] / UNCERTAINTY_FULL_SCALE * 255.0), 0, 255).astype(np.uint8)
     return out
 
 
@@ -279,10 +295,7 @@ def uncertainty_frame(clip, index: int, std: np.ndarray) -> np.ndarray:
     """uint8 (H, W) uncertainty image: ``255 * std / UNCERTAINTY_FULL_SCALE`` on the processed
     pixels, 0 elsewhere."""
     (u,) = _unit_stack(clip, [std], 1)
-    out = np.zeros(clip.shape, dtype=np.uint8)
-    mask = clip.process_mask(index)
-    out[mask] = np.clip(np.rint(_full(clip, u)[mask] / UNCERTAINTY_FULL_SCALE * 255.0), 0, 255).astype(np.uint8)
-    return out
+    return uncertainty_pixels(_full(clip, u), clip.process_mask(index))
 
 
 def _to_integer(frame: np.ndarray) -> np.ndarray:
@@ -326,6 +339,201 @@ def _fresh_dataset(clip, multi: bool, rgb: bool, deep: bool) -> Dataset:
     return ds
 
 
+_SWAP_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _to_little_endian(ds: Dataset) -> None:
+    """Byte-swap the binary values of a header read as big endian (pydicom re-encodes the rest
+    when writing little endian, but not OW/OF/OL/OD/OV), nested sequences included; UN values,
+    whose structure is unknown, are dropped."""
+    for elem in list(ds):
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _to_little_endian(item)
+        elif elem.VR in _SWAP_SIZES and isinstance(elem.value, bytes):
+            n = _SWAP_SIZES[elem.VR]
+            usable = len(elem.value) // n * n
+            elem.value = np.frombuffer(elem.value[:usable], dtype=">u%d" % n).astype("<u%d" % n).tobytes()
+        elif elem.VR == "UN":
+            del ds[elem.tag]
+
+
+def _source_header(clip, indices: Sequence[int], uncertainty: bool) -> tuple[Dataset, str, bool, str, list]:
+    """A copy of the source header for a derived series: (ds, SOP class, multi-frame class,
+    old description, old image type)."""
+    src = clip.dataset
+    ds = copy.deepcopy(src)  # the header (read without pixel data)
+    if src.original_encoding[1] is False:  # read as big endian
+        _to_little_endian(ds)
+    for kw in _DROP_KEYWORDS:
+        if kw in ds:
+            delattr(ds, kw)
+    sop_class = str(src.get("SOPClassUID", SC_IMAGE_STORAGE))
+    multi_class = "NumberOfFrames" in src or sop_class == US_MULTIFRAME_STORAGE
+    if len(indices) > 1 and not multi_class:
+        raise ValueError("write_derived: the source is a single-frame image, but %d frames were given" % len(indices))
+    ds.SOPClassUID = sop_class
+    try:
+        ds.SeriesNumber = int(src.get("SeriesNumber", None) or 0) + (2000 if uncertainty else 1000)
+    except (TypeError, ValueError):
+        ds.SeriesNumber = 2000 if uncertainty else 1000
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = sop_class
+    ref.ReferencedSOPInstanceUID = str(src.get("SOPInstanceUID", ""))
+    if multi_class:
+        ref.ReferencedFrameNumber = [i + 1 for i in indices] if len(indices) > 1 else indices[0] + 1
+    ref.PurposeOfReferenceCodeSequence = DicomSequence([_code(*PURPOSE_SOURCE_IMAGE)])
+    ds.SourceImageSequence = DicomSequence([ref])
+    if "FrameTimeVector" in src and multi_class:
+        raw = src.FrameTimeVector
+        vec = [float(v) for v in (raw if hasattr(raw, "__iter__") and not isinstance(raw, str) else [raw])]
+        if len(vec) == clip.n_frames:
+            ds.FrameTimeVector = [0.0] + [vec[i] for i in indices[1:]]
+    return ds, sop_class, multi_class, str(src.get("SeriesDescription", "") or ""), list(src.get("ImageType", []) or [])
+
+
+def derived_header(clip, indices: Sequence[int], description: str, uncertainty: bool = False,
+                   series_description: str | None = None) -> tuple[Dataset, bool]:
+    """The header of a derived series of ``clip`` (no pixel data yet) and whether it is multi-frame.
+
+    The source's SOP class (Secondary Capture for a PNG/NPY source), same study, new Series
+    and SOP Instance UIDs, ImageType DERIVED\\SECONDARY, DerivationDescription, a
+    SourceImageSequence, LossyImageCompression, the source's regions and timing.
+    """
+    date, time = _now()
+    sop_uid = generate_uid()
+    if clip.dataset is not None:
+        ds, sop_class, multi_class, old_desc, old_type = _source_header(clip, indices, uncertainty)
+    else:
+        deep = not uncertainty and np.dtype(clip.frame_dtype).itemsize > 1
+        ds = _fresh_dataset(clip, len(indices) > 1, clip.is_color and not uncertainty, deep)
+        sop_class, multi_class, old_desc, old_type = str(ds.SOPClassUID), len(indices) > 1, clip.path.stem, []
+        ds.SeriesNumber = 2 if uncertainty else 1
+        description = "%s; source file %s" % (description, clip.path.name)
+        if clip.frame_time_ms and multi_class:
+            ds.FrameTime = "%.6g" % clip.frame_time_ms
+            ds.FrameIncrementPointer = FRAME_TIME_TAG
+    ds.file_meta = _file_meta(sop_class, sop_uid)
+    ds.SOPInstanceUID = sop_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.InstanceNumber = 1
+    ds.SeriesDate = ds.ContentDate = date
+    ds.SeriesTime = ds.ContentTime = time
+    if uncertainty:
+        ds.ImageType = ["DERIVED", "SECONDARY", "UNCERTAINTY"]
+        description = "%s; pixel value = 255 x std / %g (grey scale [0, 1])" % (description, UNCERTAINTY_FULL_SCALE)
+        for kw in ("WindowCenter", "WindowWidth", "VOILUTSequence", "WindowCenterWidthExplanation", "VOILUTFunction"):
+            if kw in ds:
+                delattr(ds, kw)
+    else:
+        ds.ImageType = ["DERIVED", "SECONDARY"] + [str(v) for v in old_type[2:]]
+    ds.DerivationDescription = description[:1024]
+    suffix = " uncertainty" if uncertainty else " despeckled"
+    ds.SeriesDescription = (series_description if series_description is not None else (old_desc + suffix).strip())[:64]
+    ds.LossyImageCompression = "01" if clip.lossy else "00"
+    if not clip.lossy:
+        for kw in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
+            if kw in ds:
+                delattr(ds, kw)
+    return ds, multi_class
+
+
+def _photometric(clip, uncertainty: bool, rgb: bool, dtype: np.dtype) -> tuple[str, int]:
+    if uncertainty:
+        return "MONOCHROME2", 8
+    if rgb:
+        return "RGB", 8
+    src = clip.dataset
+    src_pi = str(src.get("PhotometricInterpretation", "")).strip() if src is not None else ""
+    photometric = "MONOCHROME1" if src_pi == "MONOCHROME1" else "MONOCHROME2"
+    if dtype.itemsize == 1:
+        return photometric, 8
+    return photometric, int(src.get("BitsStored", 16)) if src is not None else 16
+
+
+class DerivedWriter:
+    """Write a derived series frame by frame: the pixels stream into a temporary file beside the
+    output, then header and pixels are written in one pass with :func:`pydicom.dcmwrite` (the
+    pixel data as a buffered element) to a second temporary file that replaces ``out_path``.
+
+    Memory stays at one frame whatever the clip length.  Use as a context manager::
+
+        with DerivedWriter(clip, out, "model ...", indices) as w:
+            for frame in frames:
+                w.add(frame)      # (H, W) or (H, W, 3), the dtype of clip.frame (uint8 if uncertainty)
+        # written here; on an exception nothing is left behind and out_path is untouched
+    """
+
+    def __init__(self, clip, out_path: str | os.PathLike, description: str, frame_indices: Sequence[int],
+                 uncertainty: bool = False, series_description: str | None = None) -> None:
+        self.clip, self.out = clip, Path(out_path)
+        self.indices = [int(i) for i in frame_indices]
+        if not self.indices:
+            raise ValueError("write_derived: no frames to write")
+        if any(not 0 <= i < clip.n_frames for i in self.indices):
+            raise ValueError("write_derived: frame indices must lie in 0..%d" % (clip.n_frames - 1))
+        check_destination(self.out, (clip.path,))
+        self.uncertainty = uncertainty
+        self.ds, self.multi = derived_header(clip, self.indices, description, uncertainty, series_description)
+        self._first: np.ndarray | None = None
+        self._count = 0
+        fd, raw = tempfile.mkstemp(prefix="." + self.out.name + ".", suffix=".pixels.part", dir=self.out.parent)
+        self._raw_path = Path(raw)
+        self._raw = os.fdopen(fd, "wb")
+
+    def __enter__(self) -> "DerivedWriter":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    def add(self, pixels: np.ndarray) -> None:
+        """Append the next frame (its stored pixels)."""
+        a = np.ascontiguousarray(_to_integer(np.asarray(pixels)))
+        if self._first is None:
+            if a.dtype not in (np.uint8, np.uint16, np.int8, np.int16) or a.shape[:2] != self.clip.shape:
+                raise ValueError("write_derived: frame of shape %s and dtype %s; expected %s uint8/16"
+                                 % (a.shape, a.dtype, self.clip.shape))
+            self._first = a
+        elif a.shape != self._first.shape or a.dtype != self._first.dtype:
+            raise ValueError("write_derived: frame %d has shape %s %s, the first %s %s"
+                             % (self._count, a.shape, a.dtype, self._first.shape, self._first.dtype))
+        if self._count >= len(self.indices):
+            raise ValueError("write_derived: more frames than the %d frame indices" % len(self.indices))
+        self._raw.write(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+        self._count += 1
+
+    def close(self) -> Path:
+        """Write the series atomically; return its path."""
+        try:
+            if self._count != len(self.indices):
+                raise ValueError("write_derived: %d of %d frames were given" % (self._count, len(self.indices)))
+            if self._raw.tell() % 2:
+                self._raw.write(b"\x00")  # pixel data values have even length
+            self._raw.close()
+            first = self._first
+            photometric, bits = _photometric(self.clip, self.uncertainty, first.ndim == 3, first.dtype)
+            self.ds.set_pixel_data(first, photometric, bits, generate_instance_uid=False)
+            if self.multi:
+                self.ds.NumberOfFrames = self._count
+            with open(self._raw_path, "rb") as raw:
+                self.ds.PixelData = raw
+                save_dataset(self.ds, self.out, protect=(self.clip.path,))
+            return self.out
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the partial output (nothing is written to ``out_path``)."""
+        if not self._raw.closed:
+            self._raw.close()
+        with contextlib.suppress(OSError):
+            self._raw_path.unlink()
+
+
 def write_derived(
     clip,
     frames_unit,
@@ -342,7 +550,8 @@ def write_derived(
     DerivationDescription ``description``, a SourceImageSequence (purpose 121322 DCM),
     LossyImageCompression "01" when the source was lossy, and the source's ultrasound regions
     and frame timing.  It is Explicit VR Little Endian in the decoded colour model (RGB stays
-    RGB, YBR and PALETTE COLOR become RGB, MONOCHROME1/2 stay).
+    RGB, YBR and PALETTE COLOR become RGB, MONOCHROME1/2 stay; a big-endian or Deflated source
+    is converted).  Frames are composed and written one at a time (:class:`DerivedWriter`).
 
     Only pixels where ``clip.process_mask(i)`` is True take the processed grey value (in R, G
     and B for colour); all others are byte-identical to the decoded source.  With
@@ -350,10 +559,10 @@ def write_derived(
     pixel ``255 * std / UNCERTAINTY_FULL_SCALE`` on processed pixels and 0 elsewhere.
 
     Args:
-        clip: the opened source (:func:`usclean_gui.dicom.open_image`).
+        clip: the opened source (:func:`usclean_gui.dicomio.open_image`).
         frames_unit: (F, H, W) or (F, h, w) (B-mode crop) float in [0, 1], or a list of 2D arrays.
         out_path: destination file; must not be the source.
-        description: DerivationDescription (model, sampler, steps, members).
+        description: DerivationDescription (model, sampler, steps, members, strength).
         frame_indices: the source frame of each processed frame (default 0..F-1).
         uncertainty: write an uncertainty map series instead of a despeckled one.
         series_description: SeriesDescription (default: the source's + " despeckled"/" uncertainty").
@@ -372,91 +581,7 @@ def write_derived(
     if any(not 0 <= i < clip.n_frames for i in indices):
         raise ValueError("write_derived: frame indices must lie in 0..%d" % (clip.n_frames - 1))
     units = _unit_stack(clip, frames_unit, len(indices))
-
-    if uncertainty:
-        pixels = np.stack([uncertainty_frame(clip, i, u) for i, u in zip(indices, units)])
-    else:
-        pixels = np.stack([_to_integer(compose_frame(clip, i, u)) for i, u in zip(indices, units)])
-    rgb = pixels.ndim == 4
-    multi = len(indices) > 1
-
-    src = clip.dataset
-    date, time = _now()
-    sop_uid = generate_uid()
-    suffix = " uncertainty" if uncertainty else " despeckled"
-    if src is not None:
-        ds = copy.deepcopy(src)  # the header (read without pixel data)
-        for kw in _DROP_KEYWORDS:
-            if kw in ds:
-                delattr(ds, kw)
-        sop_class = str(src.get("SOPClassUID", SC_IMAGE_STORAGE))
-        multi_class = "NumberOfFrames" in src or sop_class == US_MULTIFRAME_STORAGE
-        if multi and not multi_class:
-            raise ValueError("write_derived: the source is a single-frame image, but %d frames were given" % len(indices))
-        ds.SOPClassUID = sop_class
-        old_series = src.get("SeriesNumber", None)
-        try:
-            ds.SeriesNumber = int(old_series or 0) + (2000 if uncertainty else 1000)
-        except (TypeError, ValueError):
-            ds.SeriesNumber = 2000 if uncertainty else 1000
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = sop_class
-        ref.ReferencedSOPInstanceUID = str(src.get("SOPInstanceUID", ""))
-        if multi_class:
-            ref.ReferencedFrameNumber = [i + 1 for i in indices] if len(indices) > 1 else indices[0] + 1
-        ref.PurposeOfReferenceCodeSequence = DicomSequence([_code(*PURPOSE_SOURCE_IMAGE)])
-        ds.SourceImageSequence = DicomSequence([ref])
-        if "FrameTimeVector" in src and multi_class:
-            raw = src.FrameTimeVector
-            vec = [float(v) for v in (raw if hasattr(raw, "__iter__") and not isinstance(raw, str) else [raw])]
-            if len(vec) == clip.n_frames:
-                ds.FrameTimeVector = [0.0] + [vec[i] for i in indices[1:]]
-        old_desc = str(src.get("SeriesDescription", "") or "")
-        old_type = list(src.get("ImageType", []) or [])
-    else:
-        ds = _fresh_dataset(clip, multi, rgb, pixels.dtype == np.uint16)
-        sop_class = str(ds.SOPClassUID)
-        multi_class = multi
-        ds.SeriesNumber = 2 if uncertainty else 1
-        old_desc = clip.path.stem
-        old_type = []
-        description = "%s; source file %s" % (description, clip.path.name)
-        if clip.frame_time_ms and multi:
-            ds.FrameTime = "%.6g" % clip.frame_time_ms
-            ds.FrameIncrementPointer = FRAME_TIME_TAG
-
-    ds.file_meta = _file_meta(sop_class, sop_uid)
-    ds.SOPInstanceUID = sop_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.InstanceNumber = 1
-    ds.SeriesDate = ds.ContentDate = date
-    ds.SeriesTime = ds.ContentTime = time
-    if uncertainty:
-        ds.ImageType = ["DERIVED", "SECONDARY", "UNCERTAINTY"]
-        description = "%s; pixel value = 255 x std / %g (grey scale [0, 1])" % (description, UNCERTAINTY_FULL_SCALE)
-        for kw in ("WindowCenter", "WindowWidth", "VOILUTSequence", "WindowCenterWidthExplanation", "VOILUTFunction"):
-            if kw in ds:
-                delattr(ds, kw)
-    else:
-        ds.ImageType = ["DERIVED", "SECONDARY"] + [str(v) for v in old_type[2:]]
-    ds.DerivationDescription = description[:1024]
-    ds.SeriesDescription = (series_description if series_description is not None else (old_desc + suffix).strip())[:64]
-    ds.LossyImageCompression = "01" if clip.lossy else "00"
-    if not clip.lossy:
-        for kw in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
-            if kw in ds:
-                delattr(ds, kw)
-
-    if uncertainty:
-        photometric, bits = "MONOCHROME2", 8
-    elif rgb:
-        photometric, bits = "RGB", 8
-    else:
-        src_pi = str(src.get("PhotometricInterpretation", "")).strip() if src is not None else ""
-        photometric = "MONOCHROME1" if src_pi == "MONOCHROME1" else "MONOCHROME2"
-        bits = 8 if pixels.dtype in (np.uint8, np.int8) else int(src.get("BitsStored", 16)) if src is not None else 16
-    stored = np.ascontiguousarray(pixels if multi_class else pixels[0])
-    ds.set_pixel_data(stored, photometric, bits, generate_instance_uid=False)
-    if multi_class:
-        ds.NumberOfFrames = len(indices)
-    return save_dataset(ds, out_path, protect=(clip.path,))
+    with DerivedWriter(clip, out_path, description, indices, uncertainty, series_description) as writer:
+        for i, u in zip(indices, units):
+            writer.add(uncertainty_frame(clip, i, u) if uncertainty else compose_frame(clip, i, u))
+    return Path(out_path)

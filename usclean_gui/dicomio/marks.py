@@ -1,0 +1,346 @@
+"""Burned-in marks and the field of view inside a B-mode pane, and filling marks before despeckling.
+
+Pure functions over displayed grey frames (uint8 ``q``: 0 = black, 255 = white, MONOCHROME1
+already inverted), in the style of pydicom's ``pixels`` helpers; :class:`ClipMasks` applies
+them to a clip and caches what does not change from frame to frame.
+
+What counts as a mark (text, calipers, markers, depth and focus ticks, ROI / colour-box
+outlines, body marks; the detectors err on the side of a mark, since a false mark only leaves
+a few pixels speckled while a missed one is destroyed):
+
+* **colour**: any pixel that is not grey (beyond the lossy-compression tolerance), plus its
+  8-neighbours (anti-aliased edges of coloured graphics are greyish);
+* **plateaus** (:func:`frame_marks`): graphics are drawn in one flat value, speckle is not:
+  8-connected groups of at least :data:`MIN_PLATEAU` pixels of exactly one value, above black
+  and the grey map's lowest level,
+  (lossy data: within a tolerance, and :data:`CONTRAST` levels above the local median), and
+  near-white pixels (>= :data:`WHITE`) above the local median; dilated by one pixel for
+  anti-aliased edges and dark outlines;
+* **static** (:func:`static_marks`): in a cine whose tissue moves, pixels that stay fixed across
+  frames spread over the loop (black ones excepted).
+
+The **field of view** (:func:`fov_mask`) is the sector or rectangle of image content in a pane:
+non-black pixels, closed over the speckle's dark gaps and hole-filled, large components only.
+Nothing outside it is ever written, so the black background stays exactly as it was.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .clip import Clip
+
+#: Side of the median filter that estimates the background a mark stands on.
+MEDIAN = 15
+#: Smallest flat run (pixels of one value) taken as a drawn mark.
+MIN_PLATEAU = 4
+#: Mean difference (levels) between a flat group and the pixels around it for it to be a drawn mark.
+EDGE_CONTRAST = 15
+#: Largest difference between linked pixels of one flat mark (lossless data; interpolation leaves 1).
+FLAT_TOLERANCE = 0
+#: Levels (of 255) a mark must stand above the local median of the displayed frame.
+CONTRAST = 20
+#: Displayed level from which a pixel above the local median is a mark on its own.
+WHITE = 248
+#: Largest difference between the values of one mark's pixels in lossy-compressed data.
+LOSSY_TOLERANCE = 3
+#: Displayed level up to which a pixel counts as black background.
+BLACK = 6
+#: Most change (levels) across the loop of a fixed pixel (anti-aliased graphics vary by one), the
+#: fraction of the local typical change below which a pixel up to STATIC_REACH pixels from a fixed
+#: one is fixed too (edges blended with the moving image).
+STATIC_CORE = 1
+STATIC_GROWTH = 0.5
+STATIC_REACH = 2
+#: Length of the straight nearly-flat runs taken as drawn lines, and how far their sides are looked at.
+LINE_LENGTH = 11
+LINE_SIDE = 3
+#: Largest difference between the pixels of a nearly-flat drawn line: this many levels, or this
+#: fraction of the line's contrast with its sides (a bright outline over tissue varies more).
+LINE_TOLERANCE = 3
+LINE_RELATIVE = 0.1
+#: Frames sampled across a cine to find what stays fixed.
+STATIC_FRAMES = 6
+_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+_RING = np.ones((3, 3), bool)
+
+
+def to_display8(unit: np.ndarray) -> np.ndarray:
+    """Displayed grey in [0, 1] to uint8 levels (exact for 8-bit sources)."""
+    return np.clip(np.rint(np.asarray(unit, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def colour_marks(frame: np.ndarray, tolerance: int = 0) -> np.ndarray:
+    """Bool (H, W): non-grey pixels of an RGB frame and their 8-neighbours (all False for grey)."""
+    a = np.asarray(frame)
+    if a.ndim == 2:
+        return np.zeros(a.shape, bool)
+    rgb = a[..., :3]
+    colour = (rgb.max(axis=-1).astype(np.int32) - rgb.min(axis=-1).astype(np.int32)) > tolerance
+    return ndimage.binary_dilation(colour, structure=_RING) if colour.any() else colour
+
+
+def _plateaus(q: np.ndarray, cand: np.ndarray, tol: int, min_size: int = 0) -> np.ndarray:
+    """Candidates in 8-connected groups of >= ``min_size`` (default :data:`MIN_PLATEAU`) pixels
+    whose linked values differ by <= ``tol`` and whose surroundings differ from them by
+    :data:`EDGE_CONTRAST` levels on average (a drawn edge, not a smooth patch of tissue)."""
+    h, w = q.shape
+    idx = np.arange(h * w).reshape(h, w)
+    qi = q.astype(np.int16)
+    rows, cols = [], []
+    for dy, dx in _OFFSETS:
+        a = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
+        b = (slice(dy, h), slice(max(0, dx), w - max(0, -dx)))
+        link = cand[a] & cand[b] & (np.abs(qi[a] - qi[b]) <= tol)
+        rows.append(idx[a][link])
+        cols.append(idx[b][link])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    if r.size == 0:
+        return np.zeros_like(cand)
+    graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(h * w, h * w))
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels)
+    big = ((sizes[labels] >= (min_size or MIN_PLATEAU)).reshape(h, w)) & cand
+    if not big.any():
+        return big
+    lab = np.where(big, labels.reshape(h, w) + 1, 0)
+    n = int(lab.max()) + 1
+    level = np.bincount(lab.ravel(), weights=qi.ravel(), minlength=n) / np.maximum(np.bincount(lab.ravel(), minlength=n), 1)
+    ring_lab = ndimage.maximum_filter(lab, size=3) * (lab == 0)
+    diff = np.abs(qi - level[ring_lab]) * (ring_lab > 0)
+    edge = np.bincount(ring_lab.ravel(), weights=diff.ravel(), minlength=n) / np.maximum(np.bincount(ring_lab.ravel(), minlength=n), 1)
+    edge[0] = 0
+    return edge[lab] >= EDGE_CONTRAST
+
+
+def _lines(q: np.ndarray, cand: np.ndarray, tol: int, length: int = LINE_LENGTH) -> np.ndarray:
+    """Candidates on straight runs of ``length`` pixels (horizontal, vertical, diagonal) whose
+    values differ by <= ``tol`` (or :data:`LINE_RELATIVE` of their contrast) and that differ from the pixels :data:`LINE_SIDE` away on both
+    sides by :data:`EDGE_CONTRAST` on average: thin drawn lines, nearly flat (interpolated or
+    lossy) as well as exact."""
+    h, w = q.shape
+    p = length + LINE_SIDE
+    qi = np.pad(q.astype(np.int16), p, mode="edge")
+    ok = np.pad(cand, p, mode="constant")
+
+    def view(a: np.ndarray, dy: int, dx: int) -> np.ndarray:  # out[y, x] = a[y + dy, x + dx]
+        return a[p + dy:p + dy + h, p + dx:p + dx + w]
+
+    out = np.zeros((h, w), bool)
+    for dy, dx in _OFFSETS:
+        hi, lo, total = view(qi, 0, 0).copy(), view(qi, 0, 0).copy(), view(qi, 0, 0).astype(np.int32)
+        run = view(ok, 0, 0).copy()
+        for k in range(1, length):
+            v = view(qi, k * dy, k * dx)
+            np.maximum(hi, v, out=hi)
+            np.minimum(lo, v, out=lo)
+            total += v
+            run &= view(ok, k * dy, k * dx)
+        run &= (hi - lo) <= max(tol, LINE_RELATIVE * 255)
+        if not run.any():
+            continue
+        level = total / float(length)
+        sides = []
+        for sy, sx in ((dx * LINE_SIDE, -dy * LINE_SIDE), (-dx * LINE_SIDE, dy * LINE_SIDE)):
+            diff = np.zeros((h, w), np.float32)
+            for k in range(length):
+                diff += np.abs(level - view(qi, k * dy + sy, k * dx + sx))
+            sides.append(diff / length)
+        contrast = np.minimum(*sides)
+        run &= (contrast >= EDGE_CONTRAST) & ((hi - lo) <= np.maximum(tol, LINE_RELATIVE * contrast))
+        runp = np.pad(run, p, mode="constant")
+        for k in range(length):
+            out |= view(runp, -k * dy, -k * dx)
+    return out & cand
+
+
+def frame_marks(q: np.ndarray, where: np.ndarray | None = None, lossy: bool = False) -> np.ndarray:
+    """Bool mask of the burned-in graphics of one displayed frame (see the module docstring).
+
+    Args:
+        q: (H, W) uint8 displayed grey.
+        where: bool (H, W), where to look (default: everywhere).
+        lossy: the frame went through lossy compression (flat values are only nearly flat).
+    """
+    import cv2
+
+    q = np.ascontiguousarray(q, dtype=np.uint8)
+    where = np.ones(q.shape, bool) if where is None else where
+    above = q.astype(np.int16) - cv2.medianBlur(q, MEDIAN).astype(np.int16) >= CONTRAST
+    floor = max(BLACK, int(np.percentile(q[where], 0.5))) if where.any() else BLACK  # a grey map's lowest level
+    flat = _plateaus(q, where & (q > floor) & (above if lossy else True), LOSSY_TOLERANCE if lossy else FLAT_TOLERANCE,
+                     MIN_PLATEAU + 2 if lossy else MIN_PLATEAU)
+    marks = flat | (where & above & (q >= WHITE)) | _lines(q, where & (q > floor), LINE_TOLERANCE)
+    if not marks.any():
+        return marks
+    return ndimage.binary_dilation(marks, structure=_RING) & where
+
+
+def static_marks(stack: np.ndarray, fov: np.ndarray, lossy: bool = False) -> np.ndarray | None:
+    """Pixels that stay fixed across a cine's frames while its tissue moves, or None.
+
+    The cores are the non-black pixels whose value changes by at most :data:`STATIC_CORE` levels
+    (or the lossy tolerance); they grow by up to :data:`STATIC_REACH` pixels into neighbours that
+    change less than :data:`STATIC_GROWTH` of the local typical change (anti-aliased edges blended with the moving image), then by one pixel.
+
+    Args:
+        stack: (K, H, W) uint8 displayed grey of K >= 3 frames spread over the loop.
+        fov: bool (H, W), the field of view (where tissue moves).
+        lossy: allow :data:`LOSSY_TOLERANCE` levels of change.
+
+    Returns:
+        Bool (H, W), or None when fewer than half of the field of view changes (a still stored
+        as a loop: nothing to tell apart).
+    """
+    import cv2
+
+    if stack.shape[0] < 3 or not fov.any():
+        return None
+    spread = stack.max(axis=0) - stack.min(axis=0)  # uint8: max >= min
+    tol = LOSSY_TOLERANCE if lossy else 0
+    if np.mean(spread[fov] > tol) < 0.5:
+        return None
+    typical = cv2.medianBlur(np.ascontiguousarray(spread), MEDIAN).astype(np.float32)
+    fixed = (spread <= max(tol, STATIC_CORE)) & (stack.max(axis=0) > BLACK)
+    if not fixed.any():
+        return fixed
+    calm = spread.astype(np.float32) <= np.maximum(tol, STATIC_GROWTH * typical)
+    grown = ndimage.binary_dilation(fixed, structure=_RING, iterations=STATIC_REACH, mask=calm | fixed)
+    return ndimage.binary_dilation(grown, structure=_RING)
+
+
+def fov_mask(q: np.ndarray, lossy: bool = False) -> np.ndarray:
+    """Bool (h, w): the field of view (sector or rectangle of image content) of a pane crop.
+
+    ``q`` is the displayed grey of the pane (for a cine, the maximum over a few frames).  The
+    background is every black area (<= :data:`BLACK`) that touches the crop's border and is
+    larger than the speckle's dark gaps; what remains, less islands smaller than 5 % of the
+    largest (text, ticks in the background), is the field of view.
+    """
+    black = q <= BLACK + (LOSSY_TOLERANCE if lossy else 0)
+    labels, n = ndimage.label(black)
+    background = np.zeros(q.shape, bool)
+    if n:
+        sizes = np.bincount(labels.ravel())
+        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        edge = edge[(edge > 0) & (sizes[edge] >= max(64, 0.002 * q.size))]
+        background = np.isin(labels, edge)
+    labels, n = ndimage.label(~background)
+    if n == 0:
+        return np.zeros(q.shape, bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    big = np.flatnonzero(sizes >= max(0.05 * sizes.max(), 0.01 * q.size)) + 1
+    return np.isin(labels, big)
+
+
+def inpaint(unit: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndarray:
+    """``unit`` (float32 (h, w) in [0, 1]) with the ``mask`` pixels filled from their surroundings
+    (OpenCV's Telea inpainting), so that the network sees no mark and leaves no halo."""
+    import cv2
+
+    if not mask.any():
+        return unit
+    # 16-bit in and out: OpenCV's inpainting of float32 images returns values outside the input's range
+    levels = np.rint(np.clip(unit, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    out = cv2.inpaint(levels, mask.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    return np.where(mask, out.astype(np.float32) / 65535.0, unit).astype(np.float32)
+
+
+class ClipMasks:
+    """The masks of one clip: panes, fields of view, kept areas, marks, and what is despeckled.
+
+    ``process_mask(i)`` is True on the pixels of frame ``i`` that take the despeckled value:
+    inside an enabled pane and its field of view, not in a kept region, grey, and no mark.
+    Everything else is written back byte-identical.
+    """
+
+    def __init__(self, clip: "Clip", cache_frames: int = 24) -> None:
+        self.clip = clip
+        self._lock = threading.RLock()
+        self._static: np.ndarray | None | bool = False  # False: not computed yet
+        self._fov: np.ndarray | None = None
+        self._panes: list[np.ndarray] | None = None
+        self._frames: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache_frames = cache_frames
+
+    def reset(self) -> None:
+        """Forget everything that depends on the layout (after the user changed a pane)."""
+        with self._lock:
+            self._fov, self._panes, self._static = None, None, False
+            self._frames.clear()
+
+    def pane_masks(self) -> list[np.ndarray]:
+        """Disjoint masks of every pane (enabled or not), kept regions removed, each within its
+        field of view."""
+        with self._lock:
+            if self._panes is None:
+                fov = self.fov()
+                self._panes = [m & fov for m in self.clip.layout.pane_masks(self.clip.shape)]
+            return self._panes
+
+    def fov(self) -> np.ndarray:
+        """Bool (H, W): the fields of view of all panes (see :func:`fov_mask`)."""
+        with self._lock:
+            if self._fov is None:
+                peak = np.max(np.stack([self.display(i) for i in self.clip.sample_indices(3)]), axis=0)
+                fov = np.zeros(self.clip.shape, bool)
+                for pane in self.clip.layout.panes:
+                    x0, y0, x1, y1 = pane.box
+                    fov[y0:y1, x0:x1] |= fov_mask(peak[y0:y1, x0:x1], self.clip.lossy)
+                self._fov = fov
+            return self._fov
+
+    def display(self, i: int) -> np.ndarray:
+        return to_display8(self.clip.gray_frame(i))
+
+    def static(self) -> np.ndarray | None:
+        """The fixed pixels of the cine (:func:`static_marks`), None for a still or a still loop."""
+        with self._lock:
+            if self._static is False:
+                idx = self.clip.sample_indices(STATIC_FRAMES)
+                stack = np.stack([self.display(i) for i in idx]) if len(idx) >= 3 else np.zeros((0,) + self.clip.shape)
+                self._static = static_marks(stack, self.fov(), self.clip.lossy) if len(idx) >= 3 else None
+            return self._static
+
+    def marks(self, i: int) -> np.ndarray:
+        """Bool (H, W): the burned-in marks of frame ``i`` inside the fields of view."""
+        return self._frame(i)[0]
+
+    def process_mask(self, i: int) -> np.ndarray:
+        """Bool (H, W): the pixels of frame ``i`` that take the despeckled value."""
+        return self._frame(i)[1]
+
+    def fill_mask(self, i: int) -> np.ndarray:
+        """Bool (H, W): the pixels inpainted before despeckling (marks and kept regions inside
+        the fields of view)."""
+        return self._frame(i)[2]
+
+    def _frame(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with self._lock:
+            hit = self._frames.get(i)
+            if hit is not None:
+                self._frames.move_to_end(i)
+                return hit
+        clip = self.clip
+        live = np.zeros(clip.shape, bool)
+        for k in clip.layout.enabled():
+            live |= self.pane_masks()[k]
+        marks = frame_marks(self.display(i), live, clip.lossy) | colour_marks(clip.frame(i), clip.chroma_tolerance)
+        static = self.static()
+        if static is not None:
+            marks |= static
+        fov = self.fov()
+        marks &= fov
+        result = (marks, live & ~marks, fov & (marks | clip.layout.kept_mask(clip.shape)))
+        with self._lock:
+            self._frames[i] = result
+            while len(self._frames) > self._cache_frames:
+                self._frames.popitem(last=False)
+        return result
