@@ -31,7 +31,7 @@ def real_frame() -> np.ndarray:
     import cv2
     from pydicom import examples
 
-    from usclean_gui.dicom import open_image
+    from usclean_gui.dicomio import open_image
 
     f = open_image(examples.get_path("ybr_color")).gray_frame(0)
     return np.clip(cv2.resize(f, (640, 480), interpolation=cv2.INTER_CUBIC), 0, 1).astype(np.float32)
@@ -66,7 +66,7 @@ def parity(n_images: int) -> list[str]:
 
 def clip_run(frames: int, frame: np.ndarray, folder: Path) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of ``usclean despeckle`` on a ``frames``-frame clip made from ``frame``."""
-    from usclean_gui.dicom import write_cine
+    from usclean_gui.dicomio import write_cine
 
     rng = np.random.default_rng(0)
     src = folder / ("clip_%d.dcm" % frames)

@@ -24,7 +24,7 @@ def model_folder(tmp_path_factory):
 def real_frames():
     from pydicom import examples
 
-    from usclean_gui.dicom import open_image
+    from usclean_gui.dicomio import open_image
 
     clip = open_image(examples.get_path("ybr_color"))
     # two real cardiac frames, cropped to the sector; odd sizes exercise the padding to a multiple of 4

@@ -32,7 +32,7 @@ def load_real_clips(path: str | Path = ROIS, names=None) -> list:
     """The declared real clips (all, or those in ``names``)."""
     from engine.generalization import RealClip
 
-    from .dicom import open_image
+    from .dicomio import open_image
 
     spec = json.loads(Path(path).read_text())
     clips = []
