@@ -234,7 +234,7 @@ def test_importing_the_app_package_is_cheap():
 def test_overlay_opacity_and_csv_provenance_after_despeckling(window, qtbot, dicom_factory, tmp_path):
     import csv
 
-    from usclean_gui.app.model import RoiShape
+    from usclean_gui.app.viewer_state import RoiShape
 
     assert window.open_file(_clip(dicom_factory, n=2, colour=False))
     window.steps_spin.setValue(2)

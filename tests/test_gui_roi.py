@@ -11,7 +11,7 @@ pytestmark = pytest.mark.timeout(120)
 
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
-from usclean_gui.app.model import MEASURE_DOMAIN, RoiShape  # noqa: E402
+from usclean_gui.app.viewer_state import MEASURE_DOMAIN, RoiShape  # noqa: E402
 
 H, W = 80, 100
 

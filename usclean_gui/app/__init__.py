@@ -1,7 +1,7 @@
 """The USClean desktop app (PySide6 + pyqtgraph): ``usclean-gui [FILE] [--screenshot OUT.png]``.
 
 Importing this package is cheap: Qt, pyqtgraph and torch are imported only by :func:`main`
-and the modules it loads.  Modules: ``model`` (Qt-free clip / ROI / measurement state),
+and the modules it loads.  Modules: ``viewer_state`` (Qt-free clip / ROI / measurement state),
 ``main_window``, ``panes``, ``cine``, ``roi``, ``engine_thread``, ``simulator_tab`` (with the
 Qt-free ``sim_worker``), ``export`` and ``headless`` (the ``--screenshot`` mode).
 """

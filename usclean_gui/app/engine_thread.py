@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from .model import EngineSettings
+from .viewer_state import EngineSettings
 
 #: Most bytes of input frames handed to the engine in one ``iter_despeckle`` call.  A clip that
 #: fits goes in one call, exactly as ``usclean despeckle`` does it (one normalisation plan for the

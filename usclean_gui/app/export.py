@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import MEASURE_DOMAIN, ClipSession, Measurement, RoiShape
+from .viewer_state import MEASURE_DOMAIN, ClipSession, Measurement, RoiShape
 
 
 def _check_dest(path: str | os.PathLike, protect: tuple[str, ...]) -> Path:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, 
 from . import export
 from .cine import CineController
 from .engine_thread import EngineController
-from .model import ClipSession, EngineSettings
+from .viewer_state import ClipSession, EngineSettings
 from .panes import PaneSet
 from .roi import RoiPanel
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from .model import MEASURE_DOMAIN, ClipSession, Measurement, RoiShape, measure
+from .viewer_state import MEASURE_DOMAIN, ClipSession, Measurement, RoiShape, measure
 
 COLORS = {"target": (255, 90, 90), "background": (70, 190, 255)}
 ROWS = ("CNR", "gCNR", "mean target", "std target", "mean background", "std background", "area target",

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
                                QVBoxLayout, QWidget)
 
 from .engine_thread import EngineController
-from .model import EngineSettings
+from .viewer_state import EngineSettings
 from .sim_worker import SimRequest, process_job, score, simulate
 
 PANES = ("Ground truth", "Simulated", "Despeckled", "Uncertainty (std)")
