@@ -124,7 +124,7 @@ def cine_mp4(session: ClipSession, path: str | os.PathLike, fps: float, cmap: An
 
 CSV_FIELDS = ("file", "frame", "time_ms", "domain", "image", "cnr", "gcnr", "mean_target", "std_target",
               "mean_background", "std_background", "area_target", "area_background", "area_unit",
-              "target_roi", "background_roi", "bmode_region", "model", "sampler", "steps", "members", "seed",
+              "target_roi", "background_roi", "roi_mode", "bmode_region", "model", "sampler", "steps", "members", "seed",
               "exported_utc")
 
 
@@ -147,8 +147,9 @@ def measurements_csv(rows: list[Measurement], shapes: dict[str, RoiShape], sessi
             w.writerow([session.path, m.frame, "%.3f" % m.time_ms, MEASURE_DOMAIN, name, "%.6g" % s.cnr,
                         "%.6g" % s.gcnr, "%.6g" % s.mean_t, "%.6g" % s.std_t, "%.6g" % s.mean_b, "%.6g" % s.std_b,
                         "%.6g" % m.area_t, "%.6g" % m.area_b, m.area_unit,
-                        shapes["target"].describe() if "target" in shapes else "",
-                        shapes["background"].describe() if "background" in shapes else "",
+                        m.target_roi or (shapes["target"].describe() if "target" in shapes else ""),
+                        m.background_roi or (shapes["background"].describe() if "background" in shapes else ""),
+                        m.roi_mode,
                         "%d,%d,%d,%d" % session.box,
                         st.model if (desp and st) else "", (st.sampler or "default") if (desp and st) else "",
                         (st.steps or "default") if (desp and st) else "", (st.members or "all") if (desp and st) else "",
