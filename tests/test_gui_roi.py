@@ -154,13 +154,13 @@ def _send(widget, etype, pos, button, buttons):
 
 def _to_widget(window, pane, x, y):
     vb = window.panes.views[pane]
-    return window.panes.graphics.mapFromScene(vb.mapViewToScene(QPointF(x, y)))
+    return window.panes.widgets[pane].mapFromScene(vb.mapViewToScene(QPointF(x, y)))
 
 
 def _drag(window, pane, a, b):
     from PySide6.QtCore import QEvent
 
-    vp = window.panes.graphics.viewport()
+    vp = window.panes.widgets[pane].viewport()
     p0, p1 = _to_widget(window, pane, *a), _to_widget(window, pane, *b)
     left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
     _send(vp, QEvent.Type.MouseButtonPress, p0, left, left)
@@ -172,7 +172,7 @@ def _drag(window, pane, a, b):
 def _click(window, pane, pt, double=False):
     from PySide6.QtCore import QEvent
 
-    vp = window.panes.graphics.viewport()
+    vp = window.panes.widgets[pane].viewport()
     p = _to_widget(window, pane, *pt)
     left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
     _send(vp, QEvent.Type.MouseButtonPress, p, left, left)
