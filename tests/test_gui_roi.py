@@ -252,7 +252,7 @@ def test_loop_plot_legend_outside_and_axis_of_the_clip(window, qtbot, tmp_path):
     assert window.open_file(path)
     plot = window.roi.plot.getPlotItem()
     assert plot.legend is None  # no legend drawn over the curves; it is a label under the plot
-    assert "CNR despeckled" in window.roi.legend.text() and window.roi.legend.isVisible()
+    assert "CNR&nbsp;despeckled" in window.roi.legend.text() and window.roi.legend.isVisible()
     (x0, x1), _ = plot.viewRange()
     end = 3 * window.session.frame_time_ms
     assert x0 <= 0 and x1 == pytest.approx(end, rel=0.05)  # the clip's time axis before any measurement

@@ -318,6 +318,7 @@ class MainWindow(QMainWindow):
         self.runner.stop()
         self.session = session
         self.undespeckled_shown = 0
+        self.dropped_label.setText("")
         self.roi.set_session(session)
         self.cine.set_clip(session.n_frames, session.frame_time_ms)
         h, w = session.shape

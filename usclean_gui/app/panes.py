@@ -270,6 +270,7 @@ class PaneSet(QWidget):
         self.controls.addWidget(self.split_slider, 1)
         self.controls.addWidget(self.opacity_label)
         self.controls.addWidget(self.opacity, 1)
+        self.controls.addStretch(0)  # takes the room of the sliders a layout hides
 
     # ------------------------------------------------------------------------------ layout
     def set_layout(self, name: str) -> None:

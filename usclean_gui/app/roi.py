@@ -54,12 +54,14 @@ def _shape_from_item(role: str, kind: str, item: pg.ROI) -> RoiShape:
 
 
 def _legend_html() -> str:
-    bits = []
+    """The loop plot's legend as a two-column table (kept under the plot, never over the curves)."""
+    cells = []
     for _, name, rgb, width, dashed in CURVES:
-        line = "- - -" if dashed else "———"
-        bits.append('<span style="color: rgb%s; font-weight: %s">%s</span>&nbsp;%s'
-                    % (str(rgb), "bold" if width > 1 else "normal", line, name))
-    return "&nbsp;&nbsp; ".join(bits)
+        line = "- - -" if dashed else "&#8212;&#8212;"
+        cells.append('<td><span style="color: rgb%s; font-weight: %s">%s</span>&nbsp;%s</td>'
+                     % (str(rgb), "bold" if width > 1 else "normal", line, name.replace(" ", "&nbsp;")))
+    rows = ["<tr>%s%s</tr>" % (cells[k], cells[k + 1]) for k in (0, 2)]
+    return '<table cellspacing="0" cellpadding="1">%s</table>' % "".join(rows)
 
 
 class RoiPanel(QWidget):

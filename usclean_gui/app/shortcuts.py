@@ -36,6 +36,7 @@ class ShortcutsDialog(QDialog):
         self.table = QTableWidget(len(SHORTCUTS), 2)
         self.table.setHorizontalHeaderLabels(["Keys", "Action"])
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         for r, (keys, what) in enumerate(SHORTCUTS):
             self.table.setItem(r, 0, QTableWidgetItem(keys))
@@ -50,5 +51,7 @@ class ShortcutsDialog(QDialog):
         lay.addWidget(self.table)
         lay.addWidget(note)
         lay.addWidget(buttons)
-        self.resize(520, 470)
+        rows = self.table.verticalHeader().defaultSectionSize() * len(SHORTCUTS)
+        self.table.setMinimumHeight(rows + self.table.horizontalHeader().sizeHint().height() + 6)
+        self.resize(540, min(rows + 130, 700))
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
