@@ -14,11 +14,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-import pyqtgraph as pg
 from PySide6.QtCore import QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import (QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication,
                            QIcon, QKeySequence, QShortcut)
-from PySide6.QtWidgets import (QCheckBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMainWindow, QMenu,
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu,
                                QMessageBox, QScrollArea, QTabWidget, QVBoxLayout, QWidget)
 
 from . import export, export_dirs, workers
@@ -27,6 +26,7 @@ from .despeckle_runner import DespeckleRunner
 from .engine_panel import MODELS, EnginePanel
 from .engine_work import Focus, FrameResult, ModelCache, ModelInfo
 from .panes import LAYOUT_NAMES, LAYOUTS, PaneSet
+from .region_box import RegionBox
 from .roi import RoiPanel
 from .shortcuts import ShortcutsDialog
 from .viewer_state import ClipSession, EngineSettings
@@ -91,7 +91,6 @@ class MainWindow(QMainWindow):
         self.engine_panel.start_requested.connect(lambda: self.despeckle())
         self.engine_panel.cancel_requested.connect(self.cancel)
         self.engine_panel.settings_changed.connect(self._on_settings_changed)
-        self._region_item: pg.RectROI | None = None
         self._build_tabs()
         self._build_menus()
         self._build_status()
@@ -110,7 +109,9 @@ class MainWindow(QMainWindow):
         left_w.setLayout(left)
         side = QVBoxLayout()
         side.addWidget(self.engine_panel)
-        side.addWidget(self._build_region_box())
+        self.region_box = RegionBox(self.panes.views[0])
+        self.region_box.moved.connect(self.set_region)
+        side.addWidget(self.region_box)
         side.addWidget(self.roi)
         side.addStretch(1)
         side_w = QWidget()
@@ -136,17 +137,6 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(placeholder, "Simulator")
         self.tabs.currentChanged.connect(self._on_tab)
         self.setCentralWidget(self.tabs)
-
-    def _build_region_box(self) -> QGroupBox:
-        box = QGroupBox("B-mode region")
-        lay = QVBoxLayout(box)
-        self.region_label = QLabel("—")
-        self.region_label.setWordWrap(True)
-        self.region_edit = QCheckBox("Adjust the region on the original pane")
-        self.region_edit.toggled.connect(self._on_region_edit)
-        lay.addWidget(self.region_label)
-        lay.addWidget(self.region_edit)
-        return box
 
     def _build_status(self) -> None:
         self.file_label = QLabel("Open a DICOM clip (File ▸ Open or drop a file here)")
@@ -323,7 +313,7 @@ class MainWindow(QMainWindow):
         self.cine.set_clip(session.n_frames, session.frame_time_ms)
         h, w = session.shape
         self.panes.new_clip(w, h)
-        self._place_region_item()
+        self.region_box.show_session(session)
         self.show_frame(0)
         self._update_info()
         self.engine_panel.show_clip(session, force=True)
@@ -344,9 +334,6 @@ class MainWindow(QMainWindow):
                 ("%.3f×%.3f mm/px" % sp) if sp else "uncalibrated",
                 "%.1f fps%s" % (fps, "" if getattr(clip, "frame_time_ms", None) else " (assumed)")]
         self.file_label.setText("   ".join(bits))
-        x0, y0, x1, y1 = s.box
-        src = getattr(clip, "region_source", "")
-        self.region_label.setText("x %d–%d, y %d–%d (%s)" % (x0, x1, y0, y1, src or "whole frame"))
 
     def _add_recent(self, path: str) -> None:
         recent = [p for p in self.recent_files() if p != path]
@@ -419,28 +406,6 @@ class MainWindow(QMainWindow):
             self.cine.dropped, "" if self.cine.dropped == 1 else "s", self.undespeckled_shown))
 
     # ------------------------------------------------------------------------------ region
-    def _place_region_item(self) -> None:
-        if self._region_item is not None:
-            self.panes.views[0].removeItem(self._region_item)
-        x0, y0, x1, y1 = self.session.box
-        item = pg.RectROI((x0, y0), (x1 - x0, y1 - y0), pen=pg.mkPen((255, 220, 0), width=1,
-                                                                      style=Qt.PenStyle.DashLine))
-        item.setZValue(10)
-        item.translatable = self.region_edit.isChecked()
-        item.resizable = self.region_edit.isChecked()
-        for h in item.getHandles():
-            h.setVisible(self.region_edit.isChecked())
-        item.sigRegionChangeFinished.connect(self._on_region_moved)
-        self.panes.views[0].addItem(item, ignoreBounds=True)
-        self._region_item = item
-
-    def _on_region_edit(self, on: bool) -> None:
-        if self._region_item is None:
-            return
-        self._region_item.translatable = on
-        for h in self._region_item.getHandles():
-            h.setVisible(on)
-
     def set_region(self, box: tuple[int, int, int, int]) -> None:
         """Use ``box`` (x0, y0, x1, y1) as the B-mode region; drops results for the old one."""
         if self.session is None:
@@ -453,15 +418,11 @@ class MainWindow(QMainWindow):
         if changed:
             restart = self.runner.busy or self.engine_panel.auto_check.isChecked()
             self.runner.stop()
-            self._place_region_item()
+            self.region_box.show_session(self.session)
             self._update_info()
             self.show_frame(self.cine.frame)
             if restart:
                 self.despeckle()
-
-    def _on_region_moved(self, item: pg.RectROI) -> None:
-        pos, size = item.pos(), item.size()
-        self.set_region((pos.x(), pos.y(), pos.x() + size.x(), pos.y() + size.y()))
 
     # ------------------------------------------------------------------------------ engine
     def set_model(self, name: str) -> None:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QButtonGroup, QGridLayout, QHBoxLayout, QLabel, Q
 
 from . import uncertainty
 from .view_keeper import ViewKeeper
+from .viewer_state import blend
 
 TITLES = ("Original", "Despeckled", "Uncertainty")
 LAYOUTS = ("three", "two", "one")
@@ -156,6 +157,7 @@ class PaneSet(QWidget):
         super().__init__(parent)
         self.layout_name = "three"
         self.split = 0.5  #: single-pane compare: fraction of the width that shows the original
+        self.strength = 1.0  #: shown = strength × despeckled + (1 − strength) × original
         self._frame: dict[str, object] = {}
         self.views: list[PaneViewBox] = []
         self.widgets: list[pg.GraphicsView] = []
@@ -270,6 +272,17 @@ class PaneSet(QWidget):
         self.controls.addWidget(self.split_slider, 1)
         self.controls.addWidget(self.opacity_label)
         self.controls.addWidget(self.opacity, 1)
+        self.strength_slider = QSlider(Qt.Orientation.Horizontal)
+        self.strength_slider.setRange(0, 100)
+        self.strength_slider.setValue(100)
+        self.strength_slider.setMaximumWidth(120)
+        self.strength_slider.setToolTip("Despeckling strength: shown = strength × despeckled + (1 − strength) × "
+                                        "original, in display grey levels")
+        self.strength_slider.valueChanged.connect(lambda v: self.set_strength(v / 100.0))
+        self.strength_label = QLabel("Strength 100 %")
+        self.strength_label.setFixedWidth(self.strength_label.sizeHint().width() + 6)
+        self.controls.addWidget(self.strength_label)
+        self.controls.addWidget(self.strength_slider)
         self.controls.addStretch(0)  # takes the room of the sliders a layout hides
 
     # ------------------------------------------------------------------------------ layout
@@ -310,6 +323,15 @@ class PaneSet(QWidget):
         self.split_line.blockSignals(True)
         self.split_line.setValue(self.split * w)
         self.split_line.blockSignals(False)
+        self._render()
+
+    def set_strength(self, strength: float) -> None:
+        """Mix the despeckled image with the original (1: fully despeckled, 0: the original)."""
+        self.strength = min(max(float(strength), 0.0), 1.0)
+        self.strength_slider.blockSignals(True)
+        self.strength_slider.setValue(int(round(100 * self.strength)))
+        self.strength_slider.blockSignals(False)
+        self.strength_label.setText("Strength %d %%" % round(100 * self.strength))
         self._render()
 
     def toggle_compare(self) -> None:
@@ -354,7 +376,7 @@ class PaneSet(QWidget):
         if not f:
             return
         orig = to_display(f["original"])
-        desp = to_display(f["despeckled"]) if f["despeckled"] is not None else orig
+        desp = self._shown_despeckled(orig)
         if self.layout_name == "one":
             shown = split_composite(orig, desp, int(round(self.split * orig.shape[1])))
         else:
@@ -370,6 +392,12 @@ class PaneSet(QWidget):
             else:
                 self.overlay.setImage(over, levels=uncertainty.levels(), autoLevels=False)
         self._set_markers()
+
+    def _shown_despeckled(self, orig: np.ndarray) -> np.ndarray:
+        f = self._frame
+        if f["despeckled"] is None:
+            return orig
+        return to_display(blend(f["original"], f["despeckled"], self.strength))
 
     def _overlay(self) -> np.ndarray | None:
         f = self._frame
@@ -417,7 +445,7 @@ class PaneSet(QWidget):
         if pane == 0:
             return to_display(f["original"])
         if pane == 1:
-            return to_display(f["despeckled"] if f["despeckled"] is not None else f["original"])
+            return self._shown_despeckled(to_display(f["original"]))
         return self._overlay()
 
     def grab_qimage(self) -> QImage:

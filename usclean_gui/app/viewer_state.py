@@ -63,6 +63,27 @@ def region_box(region: Any, shape: tuple[int, int]) -> tuple[int, int, int, int]
     return x0, y0, x1, y1
 
 
+def bmode_regions(clip: Any) -> list[tuple[int, int, int, int]]:
+    """The B-mode regions of a clip as ``(x0, y0, x1, y1)`` boxes.
+
+    Today a clip exposes one (``clip.bmode_region``); a clip that lists several (``clip.bmode_regions``,
+    from the DICOM/region pipeline being built) gives them all.  Callers treat the result as a list.
+    """
+    many = getattr(clip, "bmode_regions", None)
+    if many:
+        return [tuple(int(v) for v in r) for r in many]  # type: ignore[misc]
+    one = getattr(clip, "bmode_region", None)
+    return [tuple(int(v) for v in one)] if one is not None else []  # type: ignore[list-item]
+
+
+def blend(original: np.ndarray, despeckled: np.ndarray, strength: float) -> np.ndarray:
+    """``strength`` × despeckled + (1 − strength) × original, in the display domain (float [0, 1])."""
+    s = min(max(float(strength), 0.0), 1.0)
+    if s >= 1.0:
+        return despeckled
+    return (s * np.asarray(despeckled, dtype=np.float32) + (1.0 - s) * np.asarray(original, dtype=np.float32))
+
+
 def to_unit(frame: np.ndarray) -> np.ndarray:
     """Scale a frame to float32 in [0, 1]: unsigned integers by their dtype's range, floats clipped."""
     a = np.asarray(frame)
