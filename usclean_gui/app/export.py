@@ -74,6 +74,9 @@ def _temp_next_to(out: Path, suffix: str):
     fd, tmp = tempfile.mkstemp(prefix="." + out.stem + ".", suffix=suffix, dir=out.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes it private; the export is an ordinary file
     try:
         yield tmp_path
         os.replace(tmp_path, out)

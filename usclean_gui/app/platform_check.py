@@ -41,6 +41,11 @@ X11_LIBRARIES: dict[str, str] = {
 }
 
 
+#: the ones Qt's GUI library needs even offscreen (``--screenshot``, tests); the rest only the window needs
+CORE_LIBRARIES = frozenset({"libxcb.so.1", "libxkbcommon.so.0", "libX11.so.6", "libEGL.so.1", "libGL.so.1",
+                            "libfontconfig.so.1", "libfreetype.so.6", "libdbus-1.so.3", "libglib-2.0.so.0"})
+
+
 def uses_x11(env: dict[str, str] | None = None, platform: str | None = None) -> bool:
     """True when Qt will pick its xcb plugin: Linux, an X display, no other platform forced."""
     env = dict(os.environ) if env is None else env
@@ -68,7 +73,9 @@ def missing_x11_libraries(loadable=_loadable) -> list[str]:
 def advice(missing: list[str]) -> str:
     """What to tell the user when ``missing`` libraries stop the window from opening."""
     packages = sorted({X11_LIBRARIES[m] for m in missing})
-    return ("usclean-gui: the window cannot open: Qt's X11 (xcb) platform plugin needs system libraries that "
-            "are not installed:\n  %s\nOn Debian / Ubuntu install them with:\n  sudo apt-get install %s\n"
-            "(headless use needs none of them: usclean-gui FILE --screenshot OUT.png, or QT_QPA_PLATFORM=offscreen)"
+    text = ("usclean-gui: the window cannot open: Qt's X11 (xcb) platform plugin needs system libraries that "
+            "are not installed:\n  %s\nOn Debian / Ubuntu install them with:\n  sudo apt-get install %s"
             % (", ".join(missing), " ".join(packages)))
+    if not CORE_LIBRARIES.intersection(missing):
+        text += "\n(headless use works without them: usclean-gui FILE --screenshot OUT.png, or QT_QPA_PLATFORM=offscreen)"
+    return text

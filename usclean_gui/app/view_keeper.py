@@ -52,6 +52,14 @@ class ViewKeeper(QObject):
         self.apply()
         self.changed.emit()
 
+    def show(self, centre: tuple[float, float], scale: float) -> None:
+        """Centre the panes on ``centre`` (image pixels) at ``scale`` screen pixels per image pixel."""
+        self.centre = (float(centre[0]), float(centre[1]))
+        self.scale = max(float(scale), 1e-3)
+        self.mode = "scale"
+        self.apply()
+        self.changed.emit()
+
     def zoom_label(self) -> str:
         if self.mode == "fit":
             return "fit"
