@@ -4,8 +4,8 @@
 
 (offscreen works too: QT_QPA_PLATFORM=offscreen).  It opens the demo clip in a 1366×768 window with
 the shipped default model and saves, in order: the first preview right after opening, three panes
-with the ensemble, the loop playing while the work fills in, a 1:1 zoom kept through playback, the
-one-pane split and the two-pane layout, ROIs that follow the tissue with the CNR over the loop,
+with the ensemble, the loop playing while the work fills in, a zoom on the lesion kept through playback,
+ROIs that follow the tissue with the CNR over the loop,
 Help ▸ Keyboard shortcuts, a frame of the exported MP4, pydicom's cardiac example, and the simulator
 tab.  It prints what it measured (dropped frames, the view range before and after playing).
 The per-layout pictures are ``usclean-gui FILE --screenshot OUT --layout L`` (see USER_GUIDE.md).
@@ -85,21 +85,12 @@ def session(app, win, out: Path, tmp: Path) -> None:
     print("view range before / after playing: %s / %s; dropped %d frames, %d shown before despeckling"
           % (before[0], after[0], win.cine.dropped, win.undespeckled_shown))
     keeper = win.panes.keeper
-    keeper.centre = (70.0, 60.0)  # the lesion
-    keeper.one_to_one()
-    keeper.centre = (70.0, 60.0)
-    keeper.apply()
+    keeper.show((70.0, 60.0), 2.5)  # the lesion, 250 %: what the wheel does, set exactly
     win.cine.play()
     run_for(app, 2.0)
     win.cine.pause()
-    save(app, win, out / "guide_04_zoom_1to1.png")
+    save(app, win, out / "guide_04_zoom.png")
     keeper.fit()
-    win.panes.set_layout("one")
-    win.panes.set_split(0.5)
-    save(app, win, out / "guide_05_one_pane_split.png")
-    win.panes.set_layout("two")
-    save(app, win, out / "guide_06_two_panes.png")
-    win.panes.set_layout("three")
     wait(app, lambda: len(win.session.means) == win.session.n_frames)
     win.cine.set_frame(0)
     win.roi.set_roi(RoiShape("target", "ellipse", params=(54, 42, 26, 26)))
@@ -111,19 +102,19 @@ def session(app, win, out: Path, tmp: Path) -> None:
     print("tracked ROIs: despeckled CNR %.2f .. %.2f over the loop" % (min(cnrs), max(cnrs)))
     win.cine.set_frame(20)
     win.side_panel.verticalScrollBar().setValue(win.side_panel.verticalScrollBar().maximum())
-    save(app, win, out / "guide_07_roi_tracked.png")
+    save(app, win, out / "guide_05_roi_tracked.png")
     win.side_panel.verticalScrollBar().setValue(0)
     dialog = win.show_shortcuts()
-    save(app, dialog, out / "guide_08_shortcuts.png")
+    save(app, dialog, out / "guide_06_shortcuts.png")
     dialog.close()
-    mp4_frame(win, tmp, out / "guide_09_mp4_frame.png")
+    mp4_frame(win, tmp, out / "guide_07_mp4_frame.png")
     from pydicom import examples
 
     assert win.open_file(examples.get_path("ybr_color"))
     win.cine.set_frame(5)
     wait(app, lambda: 5 in win.session.means)
-    save(app, win, out / "guide_10_cardiac_three_panes.png")
-    simulator(app, win, out / "guide_11_simulator.png")
+    save(app, win, out / "guide_08_cardiac_three_panes.png")
+    simulator(app, win, out / "guide_09_simulator.png")
 
 
 def mp4_frame(win, tmp: Path, dest: Path) -> None:
