@@ -129,6 +129,7 @@ def test_layouts(window, qtbot, dicom_factory):
     assert panes.layout_name == "one" and [w.isVisible() for w in panes.widgets] == [True, False, False]
     assert panes.keeper.scale == scale  # the zoom survives the switch
     assert panes.split_slider.isVisible() and panes.split_line.isVisible()
+    assert panes.split_line.value() == pytest.approx(0.5 * frames.shape[2])  # the line sits on the split
     # nothing despeckled yet: the whole pane is the original, with a marker saying so
     assert np.array_equal(panes.original.image, frames[0])
     assert "not despeckled yet" in panes.marker_text(0)
@@ -175,3 +176,18 @@ def test_help_lists_every_shortcut(window):
     help_menu = [m for m in window.menuBar().actions() if m.text() == "&Help"][0].menu()
     assert {"&Keyboard shortcuts", "&User guide", "&About USClean"} <= {a.text() for a in help_menu.actions()}
     dialog.close()
+
+
+def test_side_panel_can_be_hidden_for_larger_panes(window, qtbot, dicom_factory):
+    _open(window, dicom_factory, n=2)
+    before = window.panes.widgets[0].width()
+    qtbot.keyClick(window, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    QApplication.processEvents()
+    assert not window.side_panel.isVisible() and window.panes.widgets[0].width() > before
+    assert window.panes.keeper.mode == "fit"  # and the image is fitted to the larger pane
+    vb = window.panes.views[0]
+    (x0, x1), (y0, y1) = vb.viewRange()
+    h, w = window.session.shape
+    assert min((x1 - x0) / w, (y1 - y0) / h) == pytest.approx(1.0, abs=0.02)
+    qtbot.keyClick(window, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
+    assert window.side_panel.isVisible()

@@ -199,6 +199,11 @@ class MainWindow(QMainWindow):
             self._action(menu, LAYOUT_NAMES[name], lambda name=name: self.panes.set_layout(name), keys)
         self._action(menu, "Next &layout", self.panes.cycle_layout, "L")
         self._action(menu, "&Toggle original ⇄ despeckled (one pane)", self._toggle_compare, "T")
+        menu.addSeparator()
+        self.side_action = self._action(menu, "&Side panel", lambda: self.side_panel.setVisible(
+            self.side_action.isChecked()), "Ctrl+B")
+        self.side_action.setCheckable(True)
+        self.side_action.setChecked(True)
 
     def _toggle_compare(self) -> None:
         if self.panes.layout_name != "one":

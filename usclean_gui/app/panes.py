@@ -158,6 +158,7 @@ class PaneSet(QWidget):
         self.layout_name = "three"
         self.split = 0.5  #: single-pane compare: fraction of the width that shows the original
         self.strength = 1.0  #: shown = strength × despeckled + (1 − strength) × original
+        self._has_clip = False
         self._frame: dict[str, object] = {}
         self.views: list[PaneViewBox] = []
         self.widgets: list[pg.GraphicsView] = []
@@ -344,8 +345,7 @@ class PaneSet(QWidget):
             self.set_split(self.split_line.value() / w)
 
     def _width(self) -> int:
-        orig = self._frame.get("original")
-        return int(np.shape(orig)[1]) if orig is not None else 0
+        return int(self.keeper.image_size[0]) if self._has_clip else 0
 
     # ------------------------------------------------------------------------------ images
     def new_clip(self, width: int, height: int) -> None:
@@ -353,6 +353,7 @@ class PaneSet(QWidget):
         self._frame = {}
         for item in (self.original, self.despeckled, self.base, self.overlay):
             item.clear()
+        self._has_clip = True
         self.keeper.set_image_size(width, height)
         self.set_split(self.split)
 

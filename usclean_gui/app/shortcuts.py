@@ -20,6 +20,7 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Ctrl+3 / Ctrl+2 / Ctrl+1", "Three panes / two panes / one pane (compare)"),
     ("L", "Next layout"),
     ("T", "One pane: whole pane original ⇄ despeckled"),
+    ("Ctrl+B", "Show / hide the side panel (larger panes)"),
     ("Esc", "Stop drawing an ROI"),
     ("Ctrl+O", "Open a clip"),
     ("Ctrl+Q", "Quit"),
