@@ -78,7 +78,7 @@ def session(app, win, out: Path, tmp: Path) -> None:
     save(app, win, out / "guide_02_three_panes.png")
     before = [vb.viewRange() for vb in win.panes.views]
     win.cine.play()
-    run_for(app, 4.0)
+    run_for(app, 3.6)  # not a whole number of loops: the picture shows a frame mid-loop
     save(app, win, out / "guide_03_playing.png")
     win.cine.pause()
     after = [vb.viewRange() for vb in win.panes.views]
