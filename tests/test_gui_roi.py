@@ -205,6 +205,10 @@ def test_draw_rois_with_the_mouse(window, qtbot, tmp_path):
     assert m is not None and m.original.cnr > 1.0  # dim target vs bright background
     # panning still works once drawing is over
     assert all(vb.draw_mode is None for vb in window.panes.views) and window.roi.hint.text() == ""
+    window.roi.start_drawing("target")  # Esc stops drawing
+    assert all(vb.draw_mode == "polygon" for vb in window.panes.views)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert all(vb.draw_mode is None for vb in window.panes.views) and window.roi.hint.text() == ""
 
 
 def _moving_cyst(tmp_path, n=10, step=(2, 1)):

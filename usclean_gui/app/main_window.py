@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.roi = RoiPanel(self.panes.views)
         self.roi.on_error = lambda msg: self.show_message(msg, "warning")
         self.roi.export_requested.connect(self._ask_export_csv)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self).activated.connect(self.roi.cancel_drawing)
         for vb in self.panes.views:
             vb.on_double = self.panes.keeper.fit
             vb.on_context = self._pane_menu
