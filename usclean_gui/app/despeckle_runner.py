@@ -64,7 +64,7 @@ class DespeckleRunner(QObject):
         job = _Job(session, settings)
         job.worker = workers.start(
             despeckle_clip, self.cache, settings, session.engine_input, session.n_frames, focus,
-            sorted(session.means),
+            sorted(session.means), owner=self,
             connect={"yielded": lambda r: self._on_yielded(job, r), "errored": lambda e: self._on_error(job, e),
                      "finished": lambda: self._on_finished(job)})
         self.job = job

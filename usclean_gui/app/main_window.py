@@ -243,7 +243,7 @@ class MainWindow(QMainWindow):
         def failed(exc: BaseException) -> None:
             self.tabs.widget(1).setText("The simulator is not available: %s" % exc)
 
-        self._sim_worker = workers.start(import_simulator, connect={"errored": failed,
+        self._sim_worker = workers.start(import_simulator, owner=self, connect={"errored": failed,
                                                                    "returned": lambda _: self.simulator})
 
     @property

@@ -207,18 +207,26 @@ class SimulatorTab(QWidget):
         self.status.setText(busy_text)
         self._set_busy(True)
         holder: list[Any] = []
-        live = lambda slot: (lambda v: None if holder[0].abort_requested else slot(v))  # noqa: E731
-        self.worker = workers.start(job, *args, connect={"yielded": live(on_yield), "returned": live(on_return),
-                                                         "errored": self._on_error,
-                                                         "finished": lambda: self._on_finished(holder[0])})
+
+        def yielded(value: Any) -> None:
+            if not holder[0].abort_requested:
+                on_yield(value)
+
+        def returned(value: Any) -> None:
+            self._end(holder[0])  # idle before the result is shown: it may start the next job
+            on_return(value)
+
+        self.worker = workers.start(job, *args, owner=self, connect={
+            "yielded": yielded, "returned": returned, "errored": self._on_error,
+            "finished": lambda: self._end(holder[0])})
         holder.append(self.worker)
 
     def _on_error(self, exc: BaseException) -> None:
         self.status.setText("failed")
         self._message(str(exc) or exc.__class__.__name__, "error")
 
-    def _on_finished(self, worker: Any) -> None:
-        if worker is not self.worker:  # a job that handed over to the next one (simulate, then despeckle)
+    def _end(self, worker: Any) -> None:
+        if worker is not self.worker:  # ended already, or handed over to the next job
             return
         if worker.abort_requested:
             self.status.setText("cancelled")

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from PySide6.QtCore import QThreadPool
+from PySide6.QtCore import QObject, QThreadPool
+from shiboken6 import isValid
 from superqt.utils import GeneratorWorker, create_worker
 
 MIN_POOL_THREADS = 8  #: jobs of the viewer and the simulator tab, plus short helpers, never queue
@@ -38,9 +39,18 @@ class ClosingWorker(GeneratorWorker):
             self._gen.close()
 
 
+def _guarded(slot: Callable[..., Any], owner: QObject | None) -> Callable[..., Any]:
+    """``slot``, skipped once ``owner`` (the widget it updates) has been deleted: a worker's last
+    signals can arrive after its window closed."""
+    if owner is None:
+        return slot
+    return lambda *a: slot(*a) if isValid(owner) else None
+
+
 def start(gen_fn: Callable[..., Any], *args: Any, connect: dict[str, Any] | None = None,
-          **kwargs: Any) -> ClosingWorker:
-    """Start ``gen_fn(*args, aborted=..., **kwargs)`` in a worker; ``connect`` maps signal names to slots."""
+          owner: QObject | None = None, **kwargs: Any) -> ClosingWorker:
+    """Start ``gen_fn(*args, aborted=..., **kwargs)`` in a worker; ``connect`` maps signal names to
+    slots, which are skipped once ``owner`` is deleted."""
     pool = QThreadPool.globalInstance()
     if pool.maxThreadCount() < MIN_POOL_THREADS:
         pool.setMaxThreadCount(MIN_POOL_THREADS)
@@ -49,7 +59,7 @@ def start(gen_fn: Callable[..., Any], *args: Any, connect: dict[str, Any] | None
                            _worker_class=ClosingWorker, _start_thread=False, _ignore_errors=True, **kwargs)
     holder.append(worker)
     for name, slot in (connect or {}).items():
-        getattr(worker, name).connect(slot)
+        getattr(worker, name).connect(_guarded(slot, owner))
     worker.start()
     return worker
 
