@@ -444,18 +444,21 @@ def _psf_cache_outside_home(tmp_path_factory):
 
 @pytest.fixture
 def make_window(qtbot, tmp_path):
-    """``make_window(model=None, **kwargs)``: ``MainWindow(**kwargs)`` with its settings in
-    ``tmp_path / "gui.ini"``, message boxes silenced (``message_sink`` discards), ``model``
-    selected in the model list when given, registered with ``qtbot`` and shown."""
+    """``make_window(model=None, auto_despeckle=False, **kwargs)``: ``MainWindow(**kwargs)`` with its
+    settings in ``tmp_path / "gui.ini"`` ("Despeckle on open" as given: off unless a test asks),
+    message boxes silenced (``message_sink`` discards), ``model`` selected in the model list when
+    given, registered with ``qtbot`` and shown."""
     from PySide6.QtCore import QSettings
 
     from usclean_gui.app.main_window import MainWindow
 
-    def make(model: str | None = None, **kwargs: Any) -> MainWindow:
-        win = MainWindow(settings=QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat), **kwargs)
+    def make(model: str | None = None, auto_despeckle: bool = False, **kwargs: Any) -> MainWindow:
+        settings = QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat)
+        settings.setValue("auto_despeckle", auto_despeckle)
+        win = MainWindow(settings=settings, **kwargs)
         win.message_sink = lambda level, text: None
         if model is not None:
-            win.model_combo.setCurrentText(model)
+            win.set_model(model)
         qtbot.addWidget(win)
         win.show()
         return win

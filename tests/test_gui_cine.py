@@ -89,13 +89,3 @@ def test_keyboard_shortcuts_and_buttons(window, qtbot, dicom_factory):
     assert window.cine.frame == 1
     window.cine.slider.setValue(4)
     assert window.cine.frame == 4
-
-
-def test_linked_panes_share_zoom(window, dicom_factory):
-    _open(window, dicom_factory, n=2)
-    vb = window.panes.views
-    vb[1].setRange(xRange=(10, 50), yRange=(20, 60), padding=0)
-    for other in (vb[0], vb[2]):  # same centre; extents differ only by each pane's aspect ratio
-        (x0, x1), (y0, y1) = other.viewRange()
-        assert (x0 + x1) / 2 == pytest.approx(30.0, abs=0.5) and (y0 + y1) / 2 == pytest.approx(40.0, abs=0.5)
-        assert 35 < x1 - x0 < 60

@@ -168,14 +168,14 @@ def test_recent_files_and_drop(window, dicom_factory):
 def test_user_drags_the_region(window, dicom_factory):
     path = dicom_factory.dicom("r.dcm", dicom_factory.frames(n_frames=2))
     assert window.open_file(path)
-    item = window._region_item
+    item = window.region_box.item
     assert not item.translatable and not any(h.isVisible() for h in item.getHandles())
-    window.region_edit.setChecked(True)
+    window.region_box.edit.setChecked(True)
     assert item.translatable and all(h.isVisible() for h in item.getHandles())
     x0, y0, x1, y1 = dicom_factory.box
     item.setPos((x0 + 4, y0 + 2), finish=True)
     assert window.session.box == (x0 + 4, y0 + 2, min(x1 + 4, 176), min(y1 + 2, 128))
-    assert "user" in window.region_label.text()
+    assert "user" in window.region_box.label.text()
 
 
 def test_default_message_box_does_not_block(window, qtbot, dicom_factory):

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.timeout(120)
 
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
-from usclean_gui.app.model import MEASURE_DOMAIN, RoiShape  # noqa: E402
+from usclean_gui.app.viewer_state import MEASURE_DOMAIN, RoiShape  # noqa: E402
 
 H, W = 80, 100
 
@@ -154,13 +154,13 @@ def _send(widget, etype, pos, button, buttons):
 
 def _to_widget(window, pane, x, y):
     vb = window.panes.views[pane]
-    return window.panes.graphics.mapFromScene(vb.mapViewToScene(QPointF(x, y)))
+    return window.panes.widgets[pane].mapFromScene(vb.mapViewToScene(QPointF(x, y)))
 
 
 def _drag(window, pane, a, b):
     from PySide6.QtCore import QEvent
 
-    vp = window.panes.graphics.viewport()
+    vp = window.panes.widgets[pane].viewport()
     p0, p1 = _to_widget(window, pane, *a), _to_widget(window, pane, *b)
     left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
     _send(vp, QEvent.Type.MouseButtonPress, p0, left, left)
@@ -172,7 +172,7 @@ def _drag(window, pane, a, b):
 def _click(window, pane, pt, double=False):
     from PySide6.QtCore import QEvent
 
-    vp = window.panes.graphics.viewport()
+    vp = window.panes.widgets[pane].viewport()
     p = _to_widget(window, pane, *pt)
     left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
     _send(vp, QEvent.Type.MouseButtonPress, p, left, left)
@@ -205,3 +205,60 @@ def test_draw_rois_with_the_mouse(window, qtbot, tmp_path):
     assert m is not None and m.original.cnr > 1.0  # dim target vs bright background
     # panning still works once drawing is over
     assert all(vb.draw_mode is None for vb in window.panes.views) and window.roi.hint.text() == ""
+    window.roi.start_drawing("target")  # Esc stops drawing
+    assert all(vb.draw_mode == "polygon" for vb in window.panes.views)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert all(vb.draw_mode is None for vb in window.panes.views) and window.roi.hint.text() == ""
+
+
+def _moving_cyst(tmp_path, n=10, step=(2, 1)):
+    """Speckle-like texture moving rigidly by ``step`` (dx, dy) px per frame, with a dark disc in it."""
+    rng = np.random.default_rng(3)
+    big = rng.gamma(2.0, 0.2, (H + 60, W + 60)).astype(np.float32)
+    yy, xx = np.mgrid[0:H + 60, 0:W + 60]
+    big[(xx - 55) ** 2 + (yy - 55) ** 2 < 12 ** 2] *= 0.2
+    frames = np.stack([big[30 - k * step[1]:30 - k * step[1] + H, 30 - k * step[0]:30 - k * step[0] + W]
+                       for k in range(n)])
+    frames = np.clip(frames, 0.0, 1.0)
+    path = tmp_path / "moving.npy"
+    np.save(path, frames)
+    return path, frames
+
+
+def test_rois_can_follow_the_tissue(window, qtbot, tmp_path):
+    path, frames = _moving_cyst(tmp_path)
+    assert window.open_file(path)
+    window.roi.set_roi(RoiShape("target", "ellipse", params=(17, 17, 16, 16)))  # on the disc (centre 25, 25)
+    window.roi.set_roi(RoiShape("background", "rect", params=(50, 10, 25, 25)))
+    cnr0 = window.roi.current.original.cnr
+    window.cine.set_frame(9)
+    fixed = window.roi.current.original.cnr
+    assert fixed < 0.6 * cnr0  # a fixed ROI slides off the moving disc
+    window.roi.follow.setChecked(True)
+    tracked = window.roi.current
+    assert tracked.original.cnr == pytest.approx(cnr0, rel=0.1) and tracked.roi_mode == "tracked"
+    x, y, w, h = window.roi.shape_at("target", 9).params
+    assert (x, y) == pytest.approx((17 + 18, 17 + 9), abs=1.0)  # moved with the tissue: 9 frames × (2, 1) px
+    item = window.roi.items("target")[0]
+    assert tuple(item.pos()) == pytest.approx((x, y), abs=1e-6)  # and shown there on every pane
+    assert tracked.target_roi == window.roi.shape_at("target", 9).describe() != window.roi.shapes["target"].describe()
+    window.roi.measure_loop()
+    qtbot.waitUntil(lambda: not window.roi.loop_running, timeout=10000)
+    cnrs = [r.original.cnr for r in sorted(window.roi.rows, key=lambda r: r.frame)]
+    assert max(cnrs) - min(cnrs) < 0.15 * cnr0  # steady through the loop
+    window.roi.follow.setChecked(False)  # back where they were drawn
+    assert tuple(window.roi.items("target")[1].pos()) == (17.0, 17.0)
+    assert window.roi.current.original.cnr == pytest.approx(fixed, rel=1e-6)
+
+
+def test_loop_plot_legend_outside_and_axis_of_the_clip(window, qtbot, tmp_path):
+    path, frames = _constructed(tmp_path, n=4)
+    assert window.open_file(path)
+    plot = window.roi.plot.getPlotItem()
+    assert plot.legend is None  # no legend drawn over the curves; it is a label under the plot
+    assert "CNR&nbsp;despeckled" in window.roi.legend.text() and window.roi.legend.isVisible()
+    (x0, x1), _ = plot.viewRange()
+    end = 3 * window.session.frame_time_ms
+    assert x0 <= 0 and x1 == pytest.approx(end, rel=0.05)  # the clip's time axis before any measurement
+    assert window.roi.placeholder.isVisible()
+    assert plot.getAxis("bottom").labelText == "time in the loop (ms)"

@@ -16,6 +16,7 @@ class CineController(QWidget):
     """Frame navigation; emits :attr:`frame_changed` whenever the current frame changes."""
 
     frame_changed = Signal(int)
+    playing_changed = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -43,7 +44,7 @@ class CineController(QWidget):
         self.slider.setRange(0, 0)
         self.slider.valueChanged.connect(self._on_slider)
         self.label = QLabel()
-        self.label.setMinimumWidth(190)
+        self.label.setFixedWidth(self.label.fontMetrics().horizontalAdvance("frame 9999 / 9999   999999 ms") + 8)
         self.fps = QDoubleSpinBox()
         self.fps.setRange(0.1, 500.0)
         self.fps.setDecimals(1)
@@ -139,12 +140,14 @@ class CineController(QWidget):
         self._clock.start()
         self._timer.start(max(5, int(self._frame_time_ms / 2)))
         self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPause))
+        self.playing_changed.emit(True)
 
     def pause(self) -> None:
         if not self._timer.isActive():
             return
         self._timer.stop()
         self.play_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
+        self.playing_changed.emit(False)
 
     def toggle(self) -> None:
         self.pause() if self.playing else self.play()

@@ -1,4 +1,4 @@
-"""Exports from the viewer: derived DICOM series, PNG snapshots, side-by-side MP4 and ROI CSV.
+"""Exports from the viewer: derived DICOM series, PNG snapshots, labelled side-by-side MP4 and ROI CSV.
 
 Every file is written atomically (a temporary file in the destination folder, then
 ``os.replace``) and the source clip is never a valid destination.  The derived DICOM goes
@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .model import MEASURE_DOMAIN, ClipSession, Measurement, RoiShape
+from . import uncertainty
+from .viewer_state import MEASURE_DOMAIN, ClipSession, Measurement, RoiShape
 
 
 def _check_dest(path: str | os.PathLike, protect: tuple[str, ...]) -> Path:
@@ -74,8 +75,16 @@ def _temp_next_to(out: Path, suffix: str):
     return atomic_path(out, suffix=suffix)
 
 
-def side_by_side(session: ClipSession, i: int, cmap: Any, opacity: float) -> np.ndarray:
-    """(H, 3W, 3) uint8 RGB: original | despeckled | std overlay on the despeckled frame."""
+
+
+PANE_LABELS = ("Original", "Despeckled", "Uncertainty")
+HEADER_PX = 28  #: the label strip above the panes
+BAR_PX = 54  #: the colour bar strip below them
+
+
+def side_by_side(session: ClipSession, i: int, opacity: float) -> np.ndarray:
+    """(H, 3W, 3) uint8 RGB: original | despeckled | std overlay on the despeckled frame, on the
+    app's fixed uncertainty scale (:mod:`.uncertainty`)."""
     def rgb(a: np.ndarray) -> np.ndarray:
         a = np.clip(a, 0.0, 1.0)
         return np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a
@@ -86,20 +95,61 @@ def side_by_side(session: ClipSession, i: int, cmap: Any, opacity: float) -> np.
     mask = session.paste_mask(i)
     over = desp.copy()
     if std is not None and mask.any():
-        top = max(float(np.percentile(std[mask], 99.5)), 1e-3)
-        colours = cmap.map(np.clip(std[mask] / top, 0.0, 1.0), mode="float")[:, :3]
-        over[mask] = (1.0 - opacity) * over[mask] + opacity * colours
+        over[mask] = (1.0 - opacity) * over[mask] + opacity * uncertainty.colours(std[mask])
     return np.rint(np.concatenate([orig, desp, over], axis=1) * 255.0).astype(np.uint8)
 
 
-def cine_mp4(session: ClipSession, path: str | os.PathLike, fps: float, cmap: Any, opacity: float = 0.6) -> Path:
-    """Write the side-by-side cine as MP4 (MPEG-4 part 2, OpenCV's VideoWriter)."""
+def _text(img: np.ndarray, text: str, x: int, y: int, scale: float = 0.5, centre: bool = False) -> None:
+    import cv2
+
+    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.putText(img, text, (int(x - tw / 2) if centre else int(x), int(y)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (235, 235, 235), 1, cv2.LINE_AA)
+
+
+def colour_bar(width: int, label: str) -> np.ndarray:
+    """(BAR_PX, width, 3) uint8 RGB: the fixed uncertainty scale with its ticks and ``label``."""
+    bar = np.zeros((BAR_PX, width, 3), np.uint8)
+    x0, x1 = 12, max(width - 12, 13)
+    table = uncertainty.lut()
+    idx = np.clip(((np.arange(x1 - x0) / max(x1 - x0 - 1, 1)) * (len(table) - 1)).round().astype(int), 0,
+                  len(table) - 1)
+    bar[4:16, x0:x1] = table[idx][None]
+    lo, hi = uncertainty.levels()
+    for v in uncertainty.TICKS_GREY:
+        x = x0 + (np.log2(v) - lo) / (hi - lo) * (x1 - x0 - 1)
+        bar[16:20, int(round(x))] = 235
+        _text(bar, "1/2" if v == 0.5 else "%g" % v, x, 32, 0.38, centre=True)
+    _text(bar, label, width / 2, 48, 0.4, centre=True)
+    return bar
+
+
+def labelled_frame(session: ClipSession, i: int, opacity: float, label: str) -> np.ndarray:
+    """The side-by-side frame with a label strip above each pane and the colour bar under the third."""
+    panes = side_by_side(session, i, opacity)
+    h, w3 = panes.shape[:2]
+    w = w3 // 3
+    out = np.zeros((HEADER_PX + h + BAR_PX, w3, 3), np.uint8)
+    out[HEADER_PX:HEADER_PX + h] = panes
+    kind = session.result_kind(i)
+    for k, name in enumerate(PANE_LABELS):
+        if k == 1 and kind != "ensemble":
+            name += " (preview)" if kind == "preview" else " (not yet)"
+        _text(out, name, k * w + w / 2, 19, 0.5, centre=True)
+    out[HEADER_PX + h:, 2 * w:3 * w] = colour_bar(w, label)
+    return out
+
+
+def cine_mp4(session: ClipSession, path: str | os.PathLike, fps: float, opacity: float = 0.6,
+             label: str = uncertainty.SPREAD_LABEL) -> Path:
+    """Write the labelled side-by-side cine as MP4 (MPEG-4 part 2, OpenCV's VideoWriter)."""
     import cv2
 
     _require_all(session)
     out = _check_dest(path, (session.path,))
-    h, w = session.shape
-    size = (3 * w + (3 * w) % 2, h + h % 2)  # even dimensions for the encoder
+    first = labelled_frame(session, 0, opacity, label)
+    h, w = first.shape[:2]
+    size = (w + w % 2, h + h % 2)  # even dimensions for the encoder
     with _temp_next_to(out, ".mp4") as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(max(fps, 0.1)), size)
         if not writer.isOpened():
@@ -107,7 +157,7 @@ def cine_mp4(session: ClipSession, path: str | os.PathLike, fps: float, cmap: An
         try:
             for i in range(session.n_frames):
                 frame = np.zeros((size[1], size[0], 3), dtype=np.uint8)
-                frame[:h, :3 * w] = side_by_side(session, i, cmap, opacity)
+                frame[:h, :w] = first if i == 0 else labelled_frame(session, i, opacity, label)
                 writer.write(np.ascontiguousarray(frame[..., ::-1]))
         finally:
             writer.release()
@@ -116,7 +166,7 @@ def cine_mp4(session: ClipSession, path: str | os.PathLike, fps: float, cmap: An
 
 CSV_FIELDS = ("file", "frame", "time_ms", "domain", "image", "cnr", "gcnr", "mean_target", "std_target",
               "mean_background", "std_background", "area_target", "area_background", "area_unit",
-              "target_roi", "background_roi", "bmode_region", "model", "sampler", "steps", "members", "seed",
+              "target_roi", "background_roi", "roi_mode", "bmode_region", "model", "sampler", "steps", "members", "seed",
               "strength", "exported_utc")
 
 
@@ -139,8 +189,9 @@ def measurements_csv(rows: list[Measurement], shapes: dict[str, RoiShape], sessi
             w.writerow([session.path, m.frame, "%.3f" % m.time_ms, MEASURE_DOMAIN, name, "%.6g" % s.cnr,
                         "%.6g" % s.gcnr, "%.6g" % s.mean_t, "%.6g" % s.std_t, "%.6g" % s.mean_b, "%.6g" % s.std_b,
                         "%.6g" % m.area_t, "%.6g" % m.area_b, m.area_unit,
-                        shapes["target"].describe() if "target" in shapes else "",
-                        shapes["background"].describe() if "background" in shapes else "",
+                        m.target_roi or (shapes["target"].describe() if "target" in shapes else ""),
+                        m.background_roi or (shapes["background"].describe() if "background" in shapes else ""),
+                        m.roi_mode,
                         "%d,%d,%d,%d" % session.box,
                         st.model if (desp and st) else "", (st.sampler or "default") if (desp and st) else "",
                         (st.steps or "default") if (desp and st) else "", (st.members or "all") if (desp and st) else "",

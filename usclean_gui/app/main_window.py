@@ -1,6 +1,8 @@
 """The main window: menus, file opening (dialog, drag and drop, recent files), the viewer tab
-(three panes, cine controller, engine controls, B-mode region, ROI tools) and the simulator tab.
+(panes, cine controller, despeckling box, B-mode region, ROI tools) and the simulator tab.
 
+Opening a clip starts despeckling at once (the "Despeckle on open" setting turns that off): the
+frame on screen first, previews ahead of the playhead while the loop plays, the ensemble behind.
 Bad input never escapes as a traceback: every failure becomes a message through
 :meth:`MainWindow.show_message`, which by default opens a non-modal message box and can be
 replaced (``window.message_sink = callable``) so tests and headless runs never block on a dialog.
@@ -8,40 +10,50 @@ replaced (``window.message_sink = callable``) so tests and headless runs never b
 from __future__ import annotations
 
 import importlib
-import math
 import os
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QElapsedTimer, QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox,
-                               QHBoxLayout, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
-                               QSizePolicy, QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtCore import QSettings, Qt, QUrl, Signal
+from PySide6.QtGui import (QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication,
+                           QIcon, QKeySequence, QShortcut)
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu,
+                               QMessageBox, QScrollArea, QTabWidget, QVBoxLayout, QWidget)
 
-from . import export
+from . import export, export_dirs, workers
 from .cine import CineController
-from .engine_thread import EngineController
-from .model import ClipSession, EngineSettings
-from .panes import PaneSet
+from .despeckle_runner import DespeckleRunner
+from .engine_panel import MODELS, EnginePanel
+from .engine_work import Focus, FrameResult, ModelCache, ModelInfo
+from .panes import LAYOUT_NAMES, LAYOUTS, PaneSet
+from .region_box import RegionBox
 from .roi import RoiPanel
+from .shortcuts import ShortcutsDialog
+from .viewer_state import ClipSession, EngineSettings
 
-MODELS = ("multiprobe", "l11-5v", "baseline")
-SAMPLERS = ("default", "posterior", "ddim", "em")
 MAX_RECENT = 8
-PROGRESS_INTERVAL_MS = 150  #: the progress bar and ETA are refreshed at most this often
 OPEN_FILTER = "Images (*.dcm *.dicom *.DCM *.png *.npy *.jpg *.tif *.tiff);;All files (*)"
-ICON = Path(__file__).resolve().parents[2] / "resources" / "icons" / "usclean.svg"
-
-
+ROOT = Path(__file__).resolve().parents[2]
+ICON = ROOT / "resources" / "icons" / "usclean.svg"
+USER_GUIDE = ROOT / "docs" / "USER_GUIDE.md"
 SIMULATOR_MODULES = ("simulator.probes", "simulator.phantoms", "simulator.physics")
+DEFAULT_SIZE = (1500, 860)  #: on screens large enough; otherwise the window fills the screen's free area
+SIDE_WIDTH = 370
+CLOSE_WAIT_MS = 3000
+
+
+def import_simulator(*, aborted: Callable[[], bool] = lambda: False):
+    """Generator (a worker): import the simulator's modules (seconds, for pymust) before the tab is built."""
+    for name in SIMULATOR_MODULES:
+        importlib.import_module(name)
+        yield name
 
 
 class MainWindow(QMainWindow):
     """The USClean window.  ``engine_loader(name) -> Ensemble`` replaces the shipped loader (tests)."""
+
+    frame_stored = Signal(object)  #: a FrameResult of the open clip was stored
+    despeckle_ended = Signal(bool)  #: the despeckling job stopped (True: every frame has its ensemble)
 
     def __init__(self, engine_loader: Callable[[str], Any] | None = None,
                  settings: QSettings | None = None) -> None:
@@ -54,94 +66,188 @@ class MainWindow(QMainWindow):
         self.message_sink: Callable[[str, str], None] | None = None
         self.messages: list[tuple[str, str]] = []  #: every message shown (level, text)
         self.session: ClipSession | None = None
-        self.engine = EngineController(engine_loader, self)
-        self._job: int | None = None
-        self._job_session: ClipSession | None = None
+        self.model_info: ModelInfo | None = None
+        self.cache = ModelCache(engine_loader)
+        self.runner = DespeckleRunner(self.cache, self)
+        self.undespeckled_shown = 0  #: frames shown while playing without any despeckled result
+        self._sim_worker: Any = None
+        self._simulator: Any = None
+        self._shortcuts_dialog: ShortcutsDialog | None = None
 
         self.panes = PaneSet()
+        # the strength shown is the one exports and CSV rows record
+        self.panes.strength_slider.valueChanged.connect(
+            lambda v: self.session.set_strength(v / 100.0) if self.session is not None else None)
         self.cine = CineController()
         self.cine.frame_changed.connect(self.show_frame)
+        self.cine.playing_changed.connect(self._on_playing)
         self.cine.install_shortcuts(self)
-        esc = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
-        esc.activated.connect(lambda: self.roi.cancel_drawing())
         self.roi = RoiPanel(self.panes.views)
         self.roi.on_error = lambda msg: self.show_message(msg, "warning")
         self.roi.export_requested.connect(self._ask_export_csv)
-        self._region_item: pg.RectROI | None = None
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self).activated.connect(self.roi.cancel_drawing)
+        for vb in self.panes.views:
+            vb.on_double = self.panes.keeper.fit
+            vb.on_context = self._pane_menu
+        self.engine_panel = EnginePanel()
+        self.engine_panel.auto_check.setChecked(self.settings.value("auto_despeckle", True, type=bool))
+        self.engine_panel.auto_check.toggled.connect(lambda on: self.settings.setValue("auto_despeckle", on))
+        self.engine_panel.start_requested.connect(lambda: self.despeckle())
+        self.engine_panel.cancel_requested.connect(self.cancel)
+        self.engine_panel.settings_changed.connect(self._on_settings_changed)
+        self._build_tabs()
+        self._build_menus()
+        self._build_status()
+        self._connect_runner()
+        self.panes.set_layout(str(self.settings.value("layout", "three")))
+        self.panes.layout_changed.connect(lambda name: self.settings.setValue("layout", name))
+        self._fit_to_screen()
 
-        viewer = QWidget()
+    # ------------------------------------------------------------------------------ building
+    def _build_tabs(self) -> None:
         left = QVBoxLayout()
+        left.setContentsMargins(0, 0, 0, 0)
         left.addWidget(self.panes, 1)
         left.addWidget(self.cine)
-        side = QVBoxLayout()
-        side.addWidget(self._build_engine_box())
-        side.addWidget(self._build_region_box())
-        side.addWidget(self.roi, 1)
-        side_w = QWidget()
-        side_w.setLayout(side)
-        side_w.setMaximumWidth(420)
-        self.side_panel = side_w
         left_w = QWidget()
         left_w.setLayout(left)
-        split = QSplitter()
-        split.addWidget(left_w)
-        split.addWidget(side_w)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 0)
-        split.setSizes([1100, 400])
-        QHBoxLayout(viewer).addWidget(split)
-
+        side = QVBoxLayout()
+        side.addWidget(self.engine_panel)
+        self.region_box = RegionBox(self.panes.views[0])
+        self.region_box.moved.connect(self.set_region)
+        side.addWidget(self.region_box)
+        side.addWidget(self.roi)
+        side.addStretch(1)
+        side_w = QWidget()
+        side_w.setLayout(side)
+        scroll = QScrollArea()
+        scroll.setWidget(side_w)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(SIDE_WIDTH)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.side_panel = scroll
+        viewer = QWidget()
+        row = QHBoxLayout(viewer)
+        row.setContentsMargins(4, 4, 4, 4)
+        row.addWidget(left_w, 1)
+        row.addWidget(scroll)
         self.tabs = QTabWidget()
         self.tabs.addTab(viewer, "Viewer")
-        # The simulator tab needs pymust, whose import takes seconds: it is imported in a helper
-        # thread the first time the tab is shown, and the tab is built when that is done.
-        self._simulator: Any = None
-        self._sim_loading: threading.Thread | None = None
+        # The simulator tab needs pymust, whose import takes seconds: a worker imports it the first
+        # time the tab is shown, and the tab is built when that is done.
         placeholder = QLabel("Loading the simulator…")
         placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.tabs.addTab(placeholder, "Simulator")
         self.tabs.currentChanged.connect(self._on_tab)
-        self._sim_poll = QTimer(self)
-        self._sim_poll.setInterval(50)
-        self._sim_poll.timeout.connect(self._on_sim_poll)
         self.setCentralWidget(self.tabs)
-        self._build_menus()
+
+    def _build_status(self) -> None:
         self.file_label = QLabel("Open a DICOM clip (File ▸ Open or drop a file here)")
         self.statusBar().addWidget(self.file_label, 1)
+        self.dropped_label = QLabel("")
+        self.dropped_label.setToolTip("Frames playback skipped to keep the clip's frame rate, and frames shown "
+                                      "while playing before any despeckled result was ready")
+        self.dropped_label.setFixedWidth(self.dropped_label.fontMetrics().horizontalAdvance(
+            "playback: 99999 frames dropped · 99999 shown before despeckling") + 8)
+        self.statusBar().addPermanentWidget(self.dropped_label)
 
-        self.engine.frame_ready.connect(self._on_frame_ready)
-        self.engine.progress.connect(self._on_progress)
-        self.engine.finished.connect(self._on_job_end)
-        self.engine.cancelled.connect(self._on_job_end)
-        self.engine.failed.connect(self._on_failed)
-        self.engine.busy_changed.connect(self._on_busy)
-        self.engine.model_loaded.connect(self._on_model_loaded)
-        self._on_busy(False)
-        self.resize(1500, 800)
+    def _fit_to_screen(self) -> None:
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        avail = screen.availableGeometry() if screen is not None else None
+        w, h = DEFAULT_SIZE
+        if avail is not None:
+            w, h = min(w, avail.width() - 16), min(h, avail.height() - 40)
+        self.resize(max(w, 640), max(h, 480))
 
+    def _action(self, menu: QMenu, text: str, slot: Callable[[], Any], keys: Any = None) -> QAction:
+        a = QAction(text, self)
+        if keys is not None:
+            a.setShortcuts(keys if isinstance(keys, list) else [QKeySequence(keys)])
+        a.triggered.connect(lambda _=False: slot())
+        menu.addAction(a)
+        return a
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self._action(file_menu, "&Open…", self._ask_open, QKeySequence.StandardKey.Open)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self._refresh_recent()
+        file_menu.addSeparator()
+        for text, slot in (("Export derived &DICOM…", self._ask_export_dicom),
+                           ("Export &PNG snapshot…", self._ask_export_png),
+                           ("Export &MP4 cine…", self._ask_export_mp4),
+                           ("Export measurements &CSV…", self._ask_export_csv)):
+            self._action(file_menu, text, slot)
+        self.export_unc_action = QAction("Also export the uncertainty series with DICOM", self)
+        self.export_unc_action.setCheckable(True)
+        file_menu.addAction(self.export_unc_action)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self._build_view_menu(self.menuBar().addMenu("&View"))
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
+        self._action(help_menu, "&User guide", self._open_user_guide)
+        self._action(help_menu, "&About USClean", lambda: self.show_message(
+            "USClean: ultrasound despeckling with an IR-SDE diffusion ensemble.\n"
+            "Mean of the ensemble = image; spread of its members = uncertainty.", "info"))
+
+    def _build_view_menu(self, menu: QMenu) -> None:
+        self.view_menu = menu
+        keeper = self.panes.keeper
+        self._action(menu, "&Fit to pane", keeper.fit, "F")
+        self._action(menu, "1:&1 (one image pixel per screen pixel)", keeper.one_to_one, "1")
+        self._action(menu, "&Reset view", keeper.fit, "Ctrl+0")
+        menu.addSeparator()
+        for name, keys in zip(LAYOUTS, ("Ctrl+3", "Ctrl+2", "Ctrl+1")):
+            self._action(menu, LAYOUT_NAMES[name], lambda name=name: self.panes.set_layout(name), keys)
+        self._action(menu, "Next &layout", self.panes.cycle_layout, "L")
+        self._action(menu, "&Toggle original ⇄ despeckled (one pane)", self._toggle_compare, "T")
+        menu.addSeparator()
+        self.side_action = self._action(menu, "&Side panel", lambda: self.side_panel.setVisible(
+            self.side_action.isChecked()), "Ctrl+B")
+        self.side_action.setCheckable(True)
+        self.side_action.setChecked(True)
+
+    def _toggle_compare(self) -> None:
+        if self.panes.layout_name != "one":
+            self.panes.set_layout("one")
+        self.panes.toggle_compare()
+
+    def _pane_menu(self, screen_pos: Any) -> None:
+        """The right-click menu of a pane: the View menu's entries."""
+        menu = QMenu(self)
+        for a in self.view_menu.actions():
+            menu.addAction(a)
+        menu.addSeparator()
+        self._action(menu, "Save PNG snapshot…", self._ask_export_png)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.popup(screen_pos.toPoint() if hasattr(screen_pos, "toPoint") else screen_pos)
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        """Help ▸ Keyboard shortcuts (non-modal)."""
+        if self._shortcuts_dialog is None:
+            self._shortcuts_dialog = ShortcutsDialog(self)
+        self._shortcuts_dialog.show()
+        self._shortcuts_dialog.raise_()
+        return self._shortcuts_dialog
+
+    def _open_user_guide(self) -> None:
+        if USER_GUIDE.exists():
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(USER_GUIDE)))
+        else:
+            self.show_message("The user guide is docs/USER_GUIDE.md in the USClean sources.", "info")
+
+    # ------------------------------------------------------------------------------ simulator tab
     def _on_tab(self, index: int) -> None:
-        if index != 1 or self._simulator is not None or self._sim_loading is not None:
+        if index != 1 or self._simulator is not None or self._sim_worker is not None:
             return
 
-        def load() -> None:
-            for name in SIMULATOR_MODULES:
-                try:
-                    importlib.import_module(name)
-                except Exception:  # noqa: BLE001 - the tab reports it when it is built
-                    return
-
-        self._sim_loading = threading.Thread(target=load, name="usclean-simulator-import", daemon=True)
-        self._sim_loading.start()
-        self._sim_poll.start()
-
-    def _on_sim_poll(self) -> None:
-        if self._sim_loading is not None and self._sim_loading.is_alive():
-            return
-        self._sim_poll.stop()
-        try:
-            self.simulator
-        except ImportError as exc:
+        def failed(exc: BaseException) -> None:
             self.tabs.widget(1).setText("The simulator is not available: %s" % exc)
+
+        self._sim_worker = workers.start(import_simulator, owner=self, connect={"errored": failed,
+                                                                   "returned": lambda _: self.simulator})
 
     @property
     def simulator(self) -> Any:
@@ -149,7 +255,7 @@ class MainWindow(QMainWindow):
         if self._simulator is None:
             from .simulator_tab import SimulatorTab
 
-            self._simulator = SimulatorTab(self.engine, self.engine_settings, self.show_message)
+            self._simulator = SimulatorTab(self.cache, self.engine_panel.model(), self.show_message)
             current = self.tabs.currentIndex()
             self.tabs.blockSignals(True)
             old = self.tabs.widget(1)
@@ -159,105 +265,6 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentIndex(current)
             self.tabs.blockSignals(False)
         return self._simulator
-
-    # ------------------------------------------------------------------------------ building
-    def _build_engine_box(self) -> QGroupBox:
-        box = QGroupBox("Despeckling engine")
-        form = QFormLayout(box)
-        self.model_combo = QComboBox()
-        self.model_combo.setEditable(True)
-        self.model_combo.addItems(MODELS)
-        self.model_combo.setToolTip("A shipped ensemble or a folder holding one")
-        self.sampler_combo = QComboBox()
-        self.sampler_combo.addItems(SAMPLERS)
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(0, 100)
-        self.steps_spin.setSpecialValueText("default")
-        self.members_spin = QSpinBox()
-        self.members_spin.setRange(0, 16)
-        self.members_spin.setSpecialValueText("all")
-        browse = QPushButton("…")
-        browse.setToolTip("Use a model folder written by `usclean train`")
-        browse.setMaximumWidth(32)
-        browse.clicked.connect(self._ask_model_folder)
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_combo, 1)
-        model_row.addWidget(browse)
-        form.addRow("Model", model_row)
-        form.addRow("Sampler", self.sampler_combo)
-        form.addRow("Steps", self.steps_spin)
-        form.addRow("Members", self.members_spin)
-        self.run_clip_button = QPushButton("Despeckle clip")
-        self.run_clip_button.clicked.connect(lambda: self.despeckle())
-        self.run_frame_button = QPushButton("This frame")
-        self.run_frame_button.clicked.connect(lambda: self.despeckle([self.cine.frame]))
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        row = QHBoxLayout()
-        for b in (self.run_clip_button, self.run_frame_button, self.cancel_button):
-            row.addWidget(b)
-        form.addRow(row)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.eta_label = QLabel("")
-        # text changes must not re-layout the window (and re-render the panes) on every update
-        self.eta_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.eta_label.setMinimumHeight(self.eta_label.sizeHint().height())
-        self._progress_clock = QElapsedTimer()
-        self._progress_clock.start()
-        self.model_info = QLabel("model not loaded yet")
-        self.model_info.setWordWrap(True)
-        form.addRow(self.model_info)
-        form.addRow(self.progress)
-        form.addRow(self.eta_label)
-        return box
-
-    def _ask_model_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Model folder", str(Path.home()))
-        if folder:
-            self.model_combo.setCurrentText(folder)
-
-    def _build_region_box(self) -> QGroupBox:
-        box = QGroupBox("B-mode region")
-        lay = QVBoxLayout(box)
-        self.region_label = QLabel("—")
-        self.region_label.setWordWrap(True)
-        self.region_edit = QCheckBox("Adjust the region on the original pane")
-        self.region_edit.toggled.connect(self._on_region_edit)
-        lay.addWidget(self.region_label)
-        lay.addWidget(self.region_edit)
-        return box
-
-    def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        act = QAction("&Open…", self)
-        act.setShortcut(QKeySequence.StandardKey.Open)
-        act.triggered.connect(self._ask_open)
-        file_menu.addAction(act)
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        self._refresh_recent()
-        file_menu.addSeparator()
-        for text, slot in (("Export derived &DICOM…", self._ask_export_dicom),
-                           ("Export &PNG snapshot…", self._ask_export_png),
-                           ("Export &MP4 cine…", self._ask_export_mp4),
-                           ("Export measurements &CSV…", self._ask_export_csv)):
-            a = QAction(text, self)
-            a.triggered.connect(slot)
-            file_menu.addAction(a)
-        self.export_unc_action = QAction("Also export the uncertainty series with DICOM", self)
-        self.export_unc_action.setCheckable(True)
-        file_menu.addAction(self.export_unc_action)
-        file_menu.addSeparator()
-        quit_act = QAction("&Quit", self)
-        quit_act.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_act.triggered.connect(self.close)
-        file_menu.addAction(quit_act)
-        help_menu = self.menuBar().addMenu("&Help")
-        about = QAction("&About USClean", self)
-        about.triggered.connect(lambda: self.show_message(
-            "USClean: ultrasound despeckling with an IR-SDE diffusion ensemble.\n"
-            "Mean of the ensemble = image; cross-member std = uncertainty.", "info"))
-        help_menu.addAction(about)
 
     # ------------------------------------------------------------------------------ messages
     def show_message(self, text: str, level: str = "error") -> None:
@@ -275,7 +282,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------ opening
     def _ask_open(self) -> None:
-        start = str(self.settings.value("last_dir", str(Path.home())))
+        start = str(self.settings.value("last_dir", str(export_dirs.documents_dir())))
         path, _ = QFileDialog.getOpenFileName(self, "Open image or clip", start, OPEN_FILTER)
         if path:
             self.open_file(path)
@@ -285,14 +292,13 @@ class MainWindow(QMainWindow):
         from usclean_gui.dicomio import open_image
 
         p = Path(path)
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             if not p.exists():
                 raise FileNotFoundError("%s does not exist" % p)
             if p.is_dir():
                 raise IsADirectoryError("%s is a folder; open a file" % p)
-            clip = open_image(p)
-            session = ClipSession(clip, str(p))
+            session = ClipSession(open_image(p), str(p))
         except (ValueError, OSError, IndexError) as exc:
             self.show_message("Cannot open %s:\n%s" % (p.name, exc), "error")
             return False
@@ -300,25 +306,30 @@ class MainWindow(QMainWindow):
             self.show_message("Cannot open %s:\n%s: %s" % (p.name, exc.__class__.__name__, exc), "error")
             return False
         finally:
-            QApplication.restoreOverrideCursor()
+            QGuiApplication.restoreOverrideCursor()
         self.set_session(session)
         self._add_recent(str(p.resolve()))
         self.settings.setValue("last_dir", str(p.resolve().parent))
         return True
 
     def set_session(self, session: ClipSession) -> None:
-        """Show a newly opened clip (cancels work on the previous one)."""
-        if self._job is not None:
-            self.engine.cancel(self._job)
+        """Show a newly opened clip (stops work on the previous one; starts despeckling if set to)."""
+        self.runner.stop()
         self.session = session
+        session.set_strength(self.panes.strength)
+        self.undespeckled_shown = 0
+        self.dropped_label.setText("")
         self.roi.set_session(session)
         self.cine.set_clip(session.n_frames, session.frame_time_ms)
-        self.panes.set_images(session.original_frame(0), None, None)
-        self._place_region_item()
+        h, w = session.shape
+        self.panes.new_clip(w, h)
+        self.region_box.show_session(session)
         self.show_frame(0)
-        self.panes.views[0].autoRange(padding=0.02)
         self._update_info()
+        self.engine_panel.show_clip(session, force=True)
         self.setWindowTitle("USClean — %s" % Path(session.path).name)
+        if self.engine_panel.auto_check.isChecked():
+            self.despeckle()
 
     def _update_info(self) -> None:
         s = self.session
@@ -333,9 +344,6 @@ class MainWindow(QMainWindow):
                 ("%.3f×%.3f mm/px" % sp) if sp else "uncalibrated",
                 "%.1f fps%s" % (fps, "" if getattr(clip, "frame_time_ms", None) else " (assumed)")]
         self.file_label.setText("   ".join(bits))
-        x0, y0, x1, y1 = s.box
-        src = getattr(clip, "region_source", "")
-        self.region_label.setText("x %d–%d, y %d–%d (%s)" % (x0, x1, y0, y1, src or "whole frame"))
 
     def _add_recent(self, path: str) -> None:
         recent = [p for p in self.recent_files() if p != path]
@@ -367,45 +375,47 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------ display
     def show_frame(self, i: int) -> None:
-        """Draw frame ``i`` in the three panes and re-measure the ROIs."""
+        """Draw frame ``i`` in the panes, re-measure the ROIs and point the engine at it."""
         s = self.session
         if s is None:
             return
         try:
             orig = s.original_frame(i)
             desp = s.despeckled_frame(i)
-            std = s.std_frame(i)
+            kind = s.result_kind(i)
+            std = s.std_frame(i) if kind == "ensemble" else None
             mask = s.paste_mask(i) if std is not None else None
         except (ValueError, OSError) as exc:
             self.cine.pause()
             self.show_message("Cannot decode frame %d:\n%s" % (i + 1, exc), "error")
             return
-        self.panes.set_images(orig, desp, std, mask)
+        self.panes.set_images(orig, desp, std, mask, kind, self._members())
         self.roi.set_frame(i)
+        if self.cine.playing:
+            self.undespeckled_shown += kind is None
+            self._show_dropped()
+        self.runner.focus(self._focus())
+
+    def _members(self) -> int:
+        st = self.session.settings if self.session is not None else None
+        if st is not None and st.members:
+            return int(st.members)
+        return self.model_info.members if self.model_info is not None else 0
+
+    def _focus(self) -> Focus:
+        return Focus(self.cine.frame, self.cine.playing, self.cine.frame_time_ms / 1000.0)
+
+    def _on_playing(self, playing: bool) -> None:
+        if playing:
+            self.undespeckled_shown = 0
+        self._show_dropped()
+        self.runner.focus(self._focus())
+
+    def _show_dropped(self) -> None:
+        self.dropped_label.setText("playback: %d frame%s dropped · %d shown before despeckling" % (
+            self.cine.dropped, "" if self.cine.dropped == 1 else "s", self.undespeckled_shown))
 
     # ------------------------------------------------------------------------------ region
-    def _place_region_item(self) -> None:
-        if self._region_item is not None:
-            self.panes.views[0].removeItem(self._region_item)
-        x0, y0, x1, y1 = self.session.box
-        item = pg.RectROI((x0, y0), (x1 - x0, y1 - y0), pen=pg.mkPen((255, 220, 0), width=1,
-                                                                      style=Qt.PenStyle.DashLine))
-        item.setZValue(10)
-        item.translatable = self.region_edit.isChecked()
-        item.resizable = self.region_edit.isChecked()
-        for h in item.getHandles():
-            h.setVisible(self.region_edit.isChecked())
-        item.sigRegionChangeFinished.connect(self._on_region_moved)
-        self.panes.views[0].addItem(item)
-        self._region_item = item
-
-    def _on_region_edit(self, on: bool) -> None:
-        if self._region_item is None:
-            return
-        self._region_item.translatable = on
-        for h in self._region_item.getHandles():
-            h.setVisible(on)
-
     def set_region(self, box: tuple[int, int, int, int]) -> None:
         """Use ``box`` (x0, y0, x1, y1) as the B-mode region; drops results for the old one."""
         if self.session is None:
@@ -416,95 +426,86 @@ class MainWindow(QMainWindow):
             self.show_message(str(exc), "warning")
             changed = True
         if changed:
-            if self._job is not None:
-                self.engine.cancel(self._job)
-            self._place_region_item()
+            restart = self.runner.busy or self.engine_panel.auto_check.isChecked()
+            self.runner.stop()
+            self.region_box.show_session(self.session)
             self._update_info()
             self.show_frame(self.cine.frame)
-
-    def _on_region_moved(self, item: pg.RectROI) -> None:
-        pos, size = item.pos(), item.size()
-        self.set_region((pos.x(), pos.y(), pos.x() + size.x(), pos.y() + size.y()))
+            if restart:
+                self.despeckle()
 
     # ------------------------------------------------------------------------------ engine
-    def engine_settings(self) -> EngineSettings:
-        sampler = self.sampler_combo.currentText()
-        return EngineSettings(model=self.model_combo.currentText().strip() or MODELS[0],
-                              sampler=None if sampler == "default" else sampler,
-                              steps=self.steps_spin.value() or None,
-                              members=self.members_spin.value() or None)
+    def set_model(self, name: str) -> None:
+        """Choose the viewer's model (a shipped name or a folder)."""
+        self.engine_panel.set_model(name)
 
-    def despeckle(self, indices: list[int] | None = None) -> int | None:
-        """Despeckle ``indices`` (default: the whole clip, in order, as ``usclean despeckle`` does);
-        returns the job id."""
-        s = self.session
-        if s is None:
+    def engine_settings(self) -> EngineSettings:
+        return self.engine_panel.settings()
+
+    def despeckle(self) -> bool:
+        """Despeckle the open clip: the frame on screen first, then outwards (see the module docstring)."""
+        if self.session is None:
             self.show_message("Open a clip first.", "warning")
-            return None
-        settings = self.engine_settings()
-        if s.settings is not None and s.settings != settings:
-            s.clear_results()
-        s.settings = settings
-        if indices is None:
-            indices = list(range(s.n_frames))
-        if self._job is not None:
-            self.engine.cancel(self._job)
-        self.progress.setValue(0)
-        self.eta_label.setText("loading model %s…" % settings.model)
-        self._job = self.engine.submit(indices, s.engine_input, settings)
-        self._job_session = s
-        return self._job
+            return False
+        self.runner.start(self.session, self.engine_settings(), self._focus())
+        self.engine_panel.show_clip(self.session, running=True, force=True)
+        return True
 
     def cancel(self) -> None:
-        self.engine.cancel()
+        self.runner.stop()
 
-    def _on_frame_ready(self, job: int, i: int, mean: np.ndarray, std: np.ndarray) -> None:
-        s = self._job_session
-        if job != self._job or s is None or s is not self.session:
+    def _on_settings_changed(self) -> None:
+        s = self.session
+        if s is None or s.settings is None or s.settings == self.engine_settings():
             return
-        s.store(i, mean, std)
-        if i == self.cine.frame:
-            self.show_frame(i)
+        restart = self.runner.busy or self.engine_panel.auto_check.isChecked()
+        self.runner.stop()
+        s.clear_results()
+        self.show_frame(self.cine.frame)
+        self.engine_panel.show_clip(s, force=True)
+        if restart:
+            self.despeckle()
 
-    def _on_progress(self, job: int, frac: float, eta: float) -> None:
-        if job != self._job:
-            return
-        if frac < 1.0 and self._progress_clock.elapsed() < PROGRESS_INTERVAL_MS:
-            return
-        self._progress_clock.restart()
-        self.progress.setValue(int(round(1000 * frac)))
-        self.eta_label.setText("%.0f %% — ETA %s" % (100 * frac, "…" if math.isnan(eta) else "%.0f s" % eta))
+    def _connect_runner(self) -> None:
+        r = self.runner
+        r.stored.connect(self._on_stored)
+        r.model_ready.connect(self._on_model)
+        r.failed.connect(lambda msg: self.show_message(msg, "error"))
+        r.ended.connect(self._on_ended)
+        r.busy_changed.connect(self.engine_panel.set_busy)
 
-    def _on_job_end(self, job: int) -> None:
-        if job == self._job:
-            self._job = None
-            done = len(self.session.means) if self.session else 0
-            self.eta_label.setText("%d frame%s despeckled" % (done, "s" if done != 1 else ""))
+    def _on_stored(self, res: FrameResult) -> None:
+        if res.index == self.cine.frame:
+            self.show_frame(res.index)
+        self.engine_panel.show_clip(self.session, self.runner.eta_s(), running=True)
+        self.frame_stored.emit(res)
 
-    def _on_failed(self, job: int, message: str) -> None:
-        self._on_job_end(job)
-        self.eta_label.setText("failed")
-        self.show_message(message, "error")
+    def _on_model(self, info: ModelInfo) -> None:
+        self.model_info = info
+        self.engine_panel.on_model(info)
+        from . import uncertainty
 
-    def _on_model_loaded(self, name: str, members: int, description: str) -> None:
-        self.members_spin.setMaximum(max(1, members))
-        self.model_info.setText(description)
+        self.panes.set_uncertainty_label(uncertainty.label(info.card))
 
-    def _on_busy(self, busy: bool) -> None:
-        self.cancel_button.setEnabled(busy)
+    def _on_ended(self, complete: bool) -> None:
+        self.engine_panel.show_clip(self.session, running=False, force=True)
+        self.despeckle_ended.emit(complete)
 
     # ------------------------------------------------------------------------------ exports
-    def _save_path(self, title: str, suffix: str, filt: str) -> str | None:
-        base = Path(self.session.path).with_suffix("") if self.session else Path.home() / "usclean"
-        path, _ = QFileDialog.getSaveFileName(self, title, str(base) + suffix, filt)
+    def save_path(self, kind: str, title: str, suffix: str, filt: str) -> str | None:
+        """Ask where to save; the dialog opens in the folder remembered for ``kind`` (documents first)."""
+        stem = Path(self.session.path).stem if self.session else "usclean"
+        start = export_dirs.start_dir(self.settings, kind) / (stem + suffix)
+        path, _ = QFileDialog.getSaveFileName(self, title, str(start), filt)
         return path or None
 
-    def _guard(self, fn: Callable[[], Path]) -> Path | None:
+    def _guard(self, kind: str, fn: Callable[[], Path]) -> Path | None:
         try:
             out = fn()
         except (ValueError, OSError) as exc:
             self.show_message("Export failed:\n%s" % exc, "error")
             return None
+        export_dirs.remember(self.settings, kind, out)
         self.statusBar().showMessage("Wrote %s" % out, 10000)
         return out
 
@@ -515,53 +516,60 @@ class MainWindow(QMainWindow):
         return True
 
     def export_dicom(self, path: str, include_uncertainty: bool = False) -> Path | None:
-        """Write the despeckled clip as a derived DICOM series (all frames must be despeckled)."""
+        """Write the despeckled clip as a derived DICOM series (ensemble frames only)."""
         if not self._need_session():
             return None
-        return self._guard(lambda: export.derived_dicom(self.session, path, include_uncertainty))
+        return self._guard("dicom", lambda: export.derived_dicom(self.session, path, include_uncertainty))
 
     def export_png(self, path: str) -> Path | None:
-        """Save the three panes as they are on screen."""
-        return self._guard(lambda: export.snapshot_png(self.panes.grab_qimage(), path, self._protect()))
+        """Save the panes as they are on screen."""
+        return self._guard("png", lambda: export.snapshot_png(self.panes.grab_qimage(), path, self._protect()))
 
     def export_mp4(self, path: str) -> Path | None:
-        """Write the side-by-side cine (original | despeckled | uncertainty) as MP4."""
+        """Write the labelled side-by-side cine (original | despeckled | uncertainty, colour bar) as MP4."""
         if not self._need_session():
             return None
-        return self._guard(lambda: export.cine_mp4(self.session, path, 1000.0 / self.cine.frame_time_ms,
-                                                   self.panes.colormap, self.panes.opacity.value() / 100.0))
+        from . import uncertainty
+
+        label = uncertainty.label(self.model_info.card if self.model_info else None)
+        return self._guard("mp4", lambda: export.cine_mp4(self.session, path, 1000.0 / self.cine.frame_time_ms,
+                                                          self.panes.opacity.value() / 100.0, label))
 
     def export_csv(self, path: str) -> Path | None:
         """Write the measurements table with provenance."""
         if not self._need_session():
             return None
-        return self._guard(lambda: export.measurements_csv(self.roi.rows, self.roi.shapes, self.session, path))
+        return self._guard("csv", lambda: export.measurements_csv(self.roi.rows, self.roi.shapes, self.session, path))
 
     def _protect(self) -> tuple[str, ...]:
         return (self.session.path,) if self.session else ()
 
     def _ask_export_dicom(self) -> None:
-        if self._need_session() and (p := self._save_path("Export derived DICOM", "_despeckled.dcm",
-                                                          "DICOM (*.dcm)")):
+        if self._need_session() and (p := self.save_path("dicom", "Export derived DICOM", "_despeckled.dcm",
+                                                         "DICOM (*.dcm)")):
             self.export_dicom(p, self.export_unc_action.isChecked())
 
     def _ask_export_png(self) -> None:
-        if p := self._save_path("Save PNG snapshot", "_panes.png", "PNG (*.png)"):
+        if p := self.save_path("png", "Save PNG snapshot", "_panes.png", "PNG (*.png)"):
             self.export_png(p)
 
     def _ask_export_mp4(self) -> None:
-        if self._need_session() and (p := self._save_path("Export MP4 cine", "_side_by_side.mp4", "MP4 (*.mp4)")):
+        if self._need_session() and (p := self.save_path("mp4", "Export MP4 cine", "_side_by_side.mp4",
+                                                         "MP4 (*.mp4)")):
             self.export_mp4(p)
 
     def _ask_export_csv(self) -> None:
-        if self._need_session() and (p := self._save_path("Export measurements", "_roi.csv", "CSV (*.csv)")):
+        if self._need_session() and (p := self.save_path("csv", "Export measurements", "_roi.csv", "CSV (*.csv)")):
             self.export_csv(p)
 
     # ------------------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         self.cine.pause()
+        self.runner.stop()
         if self._simulator is not None:
             self._simulator.shutdown()
-        if not self.engine.shutdown(1000):
-            self.engine.shutdown(10000)
+        workers.wait_all(CLOSE_WAIT_MS)
         super().closeEvent(event)
+
+
+__all__ = ["MainWindow", "MODELS"]

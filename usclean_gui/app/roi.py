@@ -1,9 +1,12 @@
-"""Target and background ROIs shown on all three panes, with CNR / gCNR measurements.
+"""Target and background ROIs shown on all panes, with CNR / gCNR measurements.
 
-Each ROI (rectangle, ellipse or polygon) is held as a Qt-free :class:`~.model.RoiShape`; the
-panel mirrors it as one pyqtgraph ROI per pane, kept in step while the user drags any of them.
+Each ROI (rectangle, ellipse or polygon) is held as a Qt-free :class:`~.viewer_state.RoiShape`
+placed on a reference frame; the panel mirrors it as one pyqtgraph ROI per pane, kept in step while
+the user drags any of them.  ROIs either stay **fixed** or **follow the tissue** through the loop
+(:class:`~.tracking.BlockTracker`, block matching on the original frames), the user's choice.
 Measurements (original vs despeckled, in the display domain) are shown for the current frame and,
-on request, across the whole loop in a small plot; every measured row can be exported to CSV.
+on request, across the whole loop in a plot (its legend below it, never over the curves); every
+measured row can be exported to CSV with the ROI geometry of its frame.
 """
 from __future__ import annotations
 
@@ -11,13 +14,17 @@ from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from .model import MEASURE_DOMAIN, ClipSession, Measurement, RoiShape, measure
+from .tracking import BlockTracker
+
+from .viewer_state import MEASURE_DOMAIN, ClipSession, Measurement, RoiShape, measure
 
 COLORS = {"target": (255, 90, 90), "background": (70, 190, 255)}
+CURVES = (("cnr_o", "CNR original", (200, 200, 200), 1, False), ("cnr_d", "CNR despeckled", (255, 200, 0), 2, False),
+          ("gcnr_o", "gCNR original", (200, 200, 200), 1, True), ("gcnr_d", "gCNR despeckled", (255, 200, 0), 2, True))
 ROWS = ("CNR", "gCNR", "mean target", "std target", "mean background", "std background", "area target",
         "area background")
 
@@ -46,15 +53,28 @@ def _shape_from_item(role: str, kind: str, item: pg.ROI) -> RoiShape:
     return RoiShape(role, kind, params=(float(pos.x()), float(pos.y()), float(size.x()), float(size.y())))
 
 
+def _legend_html() -> str:
+    """The loop plot's legend as a two-column table (kept under the plot, never over the curves)."""
+    cells = []
+    for _, name, rgb, width, dashed in CURVES:
+        line = "- - -" if dashed else "&#8212;&#8212;"
+        cells.append('<td><span style="color: rgb%s; font-weight: %s">%s</span>&nbsp;%s</td>'
+                     % (str(rgb), "bold" if width > 1 else "normal", line, name.replace(" ", "&nbsp;")))
+    rows = ["<tr>%s%s</tr>" % (cells[k], cells[k + 1]) for k in (0, 2)]
+    return '<table cellspacing="0" cellpadding="1">%s</table>' % "".join(rows)
+
+
 class RoiPanel(QWidget):
-    """ROI tools: add/remove ROIs, the measurement table, the over-the-loop plot and CSV export."""
+    """ROI tools: add/remove ROIs, fixed or tracked, the measurement table, the loop plot and CSV export."""
 
     export_requested = Signal()
 
     def __init__(self, views: list[pg.ViewBox], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._views = views
-        self.shapes: dict[str, RoiShape] = {}
+        self.shapes: dict[str, RoiShape] = {}  #: each ROI as placed on its reference frame
+        self._reference: dict[str, int] = {}
+        self._trackers: dict[str, BlockTracker] = {}
         self._items: dict[str, list[pg.ROI]] = {}
         self._syncing = False
         self._session: ClipSession | None = None
@@ -62,11 +82,26 @@ class RoiPanel(QWidget):
         self.rows: list[Measurement] = []  #: rows measured so far (exported to CSV)
         self.current: Measurement | None = None
         self._loop_todo: list[int] = []
+        self._loop_rows: list[Measurement] = []
         self._loop_timer = QTimer(self)
         self._loop_timer.setInterval(0)
         self._loop_timer.timeout.connect(self._loop_step)
         self.on_error: Callable[[str], None] = lambda msg: None
+        self._drawing_role: str | None = None
+        for vb in self._views:
+            if hasattr(vb, "on_drawn"):
+                vb.on_drawn = self._on_drawn
+        box = QGroupBox("ROIs and contrast")
+        grid = QGridLayout(box)
+        self._build_tools(grid)
+        self._build_table(grid)
+        self._build_plot(grid)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(box)
 
+    # -- building -----------------------------------------------------------------------------
+    def _build_tools(self, grid: QGridLayout) -> None:
         self.kind = QComboBox()
         self.kind.addItems(["rect", "ellipse", "polygon"])
         self.kind.setToolTip("Shape of the next ROI")
@@ -76,59 +111,72 @@ class RoiPanel(QWidget):
         add_b = QPushButton("Draw background")
         add_b.setToolTip(add_t.toolTip())
         add_b.clicked.connect(lambda: self.start_drawing("background"))
+        clear = QPushButton("Clear")
+        clear.clicked.connect(self.clear)
+        self.follow = QCheckBox("Follow the tissue through the loop")
+        self.follow.setToolTip("Track each ROI by block matching on the original frames; "
+                               "off: the ROIs stay where they were drawn")
+        self.follow.toggled.connect(lambda _: self._on_follow())
         self.hint = QLabel("")
         self.hint.setWordWrap(True)
-        self._drawing_role: str | None = None
-        for vb in self._views:
-            if hasattr(vb, "on_drawn"):
-                vb.on_drawn = self._on_drawn
-        clear = QPushButton("Clear ROIs")
-        clear.clicked.connect(self.clear)
-        self.table = QTableWidget(len(ROWS), 2)
-        self.table.setHorizontalHeaderLabels(["Original", "Despeckled"])
-        self.table.setVerticalHeaderLabels(list(ROWS))
-        self.table.verticalHeader().setDefaultSectionSize(22)
-        self.table.setMinimumHeight(22 * len(ROWS) + 30)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.domain = QLabel("Domain: " + MEASURE_DOMAIN)
-        self.domain.setWordWrap(True)
-        self.loop_button = QPushButton("Measure over loop")
-        self.loop_button.clicked.connect(self.measure_loop)
-        self.csv_button = QPushButton("Export CSV…")
-        self.csv_button.clicked.connect(self.export_requested)
-        self.plot = pg.PlotWidget()
-        self.plot.setMinimumHeight(170)
-        self.plot.setLabel("bottom", "time (ms)")
-        self.plot.setLabel("left", "CNR / gCNR")
-        self.plot.addLegend(offset=(-5, 5), labelTextSize="7pt")
-        self.curves = {
-            "cnr_o": self.plot.plot(pen=pg.mkPen((200, 200, 200), width=1), name="CNR original"),
-            "cnr_d": self.plot.plot(pen=pg.mkPen((255, 200, 0), width=2), name="CNR despeckled"),
-            "gcnr_o": self.plot.plot(pen=pg.mkPen((200, 200, 200), width=1, style=pg.QtCore.Qt.PenStyle.DashLine),
-                                     name="gCNR original"),
-            "gcnr_d": self.plot.plot(pen=pg.mkPen((255, 200, 0), width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
-                                     name="gCNR despeckled"),
-        }
-
-        box = QGroupBox("ROIs and contrast")
-        grid = QGridLayout(box)
         grid.addWidget(QLabel("Shape"), 0, 0)
         grid.addWidget(self.kind, 0, 1)
         buttons = QHBoxLayout()
         for b in (add_t, add_b, clear):
             buttons.addWidget(b)
         grid.addLayout(buttons, 1, 0, 1, 2)
-        grid.addWidget(self.hint, 2, 0, 1, 2)
-        grid.addWidget(self.domain, 3, 0, 1, 2)
-        grid.addWidget(self.table, 4, 0, 1, 2)
+        grid.addWidget(self.follow, 2, 0, 1, 2)
+        grid.addWidget(self.hint, 3, 0, 1, 2)
+
+    def _build_table(self, grid: QGridLayout) -> None:
+        self.table = QTableWidget(len(ROWS), 2)
+        self.table.setHorizontalHeaderLabels(["Original", "Despeckled"])
+        self.table.setVerticalHeaderLabels(list(ROWS))
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.setMinimumHeight(20 * len(ROWS) + 28)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.domain = QLabel("Domain: " + MEASURE_DOMAIN)
+        self.domain.setWordWrap(True)
+        self.loop_button = QPushButton("Measure over loop")
+        self.loop_button.clicked.connect(self.measure_loop)
+        self.csv_button = QPushButton("Export CSV…")
+        self.csv_button.clicked.connect(self.export_requested)
+        grid.addWidget(self.domain, 4, 0, 1, 2)
+        grid.addWidget(self.table, 5, 0, 1, 2)
         row = QHBoxLayout()
         row.addWidget(self.loop_button)
         row.addWidget(self.csv_button)
-        grid.addLayout(row, 5, 0, 1, 2)
-        grid.addWidget(self.plot, 6, 0, 1, 2)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(box)
+        grid.addLayout(row, 6, 0, 1, 2)
+
+    def _build_plot(self, grid: QGridLayout) -> None:
+        self.plot = pg.PlotWidget()
+        self.plot.setMinimumHeight(150)
+        self.plot.setLabel("bottom", "time in the loop (ms)")
+        self.plot.setLabel("left", "CNR / gCNR")
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.curves = {}
+        for key, name, rgb, width, dashed in CURVES:
+            style = Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine
+            self.curves[key] = self.plot.plot(pen=pg.mkPen(rgb, width=width, style=style), name=name)
+        self.placeholder = pg.TextItem("Draw a target and a background ROI,\nthen Measure over loop",
+                                       color=(170, 170, 170), anchor=(0.5, 0.5))
+        self.plot.addItem(self.placeholder, ignoreBounds=True)
+        self.legend = QLabel(_legend_html())
+        self.legend.setWordWrap(True)
+        grid.addWidget(self.plot, 7, 0, 1, 2)
+        grid.addWidget(self.legend, 8, 0, 1, 2)
+        self._reset_plot()
+
+    def _reset_plot(self) -> None:
+        for c in self.curves.values():
+            c.setData([], [])
+        s = self._session
+        end = s.time_ms(max(s.n_frames - 1, 1)) if s is not None else 1000.0
+        self.plot.setXRange(0.0, end, padding=0.02)
+        self.plot.setYRange(0.0, 1.5, padding=0.02)
+        self.placeholder.setPos(end / 2.0, 0.75)
+        self.placeholder.setVisible(True)
 
     # -- context ------------------------------------------------------------------------------
     def set_session(self, session: ClipSession | None) -> None:
@@ -137,13 +185,15 @@ class RoiPanel(QWidget):
         self.loop_button.setEnabled(True)
         self.cancel_drawing()
         self._session = session
+        self._frame = 0
         self.rows.clear()
-        for c in self.curves.values():
-            c.setData([], [])
         self.clear()
+        self._reset_plot()
 
     def set_frame(self, i: int) -> None:
         self._frame = int(i)
+        if self.follow.isChecked():
+            self._place_items()
         self.update_measurement()
 
     # -- ROIs ---------------------------------------------------------------------------------
@@ -181,9 +231,10 @@ class RoiPanel(QWidget):
         self.set_roi(shape)
 
     def set_roi(self, shape: RoiShape) -> None:
-        """Place (or replace) the ROI of ``shape.role`` on every pane and re-measure."""
+        """Place (or replace) the ROI of ``shape.role`` on every pane, on the frame on screen, and re-measure."""
         self._remove(shape.role)
         self.shapes[shape.role] = shape
+        self._reference[shape.role] = self._frame
         items = []
         for vb in self._views:
             item = _make_item(shape)
@@ -203,6 +254,8 @@ class RoiPanel(QWidget):
         for item, vb in zip(self._items.pop(role, []), self._views):
             vb.removeItem(item)
         self.shapes.pop(role, None)
+        self._trackers.pop(role, None)
+        self._reference.pop(role, None)
 
     def clear(self) -> None:
         for role in list(self._items):
@@ -224,7 +277,53 @@ class RoiPanel(QWidget):
     def _finished(self, role: str, source: pg.ROI) -> None:
         if self._syncing or role not in self.shapes:
             return
+        # the user moved the ROI: it is placed again, on the frame on screen
         self.shapes[role] = _shape_from_item(role, self.shapes[role].kind, source)
+        self._reference[role] = self._frame
+        self._trackers.pop(role, None)
+        self.update_measurement()
+
+    # -- tracking -----------------------------------------------------------------------------
+    @property
+    def tracking(self) -> bool:
+        return self.follow.isChecked() and self._session is not None and self._session.n_frames > 1
+
+    def shape_at(self, role: str, i: int) -> RoiShape:
+        """The ``role`` ROI in frame ``i``: where it was placed, or moved with the tissue."""
+        shape = self.shapes[role]
+        if not self.tracking:
+            return shape
+        tr = self._trackers.get(role)
+        if tr is None:
+            s = self._session
+            tr = BlockTracker(s.original_frame, s.n_frames, self._reference.get(role, 0), shape.bbox())
+            self._trackers[role] = tr
+        dx, dy = tr.offset(i)
+        return shape.moved(dx, dy)
+
+    def _place_items(self) -> None:
+        """Move the ROI items to where the ROIs are in the frame on screen."""
+        self._syncing = True
+        try:
+            for role, items in self._items.items():
+                shape = self.shape_at(role, self._frame)
+                for item in items:
+                    item.setState(_make_item(shape).getState())
+        finally:
+            self._syncing = False
+
+    def _on_follow(self) -> None:
+        self._trackers.clear()
+        if not self.follow.isChecked():  # back to where the ROIs were placed
+            self._syncing = True
+            try:
+                for role, items in self._items.items():
+                    for item in items:
+                        item.setState(_make_item(self.shapes[role]).getState())
+            finally:
+                self._syncing = False
+        else:
+            self._place_items()
         self.update_measurement()
 
     # -- measurements -------------------------------------------------------------------------
@@ -232,11 +331,16 @@ class RoiPanel(QWidget):
         s = self._session
         if s is None or "target" not in self.shapes or "background" not in self.shapes:
             return None
-        return measure(s.original_frame(i), s.despeckled_frame(i), self.shapes["target"],
-                       self.shapes["background"], s.spacing_mm, frame=i, time_ms=s.time_ms(i))
+        m = measure(s.original_frame(i), s.despeckled_frame(i) if s.result_kind(i) == "ensemble" else None,
+                    self.shape_at("target", i), self.shape_at("background", i), s.spacing_mm, frame=i,
+                    time_ms=s.time_ms(i))
+        m.roi_mode = "tracked" if self.tracking else "fixed"
+        return m
 
     def update_measurement(self) -> None:
         """Re-measure the current frame and fill the table."""
+        if not self.shapes and self.current is None:
+            return  # nothing to measure, and the table is empty already
         try:
             m = self._measure(self._frame)
         except ValueError as exc:
@@ -266,8 +370,10 @@ class RoiPanel(QWidget):
             self.on_error("Draw a target and a background ROI first.")
             return
         self._loop_todo = list(range(self._session.n_frames))
-        self._loop_rows: list[Measurement] = []
+        self._loop_rows = []
         self.loop_button.setEnabled(False)
+        self._reset_plot()
+        self.placeholder.setVisible(False)
         self._loop_timer.start()
 
     @property
@@ -291,10 +397,16 @@ class RoiPanel(QWidget):
             return
         self._loop_rows.append(m)
         self.rows = [row for row in self.rows if row.frame != i] + [m]
-        t = np.array([r.time_ms for r in self._loop_rows])
-        self.curves["cnr_o"].setData(t, [r.original.cnr for r in self._loop_rows])
-        self.curves["gcnr_o"].setData(t, [r.original.gcnr for r in self._loop_rows])
-        d = [r for r in self._loop_rows if r.despeckled is not None]
+        self._plot_loop()
+
+    def _plot_loop(self) -> None:
+        rows = self._loop_rows
+        t = np.array([r.time_ms for r in rows])
+        self.curves["cnr_o"].setData(t, [r.original.cnr for r in rows])
+        self.curves["gcnr_o"].setData(t, [r.original.gcnr for r in rows])
+        d = [r for r in rows if r.despeckled is not None]
         td = np.array([r.time_ms for r in d])
         self.curves["cnr_d"].setData(td, [r.despeckled.cnr for r in d])
         self.curves["gcnr_d"].setData(td, [r.despeckled.gcnr for r in d])
+        top = max([1.0] + [r.original.cnr for r in rows] + [r.despeckled.cnr for r in d])
+        self.plot.setYRange(0.0, top * 1.1, padding=0.0)

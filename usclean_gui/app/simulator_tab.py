@@ -1,33 +1,35 @@
 """The simulator tab: make a phantom with a chosen probe, despeckle it, and score against truth.
 
-Fast (PSF-convolution) simulations take a fraction of a second and run in a helper thread (so
-even a convex-probe simulation never freezes the window); full-physics (pymust) runs in a
-worker process with elapsed-time feedback and Cancel.  Panes: ground truth, simulated,
-despeckled, uncertainty; a table of PSNR, SSIM, CNR and gCNR (simulated vs despeckled).  The
-"domain shift" view runs the same phantom through every probe preset with the chosen model and
-tabulates the same metrics — how a model trained on one probe fares on the others.
+Every job is one worker (:mod:`.workers`): a fast (PSF-convolution) simulation, a full-physics
+simulation (pymust in a worker process, elapsed time shown, Cancel terminates it), despeckling, or
+the domain-shift run.  Panes: ground truth, simulated, despeckled, uncertainty (the viewer's fixed
+scale and colour bar); a table of PSNR, SSIM, CNR and gCNR (simulated vs despeckled).  The tab has
+its own model list (it starts on the viewer's model); the domain-shift table runs the same phantom
+through every probe preset and marks the probes the model was trained on.
 """
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
-from .engine_thread import EngineController
-from .model import EngineSettings
-from .sim_worker import SimRequest, process_job, score, simulate
+from . import uncertainty, workers
+from .engine_panel import MODELS
+from .engine_work import FrameResult, ModelCache, ModelInfo, despeckle_images
+from .panes import colour_map
+from .sim_worker import SimRequest, fast_job, full_physics_job, score, shift_job
+from .viewer_state import EngineSettings
 
-PANES = ("Ground truth", "Simulated", "Despeckled", "Uncertainty (std)")
+PANES = ("Ground truth", "Simulated", "Despeckled", "Uncertainty")
 METRICS = ("PSNR (dB)", "SSIM", "CNR", "gCNR")
+TRAINED = " (trained)"
 
 
 def _names() -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -37,6 +39,10 @@ def _names() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return PHANTOM_NAMES, PROBE_NAMES
 
 
+def _cell(v: float | None) -> QTableWidgetItem:
+    return QTableWidgetItem("" if v is None else ("n/a" if math.isnan(v) else "%.3f" % v))
+
+
 class SimulatorTab(QWidget):
     """Phantom + probe + frequency → simulation → despeckling → metrics, plus the domain-shift table."""
 
@@ -44,38 +50,27 @@ class SimulatorTab(QWidget):
     despeckled = Signal()  #: the despeckled image and its metrics are on show
     shift_done = Signal()  #: the domain-shift table is complete
 
-    def __init__(self, engine: EngineController, settings: Callable[[], EngineSettings],
-                 message: Callable[[str, str], None], parent: QWidget | None = None) -> None:
+    def __init__(self, cache: ModelCache, model: str, message: Callable[[str, str], None],
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._engine = engine
-        self._settings = settings
+        self._cache = cache
         self._message = message
         self.sim: Any = None  #: the SimResult on show
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
         self.shift_results: dict[str, dict[str, dict[str, float]]] = {}
-        self._shift_sims: list[Any] = []
-        self._job: int | None = None
-        self._job_kind = ""
-        self._proc: Any = None
-        self._proc_path = "full"
-        self._queue: Any = None
-        self._t0 = 0.0
-        self._poll = QTimer(self)
-        self._poll.setInterval(100)
-        self._poll.timeout.connect(self._poll_process)
-        self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usclean-sim")
-        self._future: Future | None = None
-        self._future_kind = ""
-        self._then_despeckle = False
-        self._future_poll = QTimer(self)
-        self._future_poll.setInterval(20)
-        self._future_poll.timeout.connect(self._poll_future)
-        engine.frame_ready.connect(self._on_frame)
-        engine.finished.connect(self._on_done)
-        engine.cancelled.connect(self._on_cancelled)
-        engine.failed.connect(self._on_failed)
+        self.model_info: ModelInfo | None = None
+        self.worker: Any = None  #: the running job's worker (None when idle)
+        self.full_pid: int | None = None  #: the full-physics process of the running job
+        side = self._build_controls(model)
+        centre = self._build_panes()
+        lay = QHBoxLayout(self)
+        lay.addLayout(centre, 1)
+        lay.addWidget(side)
+        self._set_busy(False)
 
+    # ------------------------------------------------------------------------------ building
+    def _build_controls(self, model: str) -> QWidget:
         phantoms, probes = _names()
         self.phantom = QComboBox()
         self.phantom.addItems(list(phantoms))
@@ -95,6 +90,10 @@ class SimulatorTab(QWidget):
         self.size.setValue(128)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2 ** 31 - 1)
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(list(dict.fromkeys([model, *MODELS])))
+        self.model_combo.setToolTip("The model this tab despeckles with (its own choice, not the viewer's)")
+        self.model_combo.currentTextChanged.connect(lambda _: self._on_model_changed())
         self.fast_button = QPushButton("Simulate (fast)")
         self.fast_button.clicked.connect(lambda: self.simulate_fast())
         self.full_button = QPushButton("Simulate (full physics)")
@@ -109,14 +108,14 @@ class SimulatorTab(QWidget):
         self.progress.setRange(0, 1000)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-
-        controls = QGroupBox("Phantom and probe")
+        self.model_label = QLabel("")
+        self.model_label.setWordWrap(True)
+        controls = QGroupBox("Phantom, probe and model")
         form = QFormLayout(controls)
-        form.addRow("Phantom", self.phantom)
-        form.addRow("Probe", self.probe)
-        form.addRow("Frequency", self.freq)
-        form.addRow("Size (px)", self.size)
-        form.addRow("Seed", self.seed)
+        for name, w in (("Phantom", self.phantom), ("Probe", self.probe), ("Frequency", self.freq),
+                        ("Size (px)", self.size), ("Seed", self.seed), ("Model", self.model_combo)):
+            form.addRow(name, w)
+        form.addRow(self.model_label)
         for a, b in ((self.fast_button, self.full_button), (self.despeckle_button, self.shift_button)):
             row = QHBoxLayout()
             row.addWidget(a)
@@ -125,28 +124,26 @@ class SimulatorTab(QWidget):
         form.addRow(self.cancel_button)
         form.addRow(self.progress)
         form.addRow(self.status)
-
         self.metrics = QTableWidget(len(METRICS), 2)
         self.metrics.setHorizontalHeaderLabels(["Simulated", "Despeckled"])
         self.metrics.setVerticalHeaderLabels(list(METRICS))
-        self.shift_table = QTableWidget(0, 1 + 2 * len(METRICS))
-        self.shift_table.setHorizontalHeaderLabels(
-            ["Probe"] + ["%s %s" % (m, k) for m in METRICS for k in ("sim", "desp")])
-        side = QVBoxLayout()
-        side.addWidget(controls)
-        note = QLabel("Against the ground truth inside the imaged field. CNR / gCNR: lesion vs background "
-                      "mask of the phantom, display domain (n/a: the phantom has no lesion).")
-        note.setWordWrap(True)
-        side.addWidget(note)
         self.metrics.verticalHeader().setDefaultSectionSize(22)
         self.metrics.setFixedHeight(22 * len(METRICS) + 30)
         self.metrics.horizontalHeader().setStretchLastSection(True)
+        note = QLabel("Against the ground truth inside the imaged field. CNR / gCNR: lesion vs background "
+                      "mask of the phantom, display domain (n/a: the phantom has no lesion).")
+        note.setWordWrap(True)
+        side = QVBoxLayout()
+        side.addWidget(controls)
+        side.addWidget(note)
         side.addWidget(self.metrics)
         side.addStretch(1)
         side_w = QWidget()
         side_w.setLayout(side)
-        side_w.setMaximumWidth(420)
+        side_w.setMaximumWidth(400)
+        return side_w
 
+    def _build_panes(self) -> QVBoxLayout:
         self.graphics = pg.GraphicsLayoutWidget()
         self.views: list[pg.ViewBox] = []
         self.items: list[pg.ImageItem] = []
@@ -161,15 +158,25 @@ class SimulatorTab(QWidget):
                 vb.setYLink(self.views[0])
             self.views.append(vb)
             self.items.append(item)
-        self.items[3].setColorMap(pg.colormap.get("inferno"))
+        cmap = colour_map()
+        self.items[3].setLookupTable(cmap.getLookupTable(nPts=256))
+        self.colorbar = pg.ColorBarItem(values=uncertainty.levels(), colorMap=cmap, interactive=False, width=14,
+                                        orientation="horizontal", label=uncertainty.label())
+        self.colorbar.axis.setTicks([[(float(np.log2(v)), uncertainty.tick_text(v))
+                                      for v in uncertainty.TICKS_GREY], []])
+        self.colorbar.axis.setStyle(hideOverlappingLabels=False)
+        self.graphics.addItem(self.colorbar, row=4, col=1)
+        self.shift_table = QTableWidget(0, 1 + 2 * len(METRICS))
+        self.shift_table.setHorizontalHeaderLabels(
+            ["Probe"] + ["%s %s" % (m, k) for m in METRICS for k in ("sim", "desp")])
         centre = QVBoxLayout()
         centre.addWidget(self.graphics, 3)
-        centre.addWidget(QLabel("Domain shift: the same phantom through every probe, despeckled by the chosen model"))
+        self.shift_label = QLabel("Domain shift: the same phantom through every probe, despeckled by the tab's "
+                                  "model; probes it was trained on are marked%s" % TRAINED)
+        self.shift_label.setWordWrap(True)
+        centre.addWidget(self.shift_label)
         centre.addWidget(self.shift_table, 1)
-        lay = QHBoxLayout(self)
-        lay.addLayout(centre, 1)
-        lay.addWidget(side_w)
-        self._set_busy(False)
+        return centre
 
     # ------------------------------------------------------------------------------ helpers
     def request(self, path: str = "fast", probe: str | None = None) -> SimRequest:
@@ -177,16 +184,67 @@ class SimulatorTab(QWidget):
         return SimRequest(self.phantom.currentText(), probe or self.probe.currentText(), f if f > 0 else None,
                           self.size.value(), self.seed.value(), path)
 
+    def engine_settings(self) -> EngineSettings:
+        return EngineSettings(model=self.model_combo.currentText())
+
+    def set_model(self, name: str) -> None:
+        if self.model_combo.findText(name) < 0:
+            self.model_combo.addItem(name)
+        self.model_combo.setCurrentText(name)
+
     @property
     def busy(self) -> bool:
-        return (self._job is not None or self._future is not None
-                or (self._proc is not None and self._proc.is_alive()))
+        return self.worker is not None
 
     def _set_busy(self, busy: bool) -> None:
         for b in (self.fast_button, self.full_button, self.despeckle_button, self.shift_button):
             b.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
 
+    def _start(self, job: Callable[..., Any], *args: Any, on_yield: Callable[[Any], None],
+               on_return: Callable[[Any], None], busy_text: str) -> None:
+        self.progress.setRange(0, 0)
+        self.status.setText(busy_text)
+        self._set_busy(True)
+        holder: list[Any] = []
+
+        def yielded(value: Any) -> None:
+            if not holder[0].abort_requested:
+                on_yield(value)
+
+        def returned(value: Any) -> None:
+            self._end(holder[0])  # idle before the result is shown: it may start the next job
+            on_return(value)
+
+        self.worker = workers.start(job, *args, owner=self, connect={
+            "yielded": yielded, "returned": returned, "errored": self._on_error,
+            "finished": lambda: self._end(holder[0])})
+        holder.append(self.worker)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.status.setText("failed")
+        self._message(str(exc) or exc.__class__.__name__, "error")
+
+    def _end(self, worker: Any) -> None:
+        if worker is not self.worker:  # ended already, or handed over to the next job
+            return
+        if worker.abort_requested:
+            self.status.setText("cancelled")
+        self.worker = None
+        self.full_pid = None
+        self.progress.setRange(0, 1000)
+        self._set_busy(False)
+
+    def _on_model_changed(self) -> None:
+        self.model_info = None
+        self.model_label.setText("")
+
+    def _on_model(self, info: ModelInfo) -> None:
+        self.model_info = info
+        self.model_label.setText(info.describe())
+        self.colorbar.axis.setLabel(uncertainty.label(info.card))
+
+    # ------------------------------------------------------------------------------ showing
     def _show(self) -> None:
         sim = self.sim
         if sim is None:
@@ -199,14 +257,11 @@ class SimulatorTab(QWidget):
         if self.std is None:
             self.items[3].clear()
         else:
-            top = max(float(np.percentile(self.std, 99.5)), 1e-3)
-            self.items[3].setImage(np.asarray(self.std, dtype=np.float32), levels=(0.0, top), autoLevels=False)
+            self.items[3].setImage(uncertainty.encode(self.std), levels=uncertainty.levels(), autoLevels=False)
         rows = [score(sim.bmode, sim)] + ([score(self.mean, sim)] if self.mean is not None else [])
         for r, m in enumerate(METRICS):
             for c in range(2):
-                v = rows[c][m] if c < len(rows) else None
-                text = "" if v is None else ("n/a" if math.isnan(v) else "%.3f" % v)
-                self.metrics.setItem(r, c, QTableWidgetItem(text))
+                self.metrics.setItem(r, c, _cell(rows[c][m] if c < len(rows) else None))
 
     def _set_sim(self, sim: Any) -> None:
         self.sim, self.mean, self.std = sim, None, None
@@ -215,194 +270,118 @@ class SimulatorTab(QWidget):
 
     # ------------------------------------------------------------------------------ simulate
     def simulate_fast(self, then_despeckle: bool = False) -> bool:
-        """Simulate with the fast path in a helper thread; :attr:`simulated` is emitted when shown."""
+        """Simulate with the fast path in a worker; :attr:`simulated` is emitted when shown."""
         if self.busy:
             return False
         req = self.request("fast")
-        self._start_future("fast", lambda: simulate(req))
-        self._then_despeckle = then_despeckle
-        return True
 
-    def _start_future(self, kind: str, fn: Callable[[], Any]) -> None:
-        self._future_kind = kind
-        self._t0 = time.monotonic()
-        self._future = self._threads.submit(fn)
-        self.progress.setRange(0, 0)
-        self.status.setText("simulating…")
-        self._set_busy(True)
-        self._future_poll.start()
-
-    def _poll_future(self) -> None:
-        fut = self._future
-        if fut is None or not fut.done():
-            return
-        self._future_poll.stop()
-        self._future = None
-        self.progress.setRange(0, 1000)
-        self._set_busy(False)
-        try:
-            result = fut.result()
-        except (ValueError, ImportError, RuntimeError, MemoryError) as exc:
-            self.status.setText("simulation failed")
-            self._message("Simulation failed:\n%s" % exc, "error")
-            return
-        elapsed = time.monotonic() - self._t0
-        if self._future_kind == "fast":
-            self._set_sim(result)
-            self.status.setText("%s / %s, fast path, %.2f s" % (self.phantom.currentText(), result.probe, elapsed))
+        def done(sim: Any) -> None:
+            self._set_sim(sim)
+            self.status.setText("%s / %s, fast path" % (req.phantom, sim.probe))
             self.simulated.emit()
-            if self._then_despeckle:
-                self.despeckle()
-        else:
-            self._shift_sims = result
-            self._submit("shift", [np.asarray(r.bmode, dtype=np.float32) for r in result])
+            if then_despeckle:
+                self._start_despeckle()
+
+        self._start(fast_job, req, on_yield=lambda _: None, on_return=done, busy_text="simulating…")
+        return True
 
     def simulate_full(self, path: str = "full") -> None:
         """Simulate in a worker process (cancellable); ``path`` is the simulator path, full physics
         unless stated.  :attr:`simulated` is emitted when the result is on show."""
         if self.busy:
             return
-        ctx = mp.get_context("spawn")
-        self._queue = ctx.Queue()
-        self._proc_path = path
-        self._proc = ctx.Process(target=process_job, args=(self.request(path), self._queue), daemon=True)
-        self._proc.start()
-        self._t0 = time.monotonic()
-        self.progress.setRange(0, 0)  # busy indicator: pymust reports no progress
-        self._set_busy(True)
-        self._poll.start()
+        req = self.request(path)
 
-    def _poll_process(self) -> None:
-        import queue as _q
+        def waiting(item: tuple[int, float]) -> None:
+            self.full_pid = item[0]
+            self.status.setText("simulating (%s path) in a worker process… %.0f s" % (path, item[1]))
 
-        elapsed = time.monotonic() - self._t0
-        try:
-            kind, payload = self._queue.get_nowait()
-        except _q.Empty:
-            if self._proc is not None and not self._proc.is_alive():
-                self._end_process()
-                self._message("The simulation process stopped unexpectedly (exit code %s)."
-                              % self._proc.exitcode, "error")
-            else:
-                self.status.setText("simulating (%s path) in a worker process… %.0f s" % (self._proc_path, elapsed))
-            return
-        self._end_process()
-        if kind == "ok":
-            self._set_sim(payload)
-            self.status.setText("%s / %s, %s path (worker process), %.0f s"
-                                % (self.phantom.currentText(), payload.probe, payload.path, elapsed))
+        def done(sim: Any) -> None:
+            self._set_sim(sim)
+            self.status.setText("%s / %s, %s path (worker process)" % (req.phantom, sim.probe, sim.path))
             self.simulated.emit()
-        else:
-            self._message("Simulation (%s path) failed:\n%s" % (self._proc_path, payload), "error")
 
-    def _end_process(self) -> None:
-        self._poll.stop()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        if self._proc is not None:
-            if self._proc.is_alive():  # its result (if any) is already here: do not wait for its teardown
-                self._proc.terminate()
-            self._proc.join(timeout=0.5)
-        self._set_busy(False)
+        self._start(full_physics_job, req, on_yield=waiting, on_return=done,
+                    busy_text="starting a worker process for the %s path…" % path)
 
     # ------------------------------------------------------------------------------ engine
-    def despeckle(self) -> int | None:
-        """Despeckle the simulated image with the viewer's engine settings (simulating first if needed)."""
+    def despeckle(self) -> None:
+        """Despeckle the simulated image with the tab's model (simulating first if needed)."""
+        if self.busy:
+            return
         if self.sim is None:
             self.simulate_fast(then_despeckle=True)
-            return None
-        return self._submit("single", [np.asarray(self.sim.bmode, dtype=np.float32)])
+            return
+        self._start_despeckle()
+
+    def _start_despeckle(self) -> None:
+        def got(item: Any) -> None:
+            if isinstance(item, ModelInfo):
+                self._on_model(item)
+            elif isinstance(item, FrameResult):
+                self.mean, self.std = item.mean, item.std
+                self._show()
+
+        def done(_: Any) -> None:
+            self.status.setText("despeckled (%s)" % self.engine_settings().model)
+            self.despeckled.emit()
+
+        self._start(despeckle_images, self._cache, self.engine_settings(),
+                    [np.asarray(self.sim.bmode, dtype=np.float32)], on_yield=got, on_return=done,
+                    busy_text="despeckling…")
 
     def domain_shift(self) -> None:
-        """Simulate the phantom with every probe (fast path), then despeckle each with the chosen model."""
+        """Simulate the phantom with every probe (fast path), then despeckle each with the tab's model."""
         if self.busy:
             return
         _, probes = _names()
-        reqs = [self.request("fast", p) for p in probes]
-        self._shift_probes = list(probes)
         self.shift_results = {}
         self.shift_table.setRowCount(0)
-        self._start_future("shift", lambda: [simulate(r) for r in reqs])
 
-    def _submit(self, kind: str, frames: list[np.ndarray]) -> int | None:
-        if self.busy:
-            return None
-        self._job_kind = kind
-        # every probe's image is its own acquisition: normalised and despeckled on its own
-        self._job = self._engine.submit(range(len(frames)), lambda i: frames[i], self._settings(), independent=True)
-        self.progress.setValue(0)
-        self._set_busy(True)
-        self._engine.progress.connect(self._on_progress)
-        return self._job
+        def done(_: Any) -> None:
+            self.status.setText("domain shift done (%s)" % self.engine_settings().model)
+            self.shift_done.emit()
 
-    def _on_progress(self, job: int, frac: float, eta: float) -> None:
-        if job == self._job:
-            self.progress.setValue(int(1000 * frac))
-            self.status.setText("despeckling… %.0f %%%s" % (100 * frac, "" if math.isnan(eta) else ", ETA %.0f s" % eta))
+        self._start(shift_job, self._cache, self.engine_settings(), [self.request("fast", p) for p in probes],
+                    on_yield=self._on_shift_item, on_return=done, busy_text="simulating every probe…")
 
-    def _on_frame(self, job: int, i: int, mean: np.ndarray, std: np.ndarray) -> None:
-        if job != self._job:
-            return
-        if self._job_kind == "single":
-            self.mean, self.std = mean, std
-            self._show()
-            return
-        probe, sim = self._shift_probes[i], self._shift_sims[i]
-        self.shift_results[probe] = {"sim": score(sim.bmode, sim), "desp": score(mean, sim)}
+    def _on_shift_item(self, item: tuple) -> None:
+        if item[0] == "simulated":
+            self.status.setText("simulated with %s" % item[1])
+        elif item[0] == "model":
+            self._on_model(item[1])
+            self.status.setText("despeckling with %s…" % item[1].name)
+        elif item[0] == "despeckled":
+            _, probe, sim, res = item
+            self.shift_results[probe] = {"sim": score(sim.bmode, sim), "desp": score(res.mean, sim)}
+            self._add_shift_row(probe)
+
+    def trained_probes(self) -> tuple[str, ...]:
+        return self.model_info.probes if self.model_info is not None else ()
+
+    def _add_shift_row(self, probe: str) -> None:
         r = self.shift_table.rowCount()
         self.shift_table.insertRow(r)
-        self.shift_table.setItem(r, 0, QTableWidgetItem(probe))
+        trained = probe in self.trained_probes()
+        name = QTableWidgetItem(probe + (TRAINED if trained else ""))
+        if trained:
+            font = QFont(name.font())
+            font.setBold(True)
+            name.setFont(font)
+            name.setToolTip("The model was trained on this probe")
+        self.shift_table.setItem(r, 0, name)
         for k, m in enumerate(METRICS):
             for j, key in enumerate(("sim", "desp")):
-                v = self.shift_results[probe][key][m]
-                self.shift_table.setItem(r, 1 + 2 * k + j, QTableWidgetItem("n/a" if math.isnan(v) else "%.3f" % v))
-
-    def _finish(self, text: str) -> None:
-        self._job = None
-        self._engine.progress.disconnect(self._on_progress)
-        self._set_busy(False)
-        self.status.setText(text)
-
-    def _on_done(self, job: int) -> None:
-        if job == self._job:
-            self.progress.setValue(1000)
-            if self._job_kind == "shift":
-                self._finish("domain shift done (%s)" % self._settings().model)
-                self.shift_done.emit()
-            else:
-                self._finish("despeckled")
-                self.despeckled.emit()
-
-    def _on_cancelled(self, job: int) -> None:
-        if job == self._job:
-            self._finish("cancelled")
-
-    def _on_failed(self, job: int, msg: str) -> None:
-        if job == self._job:
-            self._finish("failed")
-            self._message(msg, "error")
+                self.shift_table.setItem(r, 1 + 2 * k + j, _cell(self.shift_results[probe][key][m]))
+        self.shift_table.resizeColumnToContents(0)
 
     # ------------------------------------------------------------------------------ stop
     def cancel(self) -> None:
-        """Stop the running simulation process or despeckling job."""
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.terminate()
-            self._end_process()
-            self.status.setText("simulation cancelled")
-        if self._future is not None:  # a fast simulation cannot be interrupted: drop its result
-            self._future_poll.stop()
-            self._future = None
-            self.progress.setRange(0, 1000)
-            self._set_busy(False)
-            self.status.setText("simulation cancelled")
-        if self._job is not None:
-            self._engine.cancel(self._job)
+        """Stop the running job (a worker process is terminated when its worker closes)."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.setText("cancelled")
 
     def shutdown(self) -> None:
-        """Called when the window closes: stop the worker process, drop pending simulations."""
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(timeout=1.0)
-        self._poll.stop()
-        self._future_poll.stop()
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        """Called when the window closes: stop the running job."""
+        self.cancel()

@@ -19,7 +19,10 @@ from skimage.draw import ellipse as _draw_ellipse
 from skimage.draw import polygon as _draw_polygon
 
 ROI_KINDS = ("rect", "ellipse", "polygon")
-CACHE_ENTRIES = 12  #: derived arrays kept by a ClipSession (a few frames' worth)
+#: bytes of derived arrays (decoded originals, pasted results, std maps) a ClipSession keeps: a typical
+#: loop is decoded once while it plays (30 frames of 480×640 colour: 110 MB of originals)
+CACHE_BYTES = 384 * 1024 * 1024
+CACHE_MIN_ENTRIES = 12  #: a few frames' worth, whatever their size
 ROI_ROLES = ("target", "background")
 #: The intensity domain in which the app measures CNR: the displayed, log-compressed grey level.
 MEASURE_DOMAIN = "display [0, 1] (log-compressed grey level)"
@@ -58,6 +61,27 @@ def region_box(region: Any, shape: tuple[int, int]) -> tuple[int, int, int, int]
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise ValueError("the B-mode region %r is empty inside a %dx%d image" % (vals, w, h))
     return x0, y0, x1, y1
+
+
+def bmode_regions(clip: Any) -> list[tuple[int, int, int, int]]:
+    """The B-mode regions of a clip as ``(x0, y0, x1, y1)`` boxes.
+
+    Today a clip exposes one (``clip.bmode_region``); a clip that lists several (``clip.bmode_regions``,
+    from the DICOM/region pipeline being built) gives them all.  Callers treat the result as a list.
+    """
+    many = getattr(clip, "bmode_regions", None)
+    if many:
+        return [tuple(int(v) for v in r) for r in many]  # type: ignore[misc]
+    one = getattr(clip, "bmode_region", None)
+    return [tuple(int(v) for v in one)] if one is not None else []  # type: ignore[list-item]
+
+
+def blend(original: np.ndarray, despeckled: np.ndarray, strength: float) -> np.ndarray:
+    """``strength`` × despeckled + (1 − strength) × original, in the display domain (float [0, 1])."""
+    s = min(max(float(strength), 0.0), 1.0)
+    if s >= 1.0:
+        return despeckled
+    return (s * np.asarray(despeckled, dtype=np.float32) + (1.0 - s) * np.asarray(original, dtype=np.float32))
 
 
 def to_unit(frame: np.ndarray) -> np.ndarray:
@@ -109,6 +133,21 @@ class RoiShape:
         m[rr, cc] = True
         return m
 
+    def moved(self, dx: float, dy: float) -> "RoiShape":
+        """The same ROI translated by (dx, dy) pixels."""
+        if self.kind == "polygon":
+            return RoiShape(self.role, self.kind, points=[(x + dx, y + dy) for x, y in self.points])
+        x, y, w, h = self.params
+        return RoiShape(self.role, self.kind, params=(x + dx, y + dy, w, h))
+
+    def bbox(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the ROI."""
+        if self.kind == "polygon":
+            xs, ys = [p[0] for p in self.points], [p[1] for p in self.points]
+            return min(xs), min(ys), max(xs), max(ys)
+        x, y, w, h = self.params
+        return x, y, x + w, y + h
+
     def describe(self) -> str:
         """Geometry as text for CSV provenance (pixels)."""
         if self.kind == "polygon":
@@ -153,6 +192,9 @@ class Measurement:
     area_t: float
     area_b: float
     area_unit: str
+    target_roi: str = ""  #: the target's geometry in this frame (it moves when ROIs follow tissue)
+    background_roi: str = ""
+    roi_mode: str = "fixed"  #: "fixed" or "tracked"
 
 
 def measure(original: np.ndarray, despeckled: np.ndarray | None, target: RoiShape, background: RoiShape,
@@ -164,10 +206,11 @@ def measure(original: np.ndarray, despeckled: np.ndarray | None, target: RoiShap
         raise ValueError("draw both ROIs inside the image before measuring")
     orig = region_stats(original, mt, mb)
     desp = region_stats(despeckled, mt, mb) if despeckled is not None else None
+    geo = (target.describe(), background.describe())
     if spacing_mm is not None and all(s and s > 0 for s in spacing_mm):
         px = float(spacing_mm[0]) * float(spacing_mm[1])
-        return Measurement(frame, time_ms, orig, desp, mt.sum() * px, mb.sum() * px, "mm²")
-    return Measurement(frame, time_ms, orig, desp, float(mt.sum()), float(mb.sum()), "px")
+        return Measurement(frame, time_ms, orig, desp, mt.sum() * px, mb.sum() * px, "mm²", *geo)
+    return Measurement(frame, time_ms, orig, desp, float(mt.sum()), float(mb.sum()), "px", *geo)
 
 
 # ------------------------------------------------------------------------------ clip session
@@ -200,14 +243,17 @@ class ClipSession:
         self.n_frames = int(clip.n_frames)
         first = np.asarray(clip.frame(0))
         self.shape: tuple[int, int] = tuple(first.shape[:2])  # type: ignore[assignment]
-        self.means: dict[int, np.ndarray] = {}
-        self.stds: dict[int, np.ndarray] = {}
+        self.means: dict[int, np.ndarray] = {}  #: ensemble means (what is exported)
+        self.stds: dict[int, np.ndarray] = {}  #: ensemble stds (uncertainty, display units)
+        self.previews: dict[int, np.ndarray] = {}  #: one-member previews, shown until the ensemble's arrive
         self.settings: EngineSettings | None = None
         #: how much of the despeckled image is shown, 0 (the original) to 1 (see :meth:`set_strength`)
         self.strength = 1.0
+        self.generation = 0  #: bumped whenever results are dropped (results of older work are refused)
         # the last few frames' derived arrays (GUI thread only): a frame is drawn, measured and
         # overlaid from the same arrays without recomputing the colour test or the composite
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._cache_bytes = 0
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -244,6 +290,7 @@ class ClipSession:
         self.clip.bmode_region = new
         self.clear_results()
         self._cache.clear()
+        self._cache_bytes = 0
         return True
 
     def set_strength(self, strength: float) -> bool:
@@ -290,9 +337,11 @@ class ClipSession:
     def clear_results(self) -> None:
         self.means.clear()
         self.stds.clear()
+        self.previews.clear()
         self.settings = None
-        for key in [k for k in self._cache if k[0] != "mask"]:
-            del self._cache[key]
+        self.generation += 1
+        for key in [k for k in self._cache if k[0] not in ("mask", "orig")]:
+            self._drop(key)
 
     def _cached(self, kind: str, i: int, make: Callable[[], np.ndarray]) -> np.ndarray:
         key = (kind, int(i))
@@ -300,8 +349,9 @@ class ClipSession:
         if hit is None:
             hit = make()
             self._cache[key] = hit
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
+            self._cache_bytes += hit.nbytes
+            while len(self._cache) > CACHE_MIN_ENTRIES and self._cache_bytes > CACHE_BYTES:
+                self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
         else:
             self._cache.move_to_end(key)
         return hit
@@ -326,11 +376,29 @@ class ClipSession:
         x0, y0, x1, y1 = self.box
         return np.ascontiguousarray(to_unit(self.clip.gray_frame(i))[y0:y1, x0:x1])
 
-    def store(self, i: int, mean: np.ndarray, std: np.ndarray) -> None:
-        self.means[i] = np.asarray(mean, dtype=np.float32)
-        self.stds[i] = np.asarray(std, dtype=np.float32)
-        self._cache.pop(("desp", int(i)), None)
-        self._cache.pop(("std", int(i)), None)
+    def store(self, i: int, mean: np.ndarray, std: np.ndarray, kind: str = "ensemble") -> None:
+        """Keep a result of frame ``i``: ``kind`` "ensemble" (mean + std) or "preview" (mean only)."""
+        if kind == "preview":
+            if i in self.means:
+                return
+            self.previews[i] = np.asarray(mean, dtype=np.float32)
+        else:
+            self.means[i] = np.asarray(mean, dtype=np.float32)
+            self.stds[i] = np.asarray(std, dtype=np.float32)
+            self.previews.pop(i, None)
+        self._drop(("desp", int(i)))
+        self._drop(("std", int(i)))
+
+    def _drop(self, key: tuple[str, int]) -> None:
+        hit = self._cache.pop(key, None)
+        if hit is not None:
+            self._cache_bytes -= hit.nbytes
+
+    def result_kind(self, i: int) -> str | None:
+        """What frame ``i`` holds: "ensemble", "preview" or None (not despeckled yet)."""
+        if i in self.means:
+            return "ensemble"
+        return "preview" if i in self.previews else None
 
     def paste_mask(self, i: int) -> np.ndarray:
         """Pixels of frame ``i`` replaced by the despeckled image: process mask ∩ region box."""
@@ -344,17 +412,19 @@ class ClipSession:
         return self._cached("mask", i, make)
 
     def despeckled_frame(self, i: int) -> np.ndarray | None:
-        """Frame ``i`` with its grey B-mode pixels despeckled (same layout as the original)."""
-        if i not in self.means:
+        """Frame ``i`` with its grey B-mode pixels despeckled (same layout as the original): the
+        ensemble mean, else the preview, else None."""
+        src = self.means.get(i)
+        if src is None:
+            src = self.previews.get(i)
+        if src is None:
             return None
 
         def make() -> np.ndarray:
             out = self.original_frame(i).copy()
             x0, y0, x1, y1 = self.box
             m = self.paste_mask(i)[y0:y1, x0:x1]  # the mask lies inside the box
-            vals = self.shown(i)
-            if self.strength == 0.0:
-                m = np.zeros_like(m)
+            vals = np.clip(src, 0.0, 1.0)
             if out.ndim == 3:
                 vals, m = vals[..., None], m[..., None]
             np.copyto(out[y0:y1, x0:x1], vals, where=m)

@@ -1,0 +1,87 @@
+"""The "B-mode region" box: the regions of the open clip, outlined on the original pane.
+
+Each region (:func:`~.viewer_state.bmode_regions`; today a clip has one) gets a dashed outline and a
+"show" checkbox; the first is the region that is despeckled, and with "Adjust" the user drags or
+resizes its outline (:attr:`RegionBox.moved` carries the new box).
+"""
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QCheckBox, QGroupBox, QLabel, QVBoxLayout, QWidget
+
+from .viewer_state import ClipSession, bmode_regions
+
+PEN = (255, 220, 0)
+
+
+def _describe(box: tuple[int, int, int, int]) -> str:
+    x0, y0, x1, y1 = box
+    return "x %d–%d, y %d–%d" % (x0, x1, y0, y1)
+
+
+class RegionBox(QGroupBox):
+    """Region outlines on ``view`` with a show toggle per region and an "adjust" switch."""
+
+    moved = Signal(tuple)  #: (x0, y0, x1, y1) the user gave the despeckled region
+
+    def __init__(self, view: pg.ViewBox, parent: QWidget | None = None) -> None:
+        super().__init__("B-mode region", parent)
+        self.view = view
+        self.items: list[pg.RectROI] = []
+        self.toggles: list[QCheckBox] = []
+        self.label = QLabel("—")
+        self.label.setWordWrap(True)
+        self.edit = QCheckBox("Adjust the region on the original pane")
+        self.edit.toggled.connect(self._on_edit)
+        self._lay = QVBoxLayout(self)
+        self._lay.addWidget(self.label)
+        self._lay.addWidget(self.edit)
+
+    def show_session(self, session: ClipSession) -> None:
+        """Outline the regions of ``session`` (the first one is the box that is despeckled)."""
+        for item in self.items:
+            self.view.removeItem(item)
+        for t in self.toggles:
+            self._lay.removeWidget(t)
+            t.deleteLater()
+        boxes = [session.box] + [b for b in bmode_regions(session.clip)[1:]]
+        self.items = [self._outline(b, editable=k == 0) for k, b in enumerate(boxes)]
+        self.toggles = []
+        for k, b in enumerate(boxes):
+            t = QCheckBox("Show region %d (%s)%s" % (k + 1, _describe(b), ", despeckled" if k == 0 else ""))
+            t.setChecked(True)
+            t.toggled.connect(lambda on, item=self.items[k]: item.setVisible(on))
+            self._lay.insertWidget(1 + k, t)
+            self.toggles.append(t)
+        src = getattr(session.clip, "region_source", "")
+        self.label.setText("%s (%s)" % (_describe(session.box), src or "whole frame"))
+
+    def _outline(self, box: tuple[int, int, int, int], editable: bool) -> pg.RectROI:
+        x0, y0, x1, y1 = box
+        item = pg.RectROI((x0, y0), (x1 - x0, y1 - y0), pen=pg.mkPen(PEN, width=1, style=Qt.PenStyle.DashLine))
+        item.setZValue(10)
+        on = editable and self.edit.isChecked()
+        item.translatable = item.resizable = on
+        for h in item.getHandles():
+            h.setVisible(on)
+        if editable:
+            item.sigRegionChangeFinished.connect(self._on_moved)
+        self.view.addItem(item, ignoreBounds=True)
+        return item
+
+    @property
+    def item(self) -> pg.RectROI | None:
+        """The outline of the despeckled region."""
+        return self.items[0] if self.items else None
+
+    def _on_edit(self, on: bool) -> None:
+        if self.item is None:
+            return
+        self.item.translatable = self.item.resizable = on
+        for h in self.item.getHandles():
+            h.setVisible(on)
+
+    def _on_moved(self, item: pg.RectROI) -> None:
+        pos, size = item.pos(), item.size()
+        self.moved.emit((pos.x(), pos.y(), pos.x() + size.x(), pos.y() + size.y()))
