@@ -30,8 +30,10 @@ ENSEMBLE = "ensemble"
 
 
 def torch_threads() -> int:
-    """Threads torch may use: all cores but one, so the GUI thread keeps a core."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    """Threads the inference runtime may use: the engine's policy, all cores but one (the GUI keeps one)."""
+    from engine.catalog import resolve_threads
+
+    return int(resolve_threads("auto"))
 
 
 def default_loader(name: str) -> Any:

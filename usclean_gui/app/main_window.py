@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         side.addWidget(self.engine_panel)
         self.region_box = RegionBox(self.panes.views[0])
         self.region_box.moved.connect(self.set_region)
+        self.region_box.pane_toggled.connect(lambda k, on: self._regions_changed())
         side.addWidget(self.region_box)
         side.addWidget(self.roi)
         side.addStretch(1)
@@ -426,13 +427,17 @@ class MainWindow(QMainWindow):
             self.show_message(str(exc), "warning")
             changed = True
         if changed:
-            restart = self.runner.busy or self.engine_panel.auto_check.isChecked()
-            self.runner.stop()
-            self.region_box.show_session(self.session)
-            self._update_info()
-            self.show_frame(self.cine.frame)
-            if restart:
-                self.despeckle()
+            self._regions_changed()
+
+    def _regions_changed(self) -> None:
+        """The despeckled region or panes changed (results were dropped): redraw, and despeckle again."""
+        restart = self.runner.busy or self.engine_panel.auto_check.isChecked()
+        self.runner.stop()
+        self.region_box.show_session(self.session)
+        self._update_info()
+        self.show_frame(self.cine.frame)
+        if restart:
+            self.despeckle()
 
     # ------------------------------------------------------------------------------ engine
     def set_model(self, name: str) -> None:

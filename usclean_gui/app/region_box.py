@@ -1,8 +1,11 @@
 """The "B-mode region" box: the regions of the open clip, outlined on the original pane.
 
-Each region (:func:`~.viewer_state.bmode_regions`; today a clip has one) gets a dashed outline and a
-"show" checkbox; the first is the region that is despeckled, and with "Adjust" the user drags or
-resizes its outline (:attr:`RegionBox.moved` carries the new box).
+Each region (:func:`~.viewer_state.bmode_regions`) gets a dashed outline and a "show" checkbox; the
+first is the box that is despeckled, and with "Adjust" the user drags or resizes its outline
+(:attr:`RegionBox.moved` carries the new box).  A clip whose layout has B-mode panes (tissue regions of
+SequenceOfUltrasoundRegions, or detected panes: :class:`usclean_gui.dicomio.Pane`) also gets a
+"despeckle" checkbox per pane: switching one off leaves that pane as it is
+(:meth:`ClipSession.set_pane_enabled`; :attr:`RegionBox.pane_toggled` says so, results are dropped).
 """
 from __future__ import annotations
 
@@ -24,12 +27,15 @@ class RegionBox(QGroupBox):
     """Region outlines on ``view`` with a show toggle per region and an "adjust" switch."""
 
     moved = Signal(tuple)  #: (x0, y0, x1, y1) the user gave the despeckled region
+    pane_toggled = Signal(int, bool)  #: pane k switched on / off (the session's results were dropped)
 
     def __init__(self, view: pg.ViewBox, parent: QWidget | None = None) -> None:
         super().__init__("B-mode region", parent)
         self.view = view
         self.items: list[pg.RectROI] = []
         self.toggles: list[QCheckBox] = []
+        self.pane_checks: list[QCheckBox] = []
+        self.session: ClipSession | None = None
         self.label = QLabel("—")
         self.label.setWordWrap(True)
         self.edit = QCheckBox("Adjust the region on the original pane")
@@ -42,9 +48,10 @@ class RegionBox(QGroupBox):
         """Outline the regions of ``session`` (the first one is the box that is despeckled)."""
         for item in self.items:
             self.view.removeItem(item)
-        for t in self.toggles:
+        for t in self.toggles + self.pane_checks:
             self._lay.removeWidget(t)
             t.deleteLater()
+        self.session = session
         boxes = [session.box] + [b for b in bmode_regions(session.clip)[1:]]
         self.items = [self._outline(b, editable=k == 0) for k, b in enumerate(boxes)]
         self.toggles = []
@@ -54,8 +61,20 @@ class RegionBox(QGroupBox):
             t.toggled.connect(lambda on, item=self.items[k]: item.setVisible(on))
             self._lay.insertWidget(1 + k, t)
             self.toggles.append(t)
+        self.pane_checks = []
+        for k, pane in enumerate(session.panes()):
+            spacing = "" if pane.spacing_mm is None else ", %.3g × %.3g mm" % tuple(pane.spacing_mm)
+            c = QCheckBox("Despeckle pane %d: %s (%s)%s" % (k + 1, pane.label, _describe(pane.box), spacing))
+            c.setChecked(pane.enabled)
+            c.toggled.connect(lambda on, k=k: self._on_pane(k, on))
+            self._lay.insertWidget(1 + len(boxes) + k, c)
+            self.pane_checks.append(c)
         src = getattr(session.clip, "region_source", "")
         self.label.setText("%s (%s)" % (_describe(session.box), src or "whole frame"))
+
+    def _on_pane(self, k: int, on: bool) -> None:
+        if self.session is not None and self.session.set_pane_enabled(k, on):
+            self.pane_toggled.emit(k, on)
 
     def _outline(self, box: tuple[int, int, int, int], editable: bool) -> pg.RectROI:
         x0, y0, x1, y1 = box

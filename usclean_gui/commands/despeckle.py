@@ -30,9 +30,10 @@ import numpy as np
 from usclean_gui.dicomio import DerivedWriter, atomic_path, open_image, uncertainty_pixels, write_png
 from usclean_gui.pipeline import FrameResult, check_strength, despeckle_frames, ensemble_hook
 
+from engine.catalog import DEFAULT_MODEL
+
 HELP = "despeckle a DICOM clip, PNG or NPY with the IR-SDE ensemble (optional uncertainty map)"
 SUFFIXES = (".dcm", ".png", ".npy")
-DEFAULT_MODEL = "multiprobe"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uncertainty", default=None, metavar="OUT_STD",
                         help="also write the per-pixel ensemble std (.dcm, .png or .npy)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same result; default 0)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (torch backend; default: cuda when available)")
+    parser.add_argument("--backend", choices=("auto", "openvino", "onnx", "torch"), default="auto",
+                        help="inference runtime (default auto: OpenVINO, else ONNX Runtime, else torch; torch on "
+                             "a GPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -187,7 +191,7 @@ def run(args: argparse.Namespace, ensemble: Any = None) -> int:
     if ensemble is None:
         from engine import load_ensemble
 
-        ensemble = load_ensemble(args.model, device=args.device)
+        ensemble = load_ensemble(args.model, device=args.device, backend=getattr(args, "backend", "auto"))
     settings = resolve_settings(ensemble, args.steps, args.sampler, args.members, args.seed, strength)
     hook = ensemble_hook(ensemble, steps=args.steps, sampler=args.sampler, members=args.members, seed=args.seed)
 
@@ -210,9 +214,10 @@ def run(args: argparse.Namespace, ensemble: Any = None) -> int:
         for sink in sinks:
             sink.close()
     seconds = time.perf_counter() - t0
-    print("despeckled %d frame(s) of %s in %.1f s (%.0f ms/frame): %s; sampler %s, steps %d, members %d, strength %.2f"
-          % (len(indices), source.name, seconds, 1000.0 * seconds / len(indices), settings.model, settings.sampler,
-             settings.steps, settings.members, settings.strength))
+    print("despeckled %d frame(s) of %s in %.1f s (%.0f ms/frame): %s on %s; sampler %s, steps %d, members %d, "
+          "strength %.2f" % (len(indices), source.name, seconds, 1000.0 * seconds / len(indices), settings.model,
+                             getattr(ensemble, "backend", "?"), settings.sampler, settings.steps, settings.members,
+                             settings.strength))
     for path in (out, std_out):
         if path is not None:
             print("wrote %s" % path)

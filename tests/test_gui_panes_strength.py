@@ -1,4 +1,5 @@
-"""GUI: the pipeline panel's strength slider and pane check boxes drive a real ClipSession."""
+"""GUI: the region box's pane check boxes and the strength slider drive a real ClipSession; exports
+record the strength."""
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,7 @@ pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.timeout(120)
 
 from usclean_gui.app import export  # noqa: E402
-from usclean_gui.app.model import ClipSession, EngineSettings, RoiShape, measure  # noqa: E402
-from usclean_gui.app.pipeline_panel import PipelinePanel  # noqa: E402
+from usclean_gui.app.viewer_state import ClipSession, EngineSettings, RoiShape, measure  # noqa: E402
 from usclean_gui.dicomio import open_image  # noqa: E402
 
 from test_regions import DUAL, _file, _screen  # noqa: E402
@@ -29,39 +29,31 @@ def session(dicom_factory):
     return s
 
 
-def test_strength_slider_blends_what_is_shown(qtbot, session):
-    panel = PipelinePanel()
-    qtbot.addWidget(panel)
-    panel.set_session(session)
-    assert panel.isEnabled() and session.strength == 1.0
-    full = session.despeckled_frame(1).copy()
-    with qtbot.waitSignal(panel.strength_changed) as sig:
-        panel.slider.setValue(40)
-    assert sig.args == [0.4] and session.strength == pytest.approx(0.4) and panel.slider_label.text() == "40 %"
-    m = session.paste_mask(1)
-    orig = session.original_frame(1)
-    shown = session.despeckled_frame(1)
-    np.testing.assert_allclose(shown[m], orig[m] + 0.4 * (full[m] - orig[m]), atol=1e-5)
-    assert np.array_equal(shown[~m], orig[~m])
-    np.testing.assert_allclose(session.std_frame(1)[m], 0.08, atol=1e-6)
-    panel.slider.setValue(0)
-    assert np.array_equal(session.despeckled_frame(1), orig)
+def test_strength_slider_sets_what_exports_record(window, session):
+    window.set_session(session)
+    window.panes.strength_slider.setValue(40)
+    assert session.strength == pytest.approx(0.4) and window.panes.strength == pytest.approx(0.4)
+    x0, y0, x1, y1 = session.box
+    grey = session.clip.gray_frame(1)[y0:y1, x0:x1].astype(np.float32)
+    grey = grey / np.float32(np.iinfo(grey.dtype).max) if np.issubdtype(session.clip.gray_frame(1).dtype, np.integer) else grey
+    # what the derived series holds: the box blended by strength
+    np.testing.assert_allclose(session.shown(1), grey + 0.4 * (session.means[1] - grey), atol=1e-5)
+    window.panes.strength_slider.setValue(0)
+    assert session.strength == 0.0
 
 
-def test_pane_boxes_toggle_panes(qtbot, session):
-    panel = PipelinePanel()
-    qtbot.addWidget(panel)
-    panel.set_session(session)
-    assert len(panel.pane_checks) == 2 and all(b.isChecked() for b in panel.pane_checks)
-    assert "0.4 x 0.5 mm" in panel.pane_checks[1].text() and "tissue region 2" in panel.pane_checks[1].text()
-    with qtbot.waitSignal(panel.pane_toggled) as sig:
-        panel.pane_checks[1].setChecked(False)
+def test_pane_boxes_toggle_panes(window, qtbot, session):
+    window.set_session(session)
+    box = window.region_box
+    assert len(box.pane_checks) == 2 and all(b.isChecked() for b in box.pane_checks)
+    assert "0.4 × 0.5 mm" in box.pane_checks[1].text() and "tissue region 2" in box.pane_checks[1].text()
+    with qtbot.waitSignal(box.pane_toggled) as sig:
+        box.pane_checks[1].setChecked(False)
     assert sig.args == [1, False] and not session.clip.layout.panes[1].enabled
     assert session.means == {} and session.box == DUAL[0]  # results cleared, the box is the left pane's
     x0, y0, x1, y1 = DUAL[1]
     assert not session.clip.process_mask(0)[y0:y1, x0:x1].any()
-    panel.set_session(None)
-    assert not panel.isEnabled() and panel.pane_checks == []
+    assert len(box.pane_checks) == 2 and not box.pane_checks[1].isChecked()  # redrawn, still listed
 
 
 def test_exports_record_strength(session, tmp_path):
