@@ -6,7 +6,7 @@ the network of the first k members.  Members run as **separate graphs** (grouped
 slower than separate members in every runtime measured here, pytorch #70954, onnxruntime #9192).
 
 * ``torch`` — the grouped network of the model folder (``model.safetensors``), on the CPU or a GPU; the
-  reference and the training format.
+  reference, the training format, and the choice wherever a CUDA GPU is present.
 * ``onnx`` — ONNX Runtime on the CPU, one session per member (``member<k>.onnx``).
 * ``openvino`` — OpenVINO on the CPU, one compiled model per member and frame shape, in bf16 where the
   CPU has AVX512-BF16 / AMX (OpenVINO reports ``BF16`` among its optimisation capabilities), fp32
@@ -42,7 +42,8 @@ def installed(backend: str) -> bool:
 
 
 def choose(requested: str = "auto", device: str | None = None, has_onnx: bool = True) -> str:
-    """The backend to use: ``requested`` if given, else the fastest installed one for ``device``."""
+    """The backend to use: ``requested`` if given; else torch when a torch ``device`` is named or a CUDA GPU is
+    present; else the fastest installed CPU runtime."""
     if requested not in BACKENDS:
         raise ValueError("unknown backend %r (choose from %s)" % (requested, ", ".join(BACKENDS)))
     if requested != "auto":
@@ -50,13 +51,24 @@ def choose(requested: str = "auto", device: str | None = None, has_onnx: bool = 
             raise ValueError("backend %r is not installed (pip install %s)" % (
                 requested, {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}[requested]))
         return requested
-    if device is not None and str(device).startswith("cuda"):
+    if device is not None:  # a torch device was asked for
+        return "torch"
+    if _gpu_present():
         return "torch"
     if has_onnx:
         for b in ("openvino", "onnx"):
             if installed(b):
                 return b
     return "torch"
+
+
+def _gpu_present() -> bool:
+    """A CUDA GPU torch can use (checked without importing torch on machines with no NVIDIA driver)."""
+    if not os.path.exists("/proc/driver/nvidia/version") or not installed("torch"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 class _Separate:

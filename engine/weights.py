@@ -141,6 +141,10 @@ def onnx_files(name_or_folder: str | os.PathLike) -> tuple[list[Path], dict, Pat
     info = card.get("onnx")
     if not info:
         raise ValueError("model %s has no ONNX graphs (re-export it, or use backend='torch')" % folder)
+    for fname, finfo in card.get("files", {}).items():  # the weights the graphs stand for are checked too
+        if not (folder / fname).is_file() or sha256(folder / fname) != finfo.get("sha256"):
+            raise ValueError("model %s: %s is missing or does not match the SHA-256 in its model card (corrupt, "
+                             "truncated or modified weights); refusing to load it" % (folder, fname))
     weights = card.get("files", {}).get(WEIGHTS_FILE, {}).get("sha256")
     if info.get("from") != weights:
         raise ValueError("model %s: the ONNX graphs were exported from other weights; re-export them" % folder)
