@@ -21,9 +21,10 @@ MIN_SIGMA = 6.0
 GRAIN_FACTOR = 3.0
 
 
-def window_sigma(frame: np.ndarray) -> float:
-    """The correction's Gaussian σ (px) for a frame: 3 × its larger speckle grain, at least 6 px."""
-    g = [v for v in grain_size(frame) if np.isfinite(v)]
+def window_sigma(frame: np.ndarray, grains: tuple[float, float] | None = None) -> float:
+    """The correction's Gaussian σ (px) for a frame: 3 × its larger speckle grain (``grains``, measured
+    when not given), at least 6 px."""
+    g = [v for v in (grain_size(frame) if grains is None else grains) if np.isfinite(v)]
     return float(max(MIN_SIGMA, GRAIN_FACTOR * max(g))) if g else MIN_SIGMA
 
 

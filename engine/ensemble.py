@@ -19,7 +19,7 @@ import numpy as np
 
 from . import backends
 from . import normalize as _norm
-from .brightness import keep_local_mean
+from .brightness import keep_local_mean, window_sigma
 from .catalog import resolve_threads  # noqa: F401  (part of this module's API)
 from .samplers import SAMPLERS, get_sampler, start_state
 from .schedule import Schedule, net_input, schedule_from_dict
@@ -283,8 +283,11 @@ class Ensemble:
             raise ValueError("normalize must be 'auto' or 'off' (got %r)" % (normalize,))
         # one plan per call, fitted on the first frame: a cine loop comes from one scanner setting, and a
         # shared mapping keeps consecutive frames consistent (no flicker)
-        plan0 = _norm.fit(arr[0], self.reference) if (mode == "auto" and self.reference) else None
+        # the grain is measured once per call too: the normalisation and the brightness window use it
+        grains = _norm.grain_size(arr[0]) if (mode == "auto" and self.reference) or self.keep_brightness else None
+        plan0 = _norm.fit(arr[0], self.reference, grains=grains) if (mode == "auto" and self.reference) else None
         plan = None if plan0 is None or plan0.identity else plan0
+        sigma = window_sigma(arr[0], grains) if self.keep_brightness else None
         shape = plan.work_shape if plan is not None else arr.shape[1:]
         total = len(self._tiles(*shape)) * steps * len(arr)
         done = [0]
@@ -299,10 +302,10 @@ class Ensemble:
         if cancel is not None and cancel():
             raise Cancelled("despeckling cancelled before it started")
         for fi, frame in enumerate(arr):
-            yield fi, self._frame(net, frame, plan, steps, sampler, seed, fi, tick)
+            yield fi, self._frame(net, frame, plan, steps, sampler, seed, fi, tick, sigma)
 
     def _frame(self, net, frame: np.ndarray, plan, steps: int, sampler: str, seed: int, fi: int,
-               tick: Callable[[], None]) -> DespeckleResult:
+               tick: Callable[[], None], sigma: float | None = None) -> DespeckleResult:
         """One frame: normalise, run every tile, blend, map back, combine the members."""
         work = plan.forward(frame) if plan is not None else frame
         h, w = work.shape
@@ -329,7 +332,7 @@ class Ensemble:
                 var = np.stack([plan.inverse_variance(v) for v in var])
         mean = np.clip(outs.mean(axis=0), 0.0, 1.0).astype(np.float32)
         if self.keep_brightness:
-            mean = keep_local_mean(frame, mean)
+            mean = keep_local_mean(frame, mean, sigma=sigma)
         std, ale, epi = self.uncertainty(outs, var)
         return DespeckleResult(mean, std, ale, epi)
 

@@ -135,10 +135,12 @@ class Plan:
         return np.maximum(v, 0.0).astype(np.float32)
 
 
-def fit(frame: np.ndarray, reference: dict, min_side: int = 16, max_side: int = 4096) -> Plan:
-    """Measure ``frame`` and plan the mapping into the ``reference`` ranges (identity when inside)."""
+def fit(frame: np.ndarray, reference: dict, min_side: int = 16, max_side: int = 4096,
+        grains: tuple[float, float] | None = None) -> Plan:
+    """Measure ``frame`` and plan the mapping into the ``reference`` ranges (identity when inside);
+    ``grains``: the frame's :func:`grain_size` when already measured."""
     shape = (int(frame.shape[0]), int(frame.shape[1]))
-    grains = grain_size(frame)
+    grains = grain_size(frame) if grains is None else grains
     ranges = reference.get("grain_range") or [[g, g] for g in reference["grain_px"]]
     zoom = [float(np.clip(_to_range(g, lo, hi, GRAIN_TOL), 0.25, 4.0)) for g, (lo, hi) in zip(grains, ranges)]
     work = tuple(int(np.clip(round(n * z), min_side, max_side)) if z != 1.0 else n for n, z in zip(shape, zoom))
