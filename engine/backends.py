@@ -29,7 +29,7 @@ import numpy as np
 
 BACKENDS = ("auto", "openvino", "onnx", "torch")
 OPSET = 17
-PAD_MULTIPLE = 4  # the UNet's two down-samplings: inputs are padded to a multiple of 4 (as the network does)
+PAD_MULTIPLE = 4  # a two-level UNet's down-samplings: inputs are padded to a multiple of 4 (as the network does)
 
 
 def onnx_name(k: int) -> str:
@@ -76,10 +76,11 @@ class _Separate:
 
     name = "?"
 
-    def __init__(self, members: Sequence[Callable], out_ch: int, label: str):
+    def __init__(self, members: Sequence[Callable], out_ch: int, label: str, pad: int = PAD_MULTIPLE):
         self._members = list(members)
         self.out_ch = int(out_ch)
         self.label = label
+        self.pad = int(pad)
 
     @property
     def members(self) -> int:
@@ -97,7 +98,7 @@ class _Separate:
 
     def __call__(self, x: np.ndarray, t: int) -> np.ndarray:
         h, w = x.shape[-2:]
-        ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
+        ph, pw = (-h) % self.pad, (-w) % self.pad
         if ph or pw:  # the graphs were traced on sizes that need no padding: replicate-pad here instead
             x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)], mode="edge")
         x = np.ascontiguousarray(x, np.float32)
@@ -110,7 +111,7 @@ class OnnxNetwork(_Separate):
 
     name = "onnx"
 
-    def __init__(self, paths: Sequence[Path], out_ch: int, threads: int | None = None):
+    def __init__(self, paths: Sequence[Path], out_ch: int, threads: int | None = None, pad: int = PAD_MULTIPLE):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -122,7 +123,7 @@ class OnnxNetwork(_Separate):
         def member(sess):
             return lambda x, t: sess.run(None, {"x": x, "t": np.full((1,), t, np.int64)})[0]
 
-        super().__init__([member(s) for s in sessions], out_ch, "ONNX Runtime fp32")
+        super().__init__([member(s) for s in sessions], out_ch, "ONNX Runtime fp32", pad)
 
 
 def openvino_bf16() -> bool:
@@ -138,7 +139,7 @@ class OpenVinoNetwork(_Separate):
     name = "openvino"
 
     def __init__(self, paths: Sequence[Path], out_ch: int, threads: int | None = None,
-                 precision: str | None = None):
+                 precision: str | None = None, pad: int = PAD_MULTIPLE):
         import openvino as ov
 
         core = ov.Core()
@@ -161,7 +162,7 @@ class OpenVinoNetwork(_Separate):
 
             return run
 
-        super().__init__([member(m) for m in models], out_ch, "OpenVINO %s" % self.precision)
+        super().__init__([member(m) for m in models], out_ch, "OpenVINO %s" % self.precision, pad)
 
 
 class TorchNetwork:
@@ -223,7 +224,7 @@ def export_onnx(net, folder: str | os.PathLike, in_ch: int) -> dict[str, str]:
             def forward(self, x, t):
                 return self.m(x[:, None], t)[:, 0]
 
-        x = torch.rand(1, in_ch, 64, 80)
+        x = torch.rand(1, in_ch, 64, 80)  # multiples of 8: no padding branch is traced
         t = torch.zeros(1, dtype=torch.long)
         tmp = folder / (onnx_name(k) + ".tmp")
         with warnings.catch_warnings():  # the tracer's notes on shape-dependent branches: inputs are padded

@@ -387,6 +387,7 @@ def load_ensemble(name_or_folder: str | os.PathLike = DEFAULT_MODEL, device=None
         return ensemble_from_card(net, card, device=device, threads=threads, name=name)
     paths, card, _ = onnx_files(folder)
     out_ch = int(card["network"].get("out_ch", 1))
+    pad = 2 ** int(card["network"].get("levels", 2)) if card["network"].get("arch") == "unet" else 1
     n = resolve_threads(threads)
     cls = backends.OpenVinoNetwork if kind == "openvino" else backends.OnnxNetwork
-    return ensemble_from_card(cls(paths, out_ch, threads=n), card, name=name)
+    return ensemble_from_card(cls(paths, out_ch, threads=n, pad=pad), card, name=name)

@@ -50,20 +50,27 @@ class _ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Conditional UNet with two down-sampling levels; ``members`` copies evaluated in one pass.
+    """Conditional UNet with two (or, ``levels=3``, three) down-sampling levels; ``members`` copies
+    evaluated in one pass.
 
-    ``base`` = channels at full resolution (×1, ×2, ×3 at the three levels), ``in_ch`` = 2
-    (x_t − μ and μ).  With base = 32 one member has ≈ 0.5 M parameters.
+    ``base`` = channels at full resolution (×1, ×2, ×3 (, ×4) at the levels), ``in_ch`` = 2
+    (x_t − μ and μ).  With base = 32 one two-level member has ≈ 0.5 M parameters.  A third level quadruples
+    the receptive field's reach at little cost (its convolutions run at 1/8 of the resolution).
     """
 
     arch = "unet"
 
-    def __init__(self, members: int = 1, base: int = 32, in_ch: int = 2, emb: int = 32, out_ch: int = 1):
+    def __init__(self, members: int = 1, base: int = 32, in_ch: int = 2, emb: int = 32, out_ch: int = 1,
+                 levels: int = 2):
         super().__init__()
         if out_ch not in (1, 2):
             raise ValueError("out_ch must be 1 (x0) or 2 (x0 and its log-variance), got %r" % (out_ch,))
+        if levels not in (2, 3):
+            raise ValueError("levels must be 2 or 3, got %r" % (levels,))
         k, c = members, base
         self.members, self.base, self.in_ch, self.emb, self.out_ch = members, base, in_ch, emb, out_ch
+        self.levels = levels
+        top = 3 if levels == 2 else 4  # channels (x base) at the lowest resolution
         self.t_mlp1 = nn.Conv2d(k * emb, k * emb * 2, 1, groups=k)
         self.t_mlp2 = nn.Conv2d(k * emb * 2, k * emb, 1, groups=k)
         self.inc = _conv(k, in_ch, c)
@@ -71,8 +78,14 @@ class UNet(nn.Module):
         self.down1 = _conv(k, c, 2 * c, stride=2)
         self.enc2 = _ResBlock(k, 2 * c, emb)
         self.down2 = _conv(k, 2 * c, 3 * c, stride=2)
-        self.mid1 = _ResBlock(k, 3 * c, emb)
-        self.mid2 = _ResBlock(k, 3 * c, emb)
+        if levels == 3:
+            self.enc3 = _ResBlock(k, 3 * c, emb)
+            self.down3 = _conv(k, 3 * c, 4 * c, stride=2)
+            self.up3 = _conv(k, 4 * c, 3 * c)
+            self.fuse3 = _conv(k, 6 * c, 3 * c, size=1)
+            self.dec3 = _ResBlock(k, 3 * c, emb)
+        self.mid1 = _ResBlock(k, top * c, emb)
+        self.mid2 = _ResBlock(k, top * c, emb)
         self.up2 = _conv(k, 3 * c, 2 * c)
         self.fuse2 = _conv(k, 4 * c, 2 * c, size=1)
         self.dec2 = _ResBlock(k, 2 * c, emb)
@@ -90,6 +103,8 @@ class UNet(nn.Module):
         cfg = {"arch": self.arch, "base": self.base, "in_ch": self.in_ch, "emb": self.emb}
         if self.out_ch != 1:
             cfg["out_ch"] = self.out_ch
+        if self.levels != 2:
+            cfg["levels"] = self.levels
         return cfg
 
     def _time(self, t: torch.Tensor, b: int) -> torch.Tensor:
@@ -114,13 +129,20 @@ class UNet(nn.Module):
         b, k, _, hh, ww = x.shape
         mu = x[:, :, -1:]
         e = self._time(t, b)
-        pad_h, pad_w = (-hh) % 4, (-ww) % 4
+        m = 2 ** self.levels
+        pad_h, pad_w = (-hh) % m, (-ww) % m
         h = x.reshape(b, k * self.in_ch, hh, ww)
         if pad_h or pad_w:
             h = F.pad(h, (0, pad_w, 0, pad_h), mode="replicate")
         h1 = self.enc1(self.inc(h), e)
         h2 = self.enc2(self.down1(h1), e)
-        h3 = self.mid2(self.mid1(self.down2(h2), e), e)
+        if self.levels == 2:
+            h3 = self.mid2(self.mid1(self.down2(h2), e), e)
+        else:
+            g3 = self.enc3(self.down2(h2), e)
+            h4 = self.mid2(self.mid1(self.down3(g3), e), e)
+            u3 = self.up3(F.interpolate(h4, size=g3.shape[-2:], mode="nearest"))
+            h3 = self.dec3(self.fuse3(self._cat(k, u3, g3)), e)
         u2 = self.up2(F.interpolate(h3, size=h2.shape[-2:], mode="nearest"))
         u2 = self.dec2(self.fuse2(self._cat(k, u2, h2)), e)
         u1 = self.up1(F.interpolate(u2, size=h1.shape[-2:], mode="nearest"))

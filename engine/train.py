@@ -88,6 +88,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop at this many optimiser steps (the cosine decay runs over them)
     uncertainty_weight: float = 0.1
     analytic_share: float = 0.5  # randomized data: share of analytic PSFs (0: the probes' measured banks only)
+    levels: int = 2  # UNet down-sampling levels (2 or 3)
 
     #: fields that may change when a run is resumed (a t_focus change is recorded in ``RunState.stages``)
     RESUMABLE = ("minutes", "threads", "device", "name", "t_focus", "max_steps")
@@ -138,7 +139,7 @@ def make_network(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.arch == "dncnn":
         config = DnCNN(1, width=2 * cfg.base).config()
     else:
-        config = UNet(1, base=cfg.base, out_ch=2 if cfg.uncertainty else 1).config()
+        config = UNet(1, base=cfg.base, out_ch=2 if cfg.uncertainty else 1, levels=cfg.levels).config()
     return init_members(config, cfg.member_seeds())
 
 

@@ -92,3 +92,21 @@ def test_serving_needs_no_torch(model_folder):
             "ens.despeckle(np.full((40, 52), 0.5, np.float32))\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code, str(model_folder)], check=True)
+
+
+def test_three_level_network_pads_to_its_own_multiple(tmp_path, real_frames):
+    if not RUNTIMES:
+        pytest.skip("no torch-free runtime installed")
+    import torch
+
+    from engine.network import UNet, init_members
+    from engine.schedule import make_schedule
+
+    net = init_members(UNet(1, base=4, emb=4, levels=3).config(), [1, 2])
+    with torch.no_grad():
+        net.out.weight.copy_(0.05 * torch.randn(net.out.weight.shape, generator=torch.Generator().manual_seed(0)))
+    save_model(tmp_path, net, {"name": "three", "mode": "irsde", "schedule": make_schedule().as_dict(),
+                               "default_sampler": "posterior", "default_steps": 1})
+    ref = load_ensemble(tmp_path, backend="torch").despeckle(real_frames[:1], seed=0)  # 181 x 199: not a multiple of 8
+    out = load_ensemble(tmp_path, backend="onnx" if "onnx" in RUNTIMES else RUNTIMES[0]).despeckle(real_frames[:1], seed=0)
+    assert np.abs(out.mean - ref.mean).max() < 2e-2 and np.abs(out.mean - ref.mean).mean() < 3e-3

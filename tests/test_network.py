@@ -1,4 +1,6 @@
 """Grouped UNet / DnCNN: size, shapes, member independence."""
+import math
+
 import torch
 
 from engine.network import DnCNN, UNet, init_members, param_count, select_members, stack_members
@@ -41,3 +43,18 @@ def test_dncnn_residual_shape():
     net = DnCNN(members=2, width=8, depth=4)
     x = torch.rand(3, 2, 1, 20, 30)
     assert net(x).shape == (3, 2, 1, 20, 30)
+
+
+def test_three_level_unet_and_uncertainty_head():
+    cfg = UNet(1, base=8, levels=3, out_ch=2).config()
+    assert cfg["levels"] == 3 and cfg["out_ch"] == 2
+    net = init_members(cfg, [1, 2])
+    for h, w in ((16, 16), (37, 53)):  # padded internally to a multiple of 8
+        out = net(torch.rand(1, 2, 2, h, w), torch.tensor([7]))
+        assert out.shape == (1, 2, 2, h, w)
+    assert param_count(net) > param_count(UNet(1, base=8))  # the extra level
+    x = torch.rand(1, 2, 2, 24, 24)
+    out = net(x, torch.tensor([7]))
+    # the zero-initialised output layer: x̂0 = μ (the last input channel), the log-variance at its start value
+    torch.testing.assert_close(out[:, :, 0], x[:, :, 1])
+    assert torch.allclose(out[:, :, 1], torch.full((1, 2, 24, 24), 2 * math.log(0.05)))
