@@ -8,13 +8,13 @@ from simulator.probes import PROBE_NAMES
 
 PROBES: tuple[str, ...] = PROBE_NAMES
 #: models shipped in ``resources/weights`` (loadable by name)
-SHIPPED: tuple[str, ...] = ("multiprobe", "l11-5v", "baseline", "dncnn")
+SHIPPED: tuple[str, ...] = ("multiprobe", "l11-5v", "baseline")
 #: the app's and the CLI's default model
 DEFAULT_MODEL = "multiprobe"
 #: the IR-SDE ensembles (name -> the probes whose physics they were trained on)
 IRSDE_MODELS: dict[str, tuple[str, ...]] = {"l11-5v": ("L11-5v",), "multiprobe": PROBES}
 #: learned baselines (name -> description)
-LEARNED_BASELINES: dict[str, str] = {"baseline": "direct-regression UNet", "dncnn": "DnCNN-style residual net"}
+LEARNED_BASELINES: dict[str, str] = {"baseline": "direct-regression UNet"}
 
 
 def resolve_threads(threads: int | str | None) -> int | None:

@@ -371,7 +371,7 @@ def ensemble_from_card(network, card: dict, device=None, threads=None, name: str
 
 def load_ensemble(name_or_folder: str | os.PathLike = DEFAULT_MODEL, device=None,
                   threads: int | str | None = None, backend: str = "auto") -> Ensemble:
-    """Load a shipped model (``multiprobe`` (default), ``l11-5v``, ``baseline``, ``dncnn``) or a model
+    """Load a shipped model (``multiprobe`` (default), ``l11-5v``, ``baseline``) or a model
     folder from ``usclean train``; every file is checked against the model card's SHA-256 (ValueError if not).
 
     backend: ``auto`` (OpenVINO, else ONNX Runtime, else torch; torch on a GPU), ``openvino``, ``onnx`` or

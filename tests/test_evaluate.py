@@ -119,6 +119,8 @@ def quick_run(tmp_path_factory):
         mp.setattr(evaluate, "default_val_pairs", _val_pairs)
         mp.setattr(simulator.datasets, "load_test_set", lambda kind, probe: _synthetic_set(kind, probe))
         mp.setattr(evaluate, "run_evaluation", run_and_capture)
+        # a learned baseline the catalog names but no folder holds
+        mp.setitem(evaluate.LEARNED_BASELINES, "dncnn", "DnCNN-style residual net")
         assert cli.main(["evaluate", "--quick", "-o", str(out), "--probes", *PROBES]) == 0
     return captured["results"], out
 

@@ -200,7 +200,7 @@ def test_model_is_a_list_of_the_shipped_models(window):
     combo = window.engine_panel.model_combo
     assert not combo.isEditable()
     items = [combo.itemText(i) for i in range(combo.count())]
-    assert {"multiprobe", "l11-5v", "baseline", "dncnn"} <= set(items) and items[-1].startswith("Other")
+    assert {"multiprobe", "l11-5v", "baseline"} <= set(items) and items[-1].startswith("Other")
     assert window.engine_settings().model == "tiny"
 
 
