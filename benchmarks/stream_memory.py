@@ -11,7 +11,6 @@ prints that process's peak resident memory (``resource.getrusage(RUSAGE_CHILDREN
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile

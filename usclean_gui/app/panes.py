@@ -10,7 +10,7 @@ Uncertainty uses the fixed scale of :mod:`.uncertainty`.  Images are row-major, 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg

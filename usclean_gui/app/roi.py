@@ -10,7 +10,7 @@ measured row can be exported to CSV with the ROI geometry of its frame.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg

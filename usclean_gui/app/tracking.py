@@ -9,7 +9,7 @@ Matching frame to frame follows deforming tissue; its drift over a loop is the p
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def parse_frames(spec: Optional[str], n_frames: int) -> list[int]:
+def parse_frames(spec: str | None, n_frames: int) -> list[int]:
     """Frame indices for ``START:STOP`` (slice semantics, negatives from the end) or ``N``.
 
     Raises:
@@ -117,7 +117,7 @@ class Settings:
             self.model, self.sampler, self.steps, self.members, self.seed, self.strength)
 
 
-def resolve_settings(ensemble: Any, steps: Optional[int], sampler: Optional[str], members: Optional[int],
+def resolve_settings(ensemble: Any, steps: int | None, sampler: str | None, members: int | None,
                      seed: int, strength: float = 1.0) -> Settings:
     """The settings ``ensemble.iter_despeckle`` will use for these arguments."""
     if getattr(ensemble, "mode", "irsde") != "irsde":

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydicom.datadict import dictionary_description, tag_for_keyword
 from pydicom.dataelem import RawDataElement
@@ -319,7 +320,7 @@ def check_pixel_data(ds, header: ImageHeader, path: Path, file_size: int) -> Non
         frame_bytes = max(1, header.expected_bytes // header.frames)
         have, want = size_words(available), size_words(header.expected_bytes)
         if have == want:
-            have, want = "{:,} bytes".format(available), "{:,}".format(header.expected_bytes)
+            have, want = f"{available:,} bytes", f"{header.expected_bytes:,}"
         raise DicomError("%s is truncated at %s: the image data stops after %d of its %d frame(s) (%s of %s)"
                          % (path, size_words(file_size), available // frame_bytes, header.frames, have, want))
 

@@ -261,7 +261,7 @@ class ClipMasks:
     Everything else is written back byte-identical.
     """
 
-    def __init__(self, clip: "Clip", cache_frames: int = 24) -> None:
+    def __init__(self, clip: Clip, cache_frames: int = 24) -> None:
         self.clip = clip
         self._lock = threading.RLock()
         self._static: np.ndarray | None | bool = False  # False: not computed yet
