@@ -484,7 +484,7 @@ class Evaluation:
                     if row:
                         per[m][probe] = {"psnr": row["psnr"], "ssim": row["ssim"]}
                 ref = per[m].get(REFERENCE_PROBE)
-                for probe, v in per[m].items():
+                for v in per[m].values():
                     v["drop_psnr"] = v["psnr"] - ref["psnr"] if ref else float("nan")
                     v["drop_ssim"] = v["ssim"] - ref["ssim"] if ref else float("nan")
             table[kind] = per

@@ -210,7 +210,7 @@ def render_markdown(foreign: dict, clips: dict | None = None) -> str:
     lines += ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
     for m in methods:
         cells = [m]
-        for p, e in sets.items():
+        for e in sets.values():
             r = e["rows"].get(m)
             if r is None:
                 cells.append("–")

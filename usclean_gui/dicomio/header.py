@@ -223,9 +223,9 @@ def decode_all(ds, path: Path) -> None:
     for tag in list(ds.keys()):
         if tag == PIXEL_DATA:
             continue
-        elem = guarded(path, "its " + element_name(tag), lambda: ds[tag])
+        elem = guarded(path, "its " + element_name(tag), lambda tag=tag: ds[tag])
         if elem.VR == "SQ":
-            for item in guarded(path, "its " + element_name(tag), lambda: list(elem.value)):
+            for item in guarded(path, "its " + element_name(tag), lambda elem=elem: list(elem.value)):
                 decode_all(item, path)
 
 
