@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -181,7 +182,9 @@ def run_bench(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, quick: bool = Fa
         out("  %-34s %10.1f ms" % ("BM3D (sigma 0.1)", bm3d_ms))
         rows.append(Row((h, w), "BM3D", bm3d_ms))
         for ens in ok.values():
-            for label, kw in (("ensemble (%d members, mean+std)" % ens.members, {}), ("preview (1 member)", {"members": 1})):
+            variants: tuple[tuple[str, dict[str, Any]], ...] = (
+                ("ensemble (%d members, mean+std)" % ens.members, {}), ("preview (1 member)", {"members": 1}))
+            for label, kw in variants:
                 ms = _time(partial(ens.despeckle, frame, seed=0, **kw), repeat, warmup=True)
                 rows.append(Row((h, w), "%s %s" % (ens.backend, label), ms))
                 out("  %-20s %-34s %10.1f ms  = %.4f x BM3D  (%.1f frames/s)" % (ens.backend, label, ms, ms / bm3d_ms,

@@ -20,7 +20,7 @@ import numpy as np
 from . import backends
 from . import normalize as _norm
 from .brightness import keep_local_mean, window_sigma
-from .catalog import resolve_threads  # noqa: F401  (part of this module's API)
+from .catalog import resolve_threads  # part of this module's API
 from .samplers import SAMPLERS, get_sampler, start_state
 from .schedule import Schedule, net_input, schedule_from_dict
 from .catalog import DEFAULT_MODEL

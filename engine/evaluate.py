@@ -35,7 +35,7 @@ import numpy as np
 
 from engine import classical, metrics
 
-from .evalstats import (correlations, paired_diff, reliability, set_metrics, summarize,  # noqa: F401
+from .evalstats import (correlations, paired_diff, reliability, set_metrics, summarize,
                         top_fraction_overlap, _has_lesion)
 from .evaluate_config import (BMODE_BM3D_GRID, DEFAULT_MODEL, FIGURE_EXAMPLES, IRSDE_MODELS, KINDS,  # noqa: F401
                               LEARNED_BASELINES, NFE_GRID, PROBES, REFERENCE_PROBE, VAL_SEED, EvalConfig)
@@ -179,8 +179,8 @@ class Evaluation:
             }
 
     # ------------------------------------------------------------------ model runs
-    def _run(self, model: str, ts: EvalSet, idx: Sequence[int], sampler: str | None = None,
-             steps: int | None = None, members: int | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, model: str, ts: EvalSet, idx: Sequence[int], sampler: str | None = None, steps: int | None = None,
+             members: int | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, std)`` of ``model`` on images ``idx`` of ``ts`` (memoised)."""
         seed = self.config.seed if seed is None else seed
         key = (model, ts.name, tuple(int(i) for i in idx), sampler, steps, members, seed)
@@ -193,7 +193,8 @@ class Evaluation:
             self._runs[key] = (mean, std)
             dt = time.time() - t
             nfe = steps or getattr(self._models[model], "default_steps", 1) or 1
-            self._speed.setdefault(model, []).append((dt, len(idx) * nfe * (members or _n_members(self._models[model]) or 1)))
+            self._speed.setdefault(model, []).append(
+                (dt, len(idx) * nfe * (members or _n_members(self._models[model]) or 1)))
             self.log("[evaluate]   %s on %s (%d images, sampler=%s, steps=%s, members=%s): %.1f s"
                      % (model, ts.name, len(idx), sampler, steps, members, dt))
         return self._runs[key]
@@ -267,7 +268,8 @@ class Evaluation:
                 if method in times:
                     rows[method]["s_per_image"] = times[method]
             clean_row = summarize(set_metrics(ts.clean, ts))
-            rows["clean target"] = {"cnr": clean_row["cnr"], "gcnr": clean_row["gcnr"], "n_lesion": clean_row["n_lesion"]}
+            rows["clean target"] = {"cnr": clean_row["cnr"], "gcnr": clean_row["gcnr"],
+                                    "n_lesion": clean_row["n_lesion"]}
             self._comparison(ts)
 
     def _bmode_quality(self) -> None:
@@ -282,7 +284,8 @@ class Evaluation:
             scores = {}
             for sig in grid:
                 tuned = self._map(classical.apply_job, [("bm3d", ts.bmode[i], {"sigma": sig}) for i in range(n_tune)])
-                scores[sig] = float(np.mean([metrics.psnr(o, ts.bmode_target[i], ts.mask[i]) for i, o in enumerate(tuned)]))
+                scores[sig] = float(np.mean([metrics.psnr(o, ts.bmode_target[i], ts.mask[i])
+                                             for i, o in enumerate(tuned)]))
             best = max(scores, key=scores.get)
             outs = dict(outs, **{"BM3D (sigma tuned on this target)": np.stack(self._map(
                 classical.apply_job, [("bm3d", b, {"sigma": best}) for b in ts.bmode]))})
@@ -369,7 +372,8 @@ class Evaluation:
         for ts in self._ref_sets():
             idx = list(range(min(self.config.ref_images, len(ts))))
             rows: dict[str, dict] = {}
-            rows["default"] = summarize(set_metrics(self._run(DEFAULT_MODEL, ts, list(range(len(ts))))[0][idx], ts, idx))
+            rows["default"] = summarize(set_metrics(
+                self._run(DEFAULT_MODEL, ts, list(range(len(ts))))[0][idx], ts, idx))
             for sampler in ("posterior", "em"):
                 t = time.time()
                 out = self._run(DEFAULT_MODEL, ts, idx, sampler=sampler, steps=self.config.ref_steps)[0]
@@ -515,7 +519,8 @@ class Evaluation:
                 labels["uncertainty"] = "ensemble std"
             if rival:
                 images["best baseline"] = outs[rival][i]
-                labels["best baseline"] = "%s %.1f dB" % (rival, metrics.psnr(outs[rival][i], ts.clean[i], mask=ts.mask[i]))
+                labels["best baseline"] = "%s %.1f dB" % (rival, metrics.psnr(outs[rival][i], ts.clean[i],
+                                                                               mask=ts.mask[i]))
             rows.append({"title": "%s #%d" % (ts.name, i), "images": images, "labels": labels})
         if rows:
             out["examples"] = str(figures.example_panels(

@@ -113,7 +113,8 @@ def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: 
                  "bm3d_sigma": sig, "bm3d_grid": [{"sigma": r["sigma"], "psnr": r["psnr"]} for r in table],
                  "rows": {}, "uncertainty": {}}
         entry["rows"]["input"] = _rows(fs.bmode, fs)
-        entry["rows"]["BM3D (tuned on this set)"] = _rows(np.stack(next(r for r in table if r["sigma"] == sig)["outputs"]), fs)
+        entry["rows"]["BM3D (tuned on this set)"] = _rows(
+            np.stack(next(r for r in table if r["sigma"] == sig)["outputs"]), fs)
         log(f"[foreign] {probe}: BM3D sigma {sig} ({time.time() - t:.0f} s)")
         for name, fn in methods.items():
             t = time.time()
@@ -125,7 +126,8 @@ def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: 
                     "agreement": scoring.uncertainty_agreement(std, err, fs.mask),
                     "calibration": scoring.calibration(std, err, fs.mask, fs.floor_var),
                     "calibration_raw": scoring.calibration(std, err, fs.mask)}
-            log(f"[foreign] {probe}: {name} {np.mean(entry['rows'][name]['psnr_affine']):.2f} dB ({time.time() - t:.0f} s)")
+            log(f"[foreign] {probe}: {name} {np.mean(entry['rows'][name]['psnr_affine']):.2f} dB "
+                f"({time.time() - t:.0f} s)")
         entry["below_input"] = {m: int(np.sum(r["psnr_affine"] < entry["rows"]["input"]["psnr_affine"]))
                                 for m, r in entry["rows"].items() if m != "input"}
         res["sets"][probe] = entry
@@ -227,10 +229,11 @@ def render_markdown(foreign: dict, clips: dict | None = None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     unc = [(p, m, u) for p, e in sets.items() for m, u in e["uncertainty"].items()]
     if unc:
-        lines += ["", "Uncertainty against the error (Pearson r per pixel / 8×8 patch / image) and calibration (largest "
-                  "deviation of the RMS error from the predicted std over the ten deciles of the prediction, the truth's "
-                  "residual speckle subtracted; raw in brackets):", "",
-                  "| set | model | r pixel | r patch | r image | calibration |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "Uncertainty against the error (Pearson r per pixel / 8×8 patch / image) and calibration "
+                  "(largest deviation of the RMS error from the predicted std over the ten deciles of the prediction, "
+                  "the truth's residual speckle subtracted; raw in brackets):", "",
+                  "| set | model | r pixel | r patch | r image | calibration |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for p, m, u in unc:
             a = u["agreement"]
             lines.append(f"| {p} | {m} | {_f(a['pixel'])} | {_f(a['patch'])} | {_f(a['image'])} | "
@@ -238,8 +241,9 @@ def render_markdown(foreign: dict, clips: dict | None = None) -> str:
                          f"({_f(100 * u['calibration_raw']['max_rel_dev'], '%.0f')} %) |")
     if clips and clips.get("clips"):
         lines += ["", "## Real clips (no ground truth)", "",
-                  "Per clip and method: tissue mean grey level minus the input's (grey levels of 255), ENL in the input's "
-                  "most homogeneous 11×11 windows, gCNR between the ROIs declared in `resources/realclips/rois.json`, "
+                  "Per clip and method: tissue mean grey level minus the input's (grey levels of 255), ENL in the "
+                  "input's most homogeneous 11×11 windows, gCNR between the ROIs declared in "
+                  "`resources/realclips/rois.json`, "
                   "and the M index of the ratio image (0 = ideal; first-order part and GLCM part in brackets).  "
                   "BM3D sigma %.2f (the median of the per-set tunings above)." % clips["bm3d_sigma"], "",
                   "| clip | method | tissue shift | ENL | gCNR | M index |",
@@ -304,8 +308,8 @@ def run_generalization(models: dict, probes: Sequence[str], clips: Sequence[Real
 
         name = figure_model or next(iter(models))
         figs = [clip_figure(c, models[name], Path(fig_dir) / ("real_%s.png" % c.name)) for c in clips]
-        md += "\nReal clips through `%s` (first frame, full size): input | despeckled | uncertainty (magma, 0–%g grey " \
-              "levels).\n\n" % (name, UNCERTAINTY_MAX_GREY)
+        md += ("\nReal clips through `%s` (first frame, full size): input | despeckled | uncertainty "
+               "(magma, 0–%g grey levels).\n\n" % (name, UNCERTAINTY_MAX_GREY))
         md += "".join("![%s](%s)\n\n" % (c.name, fig_link(f) if fig_link else f) for c, f in zip(clips, figs))
         if clip_res:
             clip_res["figures"] = figs

@@ -8,8 +8,9 @@ Tensor layout: input ``(B, K, C, H, W)``, output ``(B, K, 1, H, W)``; steps ``t`
 
 The UNet takes ``concat(x_t − μ, μ)`` and a sinusoidal embedding of the integer step t and predicts
 x̂_0 as μ + residual (channel 0 of the output; with ``out_ch=2`` channel 1 is the log-variance of the
-member's own error, an aleatoric uncertainty head trained with a Gaussian likelihood, :mod:`engine.train`) (an x_0 head: at few sampling steps it is far more stable than a noise head,
-whose x̂_0 = μ + (x_t − μ − σ̄_t ε̂)/a_t amplifies errors by 1/a_T = 200).  The direct-regression
+member's own error, an aleatoric uncertainty head trained with a Gaussian likelihood, :mod:`engine.train`)
+(an x_0 head: at few sampling steps it is far more stable than a noise head, whose
+x̂_0 = μ + (x_t − μ − σ̄_t ε̂)/a_t amplifies errors by 1/a_T = 200).  The direct-regression
 baseline is the same UNet fed ``(0, μ)`` at a fixed t = 0.
 """
 from __future__ import annotations

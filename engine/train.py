@@ -282,7 +282,8 @@ def _predict(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch
         return net(mu), None
     b, k = mu.shape[:2]
     if cfg.arch == "regression":
-        return net(torch.cat([torch.zeros_like(mu), mu], dim=2), torch.zeros(b, dtype=torch.long, device=mu.device)), None
+        return net(torch.cat([torch.zeros_like(mu), mu], dim=2),
+                   torch.zeros(b, dtype=torch.long, device=mu.device)), None
     sched = cfg.schedule()
     t = torch.randint(1, sched.T + 1, (b, k), generator=gen)
     if cfg.t_focus > 0:  # a share of the batch at the last FOCUS_STEPS steps, where few-step sampling starts
@@ -538,7 +539,8 @@ def _open_run(cfg: TrainConfig, run: Path, net, opt, dev, log) -> tuple[RunState
                          psf_format=None if cfg.data_dir else psf_format())
         if cfg.init:
             state.init = warm_start(net, cfg)
-            log("initialised from %s (%d steps, %.1f min)" % (cfg.init, state.init["steps"], state.init["wall_minutes"]))
+            log("initialised from %s (%d steps, %.1f min)"
+                % (cfg.init, state.init["steps"], state.init["wall_minutes"]))
         ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_text(torch.get_num_threads())
     if not state.devices or state.devices[-1]["device"] != where:  # where each stretch of steps ran (model card)
@@ -631,8 +633,9 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
     The default sampler steps are chosen by measurement: posterior sampling with each of
     ``choose_steps`` is scored on ``n_eval`` validation frames and the fewest steps within 0.05 dB of the
     best PSNR become the default (4 posterior and 4 DDIM steps are scored for the record; the choice is
-    limited to 1–2 evaluations so that the default stays cheaper than BM3D at 480 × 640 on a CPU).  Metrics (validation; with ``test_sets`` also the committed fast and
-    full-physics test sets of the run's probes), training record and normalisation reference go in the card.
+    limited to 1–2 evaluations so that the default stays cheaper than BM3D at 480 × 640 on a CPU).  Metrics
+    (validation; with ``test_sets`` also the committed fast and full-physics test sets of the run's probes),
+    training record and normalisation reference go in the card.
     """
     run = Path(run_dir)
     if not (run / STATE).is_file():
@@ -715,7 +718,8 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
         same = {k: v for k, v in asdict(cfg).items() if k not in ("seed", "name", "threads", "device", "minutes")}
         ref0 = {k: v for k, v in asdict(cfg0).items() if k not in ("seed", "name", "threads", "device", "minutes")}
         if same != ref0:
-            raise ValueError("runs %s do not share one configuration (only seeds may differ)" % ", ".join(map(str, runs)))
+            raise ValueError("runs %s do not share one configuration (only seeds may differ)"
+                             % ", ".join(map(str, runs)))
     net = make_network(dataclasses_replace(cfg0, members=len(runs)))
     net.load_state_dict(stack_members([ema for _, _, ema in parts]))
     net.eval()

@@ -413,7 +413,8 @@ def _decode_testset(z: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def load_test_set(kind: str = "fast", probe: str = "L11-5v", root: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+def load_test_set(kind: str = "fast", probe: str = "L11-5v",
+                  root: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """The committed test set ``kind`` ("fast" | "full") of ``probe`` as a dict of arrays.
 
     ``bmode``, ``clean`` (N, H, W) float32 (uint16-exact for "full", 8-bit for "fast");

@@ -154,7 +154,8 @@ def bank_key(probe: Probe, angle_deg: float, pitch_mm: float) -> str:
 
 def get_psf_bank(probe: Probe, angle_deg: float = 0.0, pitch_mm: float | None = None) -> PSFBank:
     """The PSF bank of ``probe`` for one transmit angle, sampled for output pitch ``pitch_mm``
-    (default: the probe's pixel pitch).  Loaded from ``resources/psf`` (shipped) or the user cache, else built and cached."""
+    (default: the probe's pixel pitch).  Loaded from ``resources/psf`` (shipped) or the user cache, else built
+    and cached."""
     pitch = float(probe.pixel_pitch_mm if pitch_mm is None else pitch_mm)
     return _cached_bank(probe, round(float(angle_deg), 4), round(pitch, 6))
 

@@ -140,7 +140,8 @@ def _bank_kernel(rng, probes, band=None, fc_factor=None, fc_factors=FC_FACTORS):
     return bank.kernels[k].astype(np.complex64), {"bank": name, "fc_factor": f, "band": k}
 
 
-def _analytic_kernel(rng, grain: tuple[float, float], angle_deg: float, params: dict | None = None) -> tuple[np.ndarray, dict]:
+def _analytic_kernel(rng, grain: tuple[float, float], angle_deg: float,
+                     params: dict | None = None) -> tuple[np.ndarray, dict]:
     """Gaussian-envelope complex PSF with the given speckle grain (px), steered by ``angle_deg``."""
     p = params or {
         "carrier": float(rng.uniform(0.0, 0.35)),    # cycles / px of residual axial carrier
@@ -437,7 +438,8 @@ def _simulate(rng, srng, off: set, psf: dict, med: dict, meta: dict) -> dict:
     dr = float(rng.uniform(40, 80)) if "gain" not in off else 50.0
     level = float(rng.uniform(0.35, 0.7)) if "gain" not in off else 0.55
     fields = image_fields(s, gtex)
-    means = [np.maximum(wt ** 2 * _conv_valid(sigma2_p, np.abs(kt) ** 2) + wb ** 2 * _conv_valid(sigma2_p, np.abs(kb) ** 2)
+    means = [np.maximum(wt ** 2 * _conv_valid(sigma2_p, np.abs(kt) ** 2)
+                        + wb ** 2 * _conv_valid(sigma2_p, np.abs(kb) ** 2)
                         + 2 * wt * wb * _conv_valid(sigma2_p, np.real(kt * np.conj(kb))), 1e-30)
              for (kt, kb), (wt, wb) in zip(kernels, weights)]
     coh = [None if coh_p is None else wt * _conv_valid(coh_p, kt) + wb * _conv_valid(coh_p, kb)

@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strength", type=float, default=1.0, metavar="S",
                         help="how much of the despeckled image is shown, 0 (the original) to 1 (default: 1)")
     parser.add_argument("--frames", default=None, metavar="START:STOP",
-                        help="frames to process, Python slice style (e.g. 0:10, 5:, 7; negative starts as --frames=-3:); "
-                             "default: all")
+                        help="frames to process, Python slice style (e.g. 0:10, 5:, 7; "
+                             "negative starts as --frames=-3:); default: all")
     parser.add_argument("--uncertainty", default=None, metavar="OUT_STD",
                         help="also write the per-pixel ensemble std (.dcm, .png or .npy)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same result; default 0)")
@@ -136,7 +136,8 @@ class _Sink:
     def __init__(self, clip, out: Path, tmp: Path, indices: list[int], description: str, uncertainty: bool) -> None:
         self.clip, self.out, self.tmp, self.uncertainty = clip, out, tmp, uncertainty
         self.kind = out.suffix.lower()
-        self.dicom = DerivedWriter(clip, tmp, description, indices, uncertainty=uncertainty) if self.kind == ".dcm" else None
+        self.dicom = (DerivedWriter(clip, tmp, description, indices, uncertainty=uncertainty)
+                      if self.kind == ".dcm" else None)
         self.stack = None
         if self.kind == ".npy":
             shape = clip.shape if clip.n_frames == 1 and len(indices) == 1 else (len(indices),) + clip.shape

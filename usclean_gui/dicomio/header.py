@@ -332,7 +332,8 @@ def check_decoder(path: Path, ts: UID) -> None:
     try:
         dec = get_decoder(ts)
     except NotImplementedError as exc:
-        raise DicomError("%s uses the transfer syntax %s, which no installed decoder supports" % (path, ts.name)) from exc
+        raise DicomError("%s uses the transfer syntax %s, which no installed decoder supports"
+                         % (path, ts.name)) from exc
     if not dec.is_available:
         raise DicomError("%s uses %s, but no decoder for it is installed (%s)"
                          % (path, ts.name, "; ".join(dec.missing_dependencies)))
