@@ -286,7 +286,7 @@ class Evaluation:
                 tuned = self._map(classical.apply_job, [("bm3d", ts.bmode[i], {"sigma": sig}) for i in range(n_tune)])
                 scores[sig] = float(np.mean([metrics.psnr(o, ts.bmode_target[i], ts.mask[i])
                                              for i, o in enumerate(tuned)]))
-            best = max(scores, key=scores.get)
+            best = max(scores, key=scores.__getitem__)
             outs = dict(outs, **{"BM3D (sigma tuned on this target)": np.stack(self._map(
                 classical.apply_job, [("bm3d", b, {"sigma": best}) for b in ts.bmode]))})
             rows = {}
@@ -298,6 +298,7 @@ class Evaluation:
             self.results["sets"][ts.name]["bmode_bm3d_sigma"] = best
 
     def _generalization(self) -> None:
+        assert self.generalization is not None  # run() calls this stage only with one
         res, md = self.generalization(dict(self._models))
         self.results["generalization"] = res
         self.results["generalization_md"] = md
@@ -476,7 +477,7 @@ class Evaluation:
     # ------------------------------------------------------------------ domain shift
     def _domain_shift(self) -> None:
         tuned = {n: t["val_psnr"] for n, t in self.results["tuning"].items() if np.isfinite(t.get("val_psnr", np.nan))}
-        best_classical = max(tuned, key=tuned.get) if tuned else None
+        best_classical = max(tuned, key=tuned.__getitem__) if tuned else None
         methods = [m for m in IRSDE_MODELS if m in self._models] + ([best_classical] if best_classical else [])
         table: dict[str, dict] = {}
         for kind in self.config.kinds:
@@ -634,7 +635,7 @@ def run_evaluation(out_md: str | os.PathLike, fig_dir: str | os.PathLike | None 
             return load_test_set(kind=kind, probe=probe)
     out_md = Path(out_md)
     fig_dir = Path(fig_dir) if fig_dir is not None else out_md.parent / "figures"
-    kw = {"log": log} if log is not None else {}
+    kw: dict[str, Any] = {"log": log} if log is not None else {}
     ev = Evaluation(config or EvalConfig(), model_loader, testset_loader, val_loader, generalization=generalization,
                     **kw)
     t0 = time.time()

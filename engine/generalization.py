@@ -18,8 +18,9 @@ any model was run on them, and the M index of the ratio image (:mod:`engine.scor
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def load_foreign(probe: str, inputs: int = 1, root=None) -> ForeignSet:
 
 def tune_bm3d(fs: ForeignSet, grid: Sequence[float] = BM3D_GRID, map_fn=map) -> tuple[float, list[dict]]:
     """BM3D's sigma maximising the mean affine-fitted PSNR on this very set (oracle tuning)."""
-    table = []
+    table: list[dict[str, Any]] = []
     for sig in grid:
         outs = list(map_fn(classical.apply_job, [("bm3d", b, {"sigma": sig}) for b in fs.bmode]))
         table.append({"sigma": sig, "psnr": float(np.mean([scoring.psnr_affine(o, c, m) for o, c, m in
@@ -108,10 +109,11 @@ def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: 
             continue
         t = time.time()
         sig, table = tune_bm3d(fs, bm3d_grid, map_fn)
-        entry = {"n_images": int(len(np.unique(fs.image))), "n_inputs": int(len(fs.bmode)),
-                 "floor_psnr": float(np.mean([scoring.psnr_floor(f) for f in fs.floor_mse])),
-                 "bm3d_sigma": sig, "bm3d_grid": [{"sigma": r["sigma"], "psnr": r["psnr"]} for r in table],
-                 "rows": {}, "uncertainty": {}}
+        entry: dict[str, Any] = {"n_images": int(len(np.unique(fs.image))), "n_inputs": int(len(fs.bmode)),
+                                 "floor_psnr": float(np.mean([scoring.psnr_floor(f) for f in fs.floor_mse])),
+                                 "bm3d_sigma": sig,
+                                 "bm3d_grid": [{"sigma": r["sigma"], "psnr": r["psnr"]} for r in table],
+                                 "rows": {}, "uncertainty": {}}
         entry["rows"]["input"] = _rows(fs.bmode, fs)
         entry["rows"]["BM3D (tuned on this set)"] = _rows(
             np.stack(next(r for r in table if r["sigma"] == sig)["outputs"]), fs)
@@ -176,8 +178,8 @@ def evaluate_clips(methods: dict[str, Method], clips: Sequence[RealClip], bm3d_s
     """Every method (plus the input and BM3D at ``bm3d_sigma``) on every real clip."""
     res: dict = {"bm3d_sigma": bm3d_sigma, "clips": {}}
     for clip in clips:
-        entry = {"frames": int(len(clip.frames)), "shape": list(clip.frames.shape[1:]), "rois": clip.rois,
-                 "dr_db": clip.dr_db, "rows": {}}
+        entry: dict[str, Any] = {"frames": int(len(clip.frames)), "shape": list(clip.frames.shape[1:]),
+                                 "rois": clip.rois, "dr_db": clip.dr_db, "rows": {}}
         entry["rows"]["input"] = clip_measures(clip, clip.frames)
         bm = np.stack(list(map_fn(classical.apply_job, [("bm3d", f, {"sigma": bm3d_sigma}) for f in clip.frames])))
         entry["rows"]["BM3D"] = clip_measures(clip, np.where(clip.tissue, bm, clip.frames))
@@ -275,6 +277,7 @@ def clip_figure(clip: RealClip, ens, path) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from matplotlib import colormaps
 
     from pathlib import Path
@@ -287,7 +290,7 @@ def clip_figure(clip: RealClip, ens, path) -> str:
     img = np.concatenate([grey(frame), gap, grey(res.mean), gap, unc], axis=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    matplotlib.pyplot.imsave(path, (img * 255).astype(np.uint8))
+    plt.imsave(path, (img * 255).astype(np.uint8))
     return str(path)
 
 

@@ -25,9 +25,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -134,7 +135,7 @@ class TrainConfig:
         return make_schedule(self.lam, precond=self.precond) if self.arch == "irsde" else None
 
 
-def make_network(cfg: TrainConfig) -> torch.nn.Module:
+def make_network(cfg: TrainConfig) -> UNet | DnCNN:
     """A fresh grouped network with member k initialised from seed ``member_seeds()[k]``."""
     if cfg.arch == "dncnn":
         config = DnCNN(1, width=2 * cfg.base).config()
@@ -178,9 +179,9 @@ def pair_source(cfg: TrainConfig, split: str = "train", start: int = 0, seed: in
             yield pr.bmode, (pr.target if cfg.target == "bmode" else pr.echo)
     if cfg.data_dir:
         from simulator.datasets import load_dataset
-        arrays = [load_dataset(cfg.data_dir, split=split, probe=p) for p in cfg.probes]
-        bm = np.concatenate([a["bmode"] for a in arrays])
-        cl = np.concatenate([a["clean"] for a in arrays])
+        per_probe = [load_dataset(cfg.data_dir, split=split, probe=p) for p in cfg.probes]
+        bm = np.concatenate([a["bmode"] for a in per_probe])
+        cl = np.concatenate([a["clean"] for a in per_probe])
         if len(bm) == 0:
             raise ValueError("dataset %s has no %s samples for %s" % (cfg.data_dir, split, cfg.probes))
         order = np.random.default_rng(seed).permutation(len(bm))
@@ -342,10 +343,11 @@ def _save_checkpoint(run: Path, net, ema: dict, opt: torch.optim.Optimizer, stat
     os.replace(tmp, run / STATE)
 
 
-def warm_start(net: torch.nn.Module, cfg: TrainConfig) -> dict:
+def warm_start(net: UNet | DnCNN, cfg: TrainConfig) -> dict:
     """Load the weights of ``cfg.init`` (a shipped model name or an exported folder) into ``net``: its
     first ``cfg.members`` members; architecture, network and mode must match.  Returns what the model
     card records about it (name, SHA-256, the steps and minutes it had been trained)."""
+    assert cfg.init is not None  # called only for runs with --init
     src, card, folder = read_model(cfg.init)
     if card["mode"] != cfg.arch:
         raise ValueError("--init %s is a %s model; this run trains %s" % (cfg.init, card["mode"], cfg.arch))
@@ -648,8 +650,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
     noisy, clean = val_set(cfg, n_eval)
     ens = ensemble_for(net, cfg)
     settings = [("posterior", s) for s in sorted(set(choose_steps) | {4})] + [("ddim", 4)]
-    metrics = {"validation": evaluate(ens, noisy, clean, settings), "validation_frames": int(n_eval),
-               "validation_split": "val (seed 12345, fast simulator)"}
+    metrics: dict[str, Any] = {"validation": evaluate(ens, noisy, clean, settings), "validation_frames": int(n_eval),
+                               "validation_split": "val (seed 12345, fast simulator)"}
     default_steps = 1
     if cfg.arch == "irsde":
         scores = {s: metrics["validation"]["posterior-%d" % s]["psnr"] for s in choose_steps}
@@ -691,7 +693,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
     return card
 
 
-def _member_state(run: Path) -> tuple[TrainConfig, dict, dict]:
+def _member_state(run: Path) -> tuple[TrainConfig, RunState, dict]:
     cfg = load_config(run)
     net = make_network(cfg)
     state, ema = _load_checkpoint(run, net, None)
@@ -741,6 +743,7 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
                                   "domain-randomised pairs" if cfg0.data == "randomized" else "fast simulator")}}
     res = ens.despeckle(noisy, steps=default_steps, seed=0)
     if res.aleatoric is not None:
+        assert res.epistemic is not None  # the ensemble returns both parts or neither
         a, e = fit_uncertainty_scales(res.aleatoric, res.epistemic, res.mean - clean)
         card["uncertainty"] = {"aleatoric_scale": a, "epistemic_scale": e,
                                "fitted_on": "%d validation frames (%s)" % (n_eval, card["metrics"]["validation_split"])}

@@ -49,6 +49,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -330,7 +331,8 @@ class _Beamformer:
     """DAS matrices per angle (built once per image: they depend only on the geometry and RF size)."""
 
     def __init__(self, acq: Acquisition, geo: Geometry):
-        self.acq, self.geo, self.cache = acq, geo, {}
+        self.acq, self.geo = acq, geo
+        self.cache: dict[tuple, Any] = {}  # (angle, RF shape) -> DAS matrix
 
     def __call__(self, iq: np.ndarray, angle: float, delays: np.ndarray) -> np.ndarray:
         import pymust
@@ -418,8 +420,7 @@ def build_image(root: str, probe: str, index: int, n_images: int, n_draws: int, 
         env = simulate_draw(acq, geo, med, int(np.random.SeedSequence([seed, 1000 + k]).generate_state(1)[0]), bf)
         _atomic_npz(f, env=env.astype(np.float32))
         envs.append(env.astype(np.float32))
-    envs = np.stack(envs)
-    draws = display(envs, geo.mask, acq)
+    draws = display(np.stack(envs), geo.mask, acq)
     _atomic_npz(out, draws=draws, echo_db=med.echo_db.astype(np.float16), mask=geo.mask,
                 lesion_mask=med.scene.lesion_mask, background_mask=med.scene.background_mask,
                 spacing_mm=np.array([geo.z[1] - geo.z[0], geo.x[1] - geo.x[0]]),
@@ -432,7 +433,7 @@ def build_image(root: str, probe: str, index: int, n_images: int, n_draws: int, 
 
 
 # --------------------------------------------------------------------------- reading
-def load(probe: str, root: str | os.PathLike | None = None, input_draw: int = 0) -> dict[str, np.ndarray]:
+def load(probe: str, root: str | os.PathLike | None = None, input_draw: int = 0) -> dict[str, Any]:
     """A foreign set as arrays: ``bmode`` (draw ``input_draw``, float32 [0, 1]), ``clean`` (the mean of
     every other draw), ``floor_mse`` (N,) (the truth's residual speckle: variance across those draws
     over their number, averaged inside the mask), ``echo`` (the echogenicity in the image's display

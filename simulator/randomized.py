@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -313,7 +314,7 @@ def random_pair(seed: int, size: int | tuple[int, int] = 128, probes=None, disab
         raise ValueError(f"unknown factor(s) {sorted(bad)}; valid: {', '.join(FACTORS)}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
     srng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5BEC, int(speckle_seed)]))
-    shape = (size, size) if np.isscalar(size) else tuple(int(s) for s in size)
+    shape = (size, size) if np.isscalar(size) else tuple(int(s) for s in cast(tuple[int, int], size))
     meta: dict = {"seed": int(seed)}
     psf = _draw_psfs(rng, off, tuple(probes or PROBE_NAMES), fc_factors, analytic_share, meta)
     med = _draw_medium(rng, off, shape, psf["zoom"], split, source_weights, meta)
@@ -357,8 +358,11 @@ def _draw_psfs(rng, off: set, probes: tuple, fc_factors, analytic_share: float, 
                 if aparams is None:
                     kmeta, aparams = km, {k2: v for k2, v in km.items() if k2 != "kind"}
             else:
-                kb = (_bank_kernel(rng, [kmeta["bank"]], band=kmeta["band"] + j, fc_factor=kmeta["fc_factor"])[0]
-                      if "psf" not in off else k0)
+                if "psf" not in off:
+                    kb = _bank_kernel(rng, [kmeta["bank"]], band=kmeta["band"] + j, fc_factor=kmeta["fc_factor"])[0]
+                else:
+                    assert k0 is not None  # drawn above when the PSF factor is off
+                    kb = k0
                 ng = kernel_grain(kb)
                 k = steer(_resample_kernel(kb, g[0] / ng[0], g[1] / ng[1]), float(a), g[1])
             pair.append(k)
@@ -605,7 +609,7 @@ def generate_pairs(out_dir, n_train: int, n_val: int = 256, size: int = 128, see
             if not f.exists():
                 jobs.append((str(f), pair_seed(seed, split, i), int(size), params["probes"], tuple(disable), split,
                              source_weights, float(analytic_share)))
-    summary = {"written": 0, "failed": [], "skipped": int(n_train) + int(n_val) - len(jobs)}
+    summary: dict[str, Any] = {"written": 0, "failed": [], "skipped": int(n_train) + int(n_val) - len(jobs)}
     if jobs and workers == 1:
         from tqdm import tqdm
         for job in tqdm(jobs, unit="pair", desc="pairs", disable=not progress, mininterval=30):

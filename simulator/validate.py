@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -184,7 +185,7 @@ def _write_json(path: Path, data: dict) -> None:
 def run_full(probe_name: str, n: int, force: bool = False) -> dict:
     """Full-path statistics of ``n`` images, resuming image by image from the stored JSON."""
     path = VALIDATION_DIR / f"{probe_name}.json"
-    data = {"probe": probe_name, "settings": SETTINGS, "images": []}
+    data: dict[str, Any] = {"probe": probe_name, "settings": SETTINGS, "images": []}
     if path.exists() and not force:
         old = json.loads(path.read_text())
         if old.get("settings") == SETTINGS:
