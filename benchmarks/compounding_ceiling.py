@@ -109,8 +109,9 @@ def main() -> None:
         print(parts[-1] + "\n", flush=True)
     text = "\n\n".join(parts + ["Run time %.1f min." % ((time.time() - t0) / 60)])
     if a.out:
-        atomic_write_text(a.out, "# Speckle-free ceiling\n\nWritten by `python benchmarks/compounding_ceiling.py --probe %s "
-                          "--kind %s --n %d --k %d -o %s`.\n\n%s\n" % (a.probe, " ".join(a.kind), a.n, a.k, a.out, text))
+        atomic_write_text(a.out, "# Speckle-free ceiling\n\nWritten by "
+                          "`python benchmarks/compounding_ceiling.py --probe %s --kind %s --n %d --k %d -o %s`.\n\n%s\n"
+                          % (a.probe, " ".join(a.kind), a.n, a.k, a.out, text))
 
 
 if __name__ == "__main__":

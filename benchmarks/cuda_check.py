@@ -85,7 +85,7 @@ def main() -> int:
         check(float(np.abs(r1.mean - r2.mean).max()) < 1e-5, "same seed twice on %s gives the same mean" % dev.type)
         calls = []
         try:
-            gpu.despeckle(x, cancel=lambda: bool(calls.append(1)) or len(calls) > 1)
+            gpu.despeckle(x, cancel=lambda calls=calls: bool(calls.append(1)) or len(calls) > 1)
             check(False, "cancel after the first evaluation raises Cancelled")
         except Cancelled:
             check(len(calls) == 2, "cancel after the first evaluation raises Cancelled (polled %d times)" % len(calls))
@@ -108,7 +108,7 @@ def main() -> int:
                           device=d, threads=2, checkpoint_minutes=100, t_focus=0.5, precond="wiener")
         with tempfile.TemporaryDirectory() as tmp:
             out = []
-            train(cfg, tmp, max_steps=5, log=lambda msg: out.append(msg))
+            train(cfg, tmp, max_steps=5, log=out.append)
             losses[d] = [line.split("loss ")[1].split()[0] for line in out if " loss " in line]
     check(losses["cpu"][:1] == losses[a.device][:1],
           "first training loss cpu %s / %s %s" % (losses["cpu"][:1], a.device, losses[a.device][:1]))

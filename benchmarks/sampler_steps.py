@@ -45,7 +45,8 @@ def main() -> None:
             continue
         print("%s test set, %s, %d images, input PSNR %.2f dB" % (
             kind, a.probe, len(noisy), np.mean([psnr(x, c) for x, c in zip(noisy, clean)])))
-        print("%-14s %9s %8s %11s %9s %8s %8s" % ("setting", "PSNR", "SSIM", "1-member", "std", "r(std,err)", "s/frame"))
+        print("%-14s %9s %8s %11s %9s %8s %8s"
+              % ("setting", "PSNR", "SSIM", "1-member", "std", "r(std,err)", "s/frame"))
         for sampler, steps in settings:
             t0 = time.perf_counter()
             res = ens.despeckle(noisy, steps=steps, sampler=sampler, seed=0)

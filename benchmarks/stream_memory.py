@@ -11,7 +11,6 @@ prints that process's peak resident memory (``resource.getrusage(RUSAGE_CHILDREN
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -56,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.frames:
             src = tmp / ("clip_%d.dcm" % n)
             write_cine(synthetic_cine(n), (0.2, 0.2), 33.3, src)
-            cmd = [sys.executable, "-c", "import resource, sys; from usclean_gui.cli import main; rc = main(sys.argv[1:]); "
+            cmd = [sys.executable, "-c",
+                   "import resource, sys; from usclean_gui.cli import main; rc = main(sys.argv[1:]); "
                    "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)",
                    "despeckle", str(src), "-o", str(tmp / "out.dcm"), "--uncertainty", str(tmp / "std.dcm"),
                    "--model", str(tmp / "tiny"), "--quiet", "--device", "cpu"]
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             peak = int(run.stdout.split("peak_rss_kb")[1].split()[0])
             print("%4d frames of 480x640 (%.0f MB of pixels): peak RSS %.0f MB, %.1f s (%s)"
                   % (n, n * 480 * 640 / 1e6, peak / 1024.0, time.perf_counter() - t0,
-                     (tmp / "out.dcm").stat().st_size // 1_000_000 and "%d MB written" % ((tmp / "out.dcm").stat().st_size // 1_000_000)))
+                     (tmp / "out.dcm").stat().st_size // 1_000_000
+                     and "%d MB written" % ((tmp / "out.dcm").stat().st_size // 1_000_000)))
     return 0
 
 

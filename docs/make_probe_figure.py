@@ -17,11 +17,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from simulator.phantoms import make_phantom  # noqa: E402
-from simulator.physics import simulate  # noqa: E402
-from simulator.probes import PROBE_NAMES, get_probe  # noqa: E402
+from simulator.phantoms import make_phantom
+from simulator.physics import simulate
+from simulator.probes import PROBE_NAMES, get_probe
 
 OUT = Path(__file__).resolve().parent / "images" / "probes.png"
 

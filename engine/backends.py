@@ -144,15 +144,15 @@ class OpenVinoNetwork(_Separate):
 
         core = ov.Core()
         self.precision = precision or ("bf16" if openvino_bf16() else "f32")
-        config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         models = [core.read_model(str(p)) for p in paths]
 
-        def member(model):
-            compiled: dict = {}
+        def member(model) -> Callable[[np.ndarray, int], np.ndarray]:
+            compiled: dict = {}  # input shape -> the model compiled for it
 
-            def run(x, t):
+            def run(x: np.ndarray, t: int) -> np.ndarray:
                 key = x.shape
                 if key not in compiled:
                     m = model.clone()

@@ -16,7 +16,8 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -312,7 +313,7 @@ class Filter:
         out = self.func(image, **params)
         return out if offset == 0 else _out(out + float(offset))
 
-    def combinations(self, grid: dict[str, Sequence] | None = None) -> list[dict]:
+    def combinations(self, grid: Mapping[str, Sequence] | None = None) -> list[dict]:
         """All parameter dicts of ``grid`` (default: this filter's grid)."""
         g = self.grid if grid is None else grid
         keys = list(g)
@@ -325,8 +326,8 @@ FILTERS: dict[str, Filter] = {
                   "Lee, IEEE TPAMI 1980"),
     "frost": Filter("frost", frost, {"size": [5, 7, 9, 11, 15], "damping": [0.1, 0.25, 0.5, 1.0, 2.0]}, "envelope",
                     "Frost et al., IEEE TPAMI 1982"),
-    "srad": Filter("srad", srad, {"n_iter": [25, 50, 100, 200, 400], "dt": [0.5], "q0": [0.3, 0.523, 0.8, 1.2]}, "envelope",
-                   "Yu & Acton, IEEE TIP 2002"),
+    "srad": Filter("srad", srad, {"n_iter": [25, 50, 100, 200, 400], "dt": [0.5], "q0": [0.3, 0.523, 0.8, 1.2]},
+                   "envelope", "Yu & Acton, IEEE TIP 2002"),
     "obnlm": Filter("obnlm", obnlm, {"h": [0.15, 0.25, 0.4, 0.6, 0.9], "block_radius": [1, 2]}, "display",
                     "Coupé et al., IEEE TIP 2009"),
     "nlm": Filter("nlm", nlm, {"h": [0.05, 0.08, 0.12, 0.17, 0.25, 0.35, 0.5]}, "display (log)",
@@ -346,7 +347,7 @@ def get_filter(filt: str | Filter) -> Filter:
         raise ValueError("unknown filter %r (choose from %s)" % (filt, ", ".join(FILTERS))) from None
 
 
-def tune(filt: str | Filter, val_pairs: Iterable[tuple], grid: dict[str, Sequence] | None = None,
+def tune(filt: str | Filter, val_pairs: Iterable[tuple], grid: Mapping[str, Sequence] | None = None,
          calibrate: bool = True, fixed: dict | None = None, verbose: bool = True,
          print_fn: Callable[[str], None] = print, map_fn: Callable = map) -> tuple[dict, list[dict]]:
     """Grid-search ``filt``'s parameters for the best mean PSNR on validation pairs.
@@ -373,7 +374,7 @@ def tune(filt: str | Filter, val_pairs: Iterable[tuple], grid: dict[str, Sequenc
     masks = [p[2] if len(p) > 2 and p[2] is not None else np.ones(np.shape(p[1]), bool) for p in pairs]
     jobs = [(f, p[0], {**params, **(fixed or {})}) for params in combos for p in pairs]
     flat = list(map_fn(apply_job, jobs))
-    table = []
+    table: list[dict[str, Any]] = []
     for ci, params in enumerate(combos):
         outs = flat[ci * len(pairs):(ci + 1) * len(pairs)]
         offset = 0.0

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import backends
 from . import normalize as _norm
 from .brightness import keep_local_mean, window_sigma
-from .catalog import resolve_threads  # noqa: F401  (part of this module's API)
+from .catalog import resolve_threads  # part of this module's API
 from .samplers import SAMPLERS, get_sampler, start_state
 from .schedule import Schedule, net_input, schedule_from_dict
 from .catalog import DEFAULT_MODEL
@@ -187,6 +188,7 @@ class Ensemble:
             if steps not in (None, 1):
                 raise ValueError("a %s model takes exactly one network evaluation (steps=1)" % self.mode)
             return 1, "direct"
+        assert self.schedule is not None  # __init__ refuses an irsde ensemble without one
         sampler = sampler or self.default_sampler
         if sampler not in SAMPLERS:
             raise ValueError("unknown sampler %r (choose from %s)" % (sampler, ", ".join(SAMPLERS)))
@@ -223,17 +225,20 @@ class Ensemble:
             out = split(net(inp, 0))
             tick()
         else:
+            schedule = self.schedule
+            assert schedule is not None  # __init__ refuses an irsde ensemble without one
+
             def model(x: np.ndarray, t: int) -> np.ndarray:
-                return split(net(net_input(self.schedule, x, mu5, t), t))
+                return split(net(net_input(schedule, x, mu5, t), t))
 
             def callback(info: dict) -> None:
                 tick()
                 if preview is not None:
                     preview(info)
 
-            x_T = np.ascontiguousarray(np.broadcast_to(start_state(self.schedule, mu5, z[None, None, None]),
+            x_T = np.ascontiguousarray(np.broadcast_to(start_state(schedule, mu5, z[None, None, None]),
                                                        (1, k, 1) + mu.shape))
-            out = get_sampler(sampler)(model, x_T, mu5, self.schedule, steps,
+            out = get_sampler(sampler)(model, x_T, mu5, schedule, steps,
                                        noise=lambda shape: rng.standard_normal(shape, dtype=np.float32),
                                        callback=callback)
         var = last.get("var")
@@ -354,7 +359,7 @@ class Ensemble:
         for _, res in self.iter_results(arr, steps, sampler, members, seed, progress, cancel, normalize):
             for key in parts:
                 parts[key].append(getattr(res, key))
-        out = {key: (np.stack(v) if v[0] is not None else None) for key, v in parts.items()}
+        out: dict[str, Any] = {key: (np.stack(v) if v[0] is not None else None) for key, v in parts.items()}
         if np.ndim(frames) == 2:
             out = {key: (v[0] if v is not None else None) for key, v in out.items()}
         return DespeckleResult(**out)

@@ -35,7 +35,7 @@ import numpy as np
 
 from engine import classical, metrics
 
-from .evalstats import (correlations, paired_diff, reliability, set_metrics, summarize,  # noqa: F401
+from .evalstats import (correlations, paired_diff, reliability, set_metrics, summarize,
                         top_fraction_overlap, _has_lesion)
 from .evaluate_config import (BMODE_BM3D_GRID, DEFAULT_MODEL, FIGURE_EXAMPLES, IRSDE_MODELS, KINDS,  # noqa: F401
                               LEARNED_BASELINES, NFE_GRID, PROBES, REFERENCE_PROBE, VAL_SEED, EvalConfig)
@@ -179,8 +179,8 @@ class Evaluation:
             }
 
     # ------------------------------------------------------------------ model runs
-    def _run(self, model: str, ts: EvalSet, idx: Sequence[int], sampler: str | None = None,
-             steps: int | None = None, members: int | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, model: str, ts: EvalSet, idx: Sequence[int], sampler: str | None = None, steps: int | None = None,
+             members: int | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, std)`` of ``model`` on images ``idx`` of ``ts`` (memoised)."""
         seed = self.config.seed if seed is None else seed
         key = (model, ts.name, tuple(int(i) for i in idx), sampler, steps, members, seed)
@@ -193,7 +193,8 @@ class Evaluation:
             self._runs[key] = (mean, std)
             dt = time.time() - t
             nfe = steps or getattr(self._models[model], "default_steps", 1) or 1
-            self._speed.setdefault(model, []).append((dt, len(idx) * nfe * (members or _n_members(self._models[model]) or 1)))
+            self._speed.setdefault(model, []).append(
+                (dt, len(idx) * nfe * (members or _n_members(self._models[model]) or 1)))
             self.log("[evaluate]   %s on %s (%d images, sampler=%s, steps=%s, members=%s): %.1f s"
                      % (model, ts.name, len(idx), sampler, steps, members, dt))
         return self._runs[key]
@@ -267,7 +268,8 @@ class Evaluation:
                 if method in times:
                     rows[method]["s_per_image"] = times[method]
             clean_row = summarize(set_metrics(ts.clean, ts))
-            rows["clean target"] = {"cnr": clean_row["cnr"], "gcnr": clean_row["gcnr"], "n_lesion": clean_row["n_lesion"]}
+            rows["clean target"] = {"cnr": clean_row["cnr"], "gcnr": clean_row["gcnr"],
+                                    "n_lesion": clean_row["n_lesion"]}
             self._comparison(ts)
 
     def _bmode_quality(self) -> None:
@@ -282,8 +284,9 @@ class Evaluation:
             scores = {}
             for sig in grid:
                 tuned = self._map(classical.apply_job, [("bm3d", ts.bmode[i], {"sigma": sig}) for i in range(n_tune)])
-                scores[sig] = float(np.mean([metrics.psnr(o, ts.bmode_target[i], ts.mask[i]) for i, o in enumerate(tuned)]))
-            best = max(scores, key=scores.get)
+                scores[sig] = float(np.mean([metrics.psnr(o, ts.bmode_target[i], ts.mask[i])
+                                             for i, o in enumerate(tuned)]))
+            best = max(scores, key=scores.__getitem__)
             outs = dict(outs, **{"BM3D (sigma tuned on this target)": np.stack(self._map(
                 classical.apply_job, [("bm3d", b, {"sigma": best}) for b in ts.bmode]))})
             rows = {}
@@ -295,6 +298,7 @@ class Evaluation:
             self.results["sets"][ts.name]["bmode_bm3d_sigma"] = best
 
     def _generalization(self) -> None:
+        assert self.generalization is not None  # run() calls this stage only with one
         res, md = self.generalization(dict(self._models))
         self.results["generalization"] = res
         self.results["generalization_md"] = md
@@ -369,7 +373,8 @@ class Evaluation:
         for ts in self._ref_sets():
             idx = list(range(min(self.config.ref_images, len(ts))))
             rows: dict[str, dict] = {}
-            rows["default"] = summarize(set_metrics(self._run(DEFAULT_MODEL, ts, list(range(len(ts))))[0][idx], ts, idx))
+            rows["default"] = summarize(set_metrics(
+                self._run(DEFAULT_MODEL, ts, list(range(len(ts))))[0][idx], ts, idx))
             for sampler in ("posterior", "em"):
                 t = time.time()
                 out = self._run(DEFAULT_MODEL, ts, idx, sampler=sampler, steps=self.config.ref_steps)[0]
@@ -472,7 +477,7 @@ class Evaluation:
     # ------------------------------------------------------------------ domain shift
     def _domain_shift(self) -> None:
         tuned = {n: t["val_psnr"] for n, t in self.results["tuning"].items() if np.isfinite(t.get("val_psnr", np.nan))}
-        best_classical = max(tuned, key=tuned.get) if tuned else None
+        best_classical = max(tuned, key=tuned.__getitem__) if tuned else None
         methods = [m for m in IRSDE_MODELS if m in self._models] + ([best_classical] if best_classical else [])
         table: dict[str, dict] = {}
         for kind in self.config.kinds:
@@ -484,7 +489,7 @@ class Evaluation:
                     if row:
                         per[m][probe] = {"psnr": row["psnr"], "ssim": row["ssim"]}
                 ref = per[m].get(REFERENCE_PROBE)
-                for probe, v in per[m].items():
+                for v in per[m].values():
                     v["drop_psnr"] = v["psnr"] - ref["psnr"] if ref else float("nan")
                     v["drop_ssim"] = v["ssim"] - ref["ssim"] if ref else float("nan")
             table[kind] = per
@@ -515,7 +520,8 @@ class Evaluation:
                 labels["uncertainty"] = "ensemble std"
             if rival:
                 images["best baseline"] = outs[rival][i]
-                labels["best baseline"] = "%s %.1f dB" % (rival, metrics.psnr(outs[rival][i], ts.clean[i], mask=ts.mask[i]))
+                labels["best baseline"] = "%s %.1f dB" % (rival, metrics.psnr(outs[rival][i], ts.clean[i],
+                                                                               mask=ts.mask[i]))
             rows.append({"title": "%s #%d" % (ts.name, i), "images": images, "labels": labels})
         if rows:
             out["examples"] = str(figures.example_panels(
@@ -629,7 +635,7 @@ def run_evaluation(out_md: str | os.PathLike, fig_dir: str | os.PathLike | None 
             return load_test_set(kind=kind, probe=probe)
     out_md = Path(out_md)
     fig_dir = Path(fig_dir) if fig_dir is not None else out_md.parent / "figures"
-    kw = {"log": log} if log is not None else {}
+    kw: dict[str, Any] = {"log": log} if log is not None else {}
     ev = Evaluation(config or EvalConfig(), model_loader, testset_loader, val_loader, generalization=generalization,
                     **kw)
     t0 = time.time()

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after selecting the backend)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt  # after selecting the backend
+import numpy as np
 
 __all__ = ["example_panels", "steps_curve", "reliability_plot", "domain_shift_bars"]
 
@@ -81,7 +81,8 @@ def steps_curve(path: str | os.PathLike, curves: dict[str, dict[int, dict[str, f
         for name, pt in (markers or {}).items():
             ax.plot([pt["nfe"]], [pt[metric]], "s", ms=8, label=name)
         ax.set_xscale("log")
-        ticks = sorted({x for pts in curves.values() for x in pts} | {int(pt["nfe"]) for pt in (markers or {}).values()})
+        ticks = sorted({x for pts in curves.values() for x in pts}
+                       | {int(pt["nfe"]) for pt in (markers or {}).values()})
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(t) for t in ticks])
         ax.minorticks_off()

@@ -18,8 +18,9 @@ any model was run on them, and the M index of the ratio image (:mod:`engine.scor
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def load_foreign(probe: str, inputs: int = 1, root=None) -> ForeignSet:
 
 def tune_bm3d(fs: ForeignSet, grid: Sequence[float] = BM3D_GRID, map_fn=map) -> tuple[float, list[dict]]:
     """BM3D's sigma maximising the mean affine-fitted PSNR on this very set (oracle tuning)."""
-    table = []
+    table: list[dict[str, Any]] = []
     for sig in grid:
         outs = list(map_fn(classical.apply_job, [("bm3d", b, {"sigma": sig}) for b in fs.bmode]))
         table.append({"sigma": sig, "psnr": float(np.mean([scoring.psnr_affine(o, c, m) for o, c, m in
@@ -108,12 +109,14 @@ def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: 
             continue
         t = time.time()
         sig, table = tune_bm3d(fs, bm3d_grid, map_fn)
-        entry = {"n_images": int(len(np.unique(fs.image))), "n_inputs": int(len(fs.bmode)),
-                 "floor_psnr": float(np.mean([scoring.psnr_floor(f) for f in fs.floor_mse])),
-                 "bm3d_sigma": sig, "bm3d_grid": [{"sigma": r["sigma"], "psnr": r["psnr"]} for r in table],
-                 "rows": {}, "uncertainty": {}}
+        entry: dict[str, Any] = {"n_images": int(len(np.unique(fs.image))), "n_inputs": int(len(fs.bmode)),
+                                 "floor_psnr": float(np.mean([scoring.psnr_floor(f) for f in fs.floor_mse])),
+                                 "bm3d_sigma": sig,
+                                 "bm3d_grid": [{"sigma": r["sigma"], "psnr": r["psnr"]} for r in table],
+                                 "rows": {}, "uncertainty": {}}
         entry["rows"]["input"] = _rows(fs.bmode, fs)
-        entry["rows"]["BM3D (tuned on this set)"] = _rows(np.stack(next(r for r in table if r["sigma"] == sig)["outputs"]), fs)
+        entry["rows"]["BM3D (tuned on this set)"] = _rows(
+            np.stack(next(r for r in table if r["sigma"] == sig)["outputs"]), fs)
         log(f"[foreign] {probe}: BM3D sigma {sig} ({time.time() - t:.0f} s)")
         for name, fn in methods.items():
             t = time.time()
@@ -125,7 +128,8 @@ def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: 
                     "agreement": scoring.uncertainty_agreement(std, err, fs.mask),
                     "calibration": scoring.calibration(std, err, fs.mask, fs.floor_var),
                     "calibration_raw": scoring.calibration(std, err, fs.mask)}
-            log(f"[foreign] {probe}: {name} {np.mean(entry['rows'][name]['psnr_affine']):.2f} dB ({time.time() - t:.0f} s)")
+            log(f"[foreign] {probe}: {name} {np.mean(entry['rows'][name]['psnr_affine']):.2f} dB "
+                f"({time.time() - t:.0f} s)")
         entry["below_input"] = {m: int(np.sum(r["psnr_affine"] < entry["rows"]["input"]["psnr_affine"]))
                                 for m, r in entry["rows"].items() if m != "input"}
         res["sets"][probe] = entry
@@ -174,8 +178,8 @@ def evaluate_clips(methods: dict[str, Method], clips: Sequence[RealClip], bm3d_s
     """Every method (plus the input and BM3D at ``bm3d_sigma``) on every real clip."""
     res: dict = {"bm3d_sigma": bm3d_sigma, "clips": {}}
     for clip in clips:
-        entry = {"frames": int(len(clip.frames)), "shape": list(clip.frames.shape[1:]), "rois": clip.rois,
-                 "dr_db": clip.dr_db, "rows": {}}
+        entry: dict[str, Any] = {"frames": int(len(clip.frames)), "shape": list(clip.frames.shape[1:]),
+                                 "rois": clip.rois, "dr_db": clip.dr_db, "rows": {}}
         entry["rows"]["input"] = clip_measures(clip, clip.frames)
         bm = np.stack(list(map_fn(classical.apply_job, [("bm3d", f, {"sigma": bm3d_sigma}) for f in clip.frames])))
         entry["rows"]["BM3D"] = clip_measures(clip, np.where(clip.tissue, bm, clip.frames))
@@ -210,7 +214,7 @@ def render_markdown(foreign: dict, clips: dict | None = None) -> str:
     lines += ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
     for m in methods:
         cells = [m]
-        for p, e in sets.items():
+        for e in sets.values():
             r = e["rows"].get(m)
             if r is None:
                 cells.append("–")
@@ -227,10 +231,11 @@ def render_markdown(foreign: dict, clips: dict | None = None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     unc = [(p, m, u) for p, e in sets.items() for m, u in e["uncertainty"].items()]
     if unc:
-        lines += ["", "Uncertainty against the error (Pearson r per pixel / 8×8 patch / image) and calibration (largest "
-                  "deviation of the RMS error from the predicted std over the ten deciles of the prediction, the truth's "
-                  "residual speckle subtracted; raw in brackets):", "",
-                  "| set | model | r pixel | r patch | r image | calibration |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "Uncertainty against the error (Pearson r per pixel / 8×8 patch / image) and calibration "
+                  "(largest deviation of the RMS error from the predicted std over the ten deciles of the prediction, "
+                  "the truth's residual speckle subtracted; raw in brackets):", "",
+                  "| set | model | r pixel | r patch | r image | calibration |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for p, m, u in unc:
             a = u["agreement"]
             lines.append(f"| {p} | {m} | {_f(a['pixel'])} | {_f(a['patch'])} | {_f(a['image'])} | "
@@ -238,8 +243,9 @@ def render_markdown(foreign: dict, clips: dict | None = None) -> str:
                          f"({_f(100 * u['calibration_raw']['max_rel_dev'], '%.0f')} %) |")
     if clips and clips.get("clips"):
         lines += ["", "## Real clips (no ground truth)", "",
-                  "Per clip and method: tissue mean grey level minus the input's (grey levels of 255), ENL in the input's "
-                  "most homogeneous 11×11 windows, gCNR between the ROIs declared in `resources/realclips/rois.json`, "
+                  "Per clip and method: tissue mean grey level minus the input's (grey levels of 255), ENL in the "
+                  "input's most homogeneous 11×11 windows, gCNR between the ROIs declared in "
+                  "`resources/realclips/rois.json`, "
                   "and the M index of the ratio image (0 = ideal; first-order part and GLCM part in brackets).  "
                   "BM3D sigma %.2f (the median of the per-set tunings above)." % clips["bm3d_sigma"], "",
                   "| clip | method | tissue shift | ENL | gCNR | M index |",
@@ -271,6 +277,7 @@ def clip_figure(clip: RealClip, ens, path) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from matplotlib import colormaps
 
     from pathlib import Path
@@ -283,7 +290,7 @@ def clip_figure(clip: RealClip, ens, path) -> str:
     img = np.concatenate([grey(frame), gap, grey(res.mean), gap, unc], axis=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    matplotlib.pyplot.imsave(path, (img * 255).astype(np.uint8))
+    plt.imsave(path, (img * 255).astype(np.uint8))
     return str(path)
 
 
@@ -304,8 +311,8 @@ def run_generalization(models: dict, probes: Sequence[str], clips: Sequence[Real
 
         name = figure_model or next(iter(models))
         figs = [clip_figure(c, models[name], Path(fig_dir) / ("real_%s.png" % c.name)) for c in clips]
-        md += "\nReal clips through `%s` (first frame, full size): input | despeckled | uncertainty (magma, 0–%g grey " \
-              "levels).\n\n" % (name, UNCERTAINTY_MAX_GREY)
+        md += ("\nReal clips through `%s` (first frame, full size): input | despeckled | uncertainty "
+               "(magma, 0–%g grey levels).\n\n" % (name, UNCERTAINTY_MAX_GREY))
         md += "".join("![%s](%s)\n\n" % (c.name, fig_link(f) if fig_link else f) for c, f in zip(clips, figs))
         if clip_res:
             clip_res["figures"] = figs

@@ -8,8 +8,9 @@ Tensor layout: input ``(B, K, C, H, W)``, output ``(B, K, 1, H, W)``; steps ``t`
 
 The UNet takes ``concat(x_t − μ, μ)`` and a sinusoidal embedding of the integer step t and predicts
 x̂_0 as μ + residual (channel 0 of the output; with ``out_ch=2`` channel 1 is the log-variance of the
-member's own error, an aleatoric uncertainty head trained with a Gaussian likelihood, :mod:`engine.train`) (an x_0 head: at few sampling steps it is far more stable than a noise head,
-whose x̂_0 = μ + (x_t − μ − σ̄_t ε̂)/a_t amplifies errors by 1/a_T = 200).  The direct-regression
+member's own error, an aleatoric uncertainty head trained with a Gaussian likelihood, :mod:`engine.train`)
+(an x_0 head: at few sampling steps it is far more stable than a noise head, whose
+x̂_0 = μ + (x_t − μ − σ̄_t ε̂)/a_t amplifies errors by 1/a_T = 200).  The direct-regression
 baseline is the same UNet fed ``(0, μ)`` at a fixed t = 0.
 """
 from __future__ import annotations
@@ -93,11 +94,13 @@ class UNet(nn.Module):
         self.fuse1 = _conv(k, 2 * c, c, size=1)
         self.dec1 = _ResBlock(k, c, emb)
         self.out = _conv(k, c, out_ch)
+        bias = self.out.bias
+        assert bias is not None  # _conv's convolutions have a bias
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(bias)
         if out_ch == 2:  # start the log-variance at that of a typical error (std 0.05)
             with torch.no_grad():
-                self.out.bias.view(k, 2)[:, 1] = 2 * math.log(0.05)
+                bias.view(k, 2)[:, 1] = 2 * math.log(0.05)
 
     def config(self) -> dict:
         cfg = {"arch": self.arch, "base": self.base, "in_ch": self.in_ch, "emb": self.emb}
@@ -181,7 +184,7 @@ class DnCNN(nn.Module):
         return mu + r.reshape(b, k, 1, hh, ww)
 
 
-def build(config: dict, members: int) -> nn.Module:
+def build(config: dict, members: int) -> UNet | DnCNN:
     """Instantiate a network from its ``config()`` dict."""
     cfg = dict(config)
     arch = cfg.pop("arch")
@@ -192,7 +195,7 @@ def build(config: dict, members: int) -> nn.Module:
     raise ValueError("unknown network architecture %r" % arch)
 
 
-def param_count(net: nn.Module) -> int:
+def param_count(net: UNet | DnCNN) -> int:
     """Parameters per member."""
     return sum(p.numel() for p in net.parameters()) // net.members
 
@@ -212,7 +215,7 @@ def stack_members(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.
     return {name: torch.cat([s[name] for s in states], dim=0) for name in states[0]}
 
 
-def init_members(config: dict, seeds: Sequence[int]) -> nn.Module:
+def init_members(config: dict, seeds: Sequence[int]) -> UNet | DnCNN:
     """A grouped network whose member k is initialised from ``torch.manual_seed(seeds[k])``."""
     states = []
     for sd in seeds:

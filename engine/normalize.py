@@ -21,6 +21,7 @@ On frames like the training data every factor is within tolerance and the mappin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -144,7 +145,7 @@ def fit(frame: np.ndarray, reference: dict, min_side: int = 16, max_side: int = 
     ranges = reference.get("grain_range") or [[g, g] for g in reference["grain_px"]]
     zoom = [float(np.clip(_to_range(g, lo, hi, GRAIN_TOL), 0.25, 4.0)) for g, (lo, hi) in zip(grains, ranges)]
     work = tuple(int(np.clip(round(n * z), min_side, max_side)) if z != 1.0 else n for n, z in zip(shape, zoom))
-    plan = Plan(shape, work, 0.0, 1.0)
+    plan = Plan(shape, cast(tuple[int, int], work), 0.0, 1.0)  # one zoom per axis of the 2-D shape
     w = plan.forward(frame)
     sd = speckle_std(w)
     lo, hi = reference.get("std_range") or [reference["speckle_std"]] * 2

@@ -34,7 +34,8 @@ def _method_label(m: str, models: dict) -> str:
         info = models.get(m, {})
         if info.get("mode") not in (None, "irsde"):
             return "`%s` ensemble mean (%s)" % (m, info["mode"])
-        setting = "%s, %s NFE" % (info.get("default_sampler") or "default sampler", info.get("default_steps") or "default")
+        setting = "%s, %s NFE" % (info.get("default_sampler") or "default sampler",
+                                  info.get("default_steps") or "default")
         return "IR-SDE `%s` ensemble mean (%s)" % (m, setting)
     if m in LEARNED_BASELINES:
         return "`%s` (%s)" % (m, LEARNED_BASELINES[m])
@@ -61,19 +62,19 @@ def _header(results: dict, cfg: dict, models: dict, command: str) -> list[str]:
              % (command, " (quick: a tiny subset, not the published numbers)" if cfg["quick"] else "",
                 results["runtime_s"] / 60.0, os.cpu_count() or 0, platform.machine(), platform.python_version()))
     L.append("")
-    L.append("Seeds and indices, fixed before the run: model seed %d for every call; each test set's first %s images "
-             "(all when none given); 100-step references and the steps curve on the first %d / %d images; one-member "
-             "sample seeds %d..%d; validation pairs: %d per probe (fast path, split `val`, seeds from %d); figure examples "
-             "(kind, probe, index): %s." % (
+    L.append("Seeds and indices, fixed before the run: model seed %d for every call; each test set's first %s "
+             "images (all when none given); 100-step references and the steps curve on the first %d / %d images; "
+             "one-member sample seeds %d..%d; validation pairs: %d per probe (fast path, split `val`, seeds from %d); "
+             "figure examples (kind, probe, index): %s." % (
                  cfg["seed"], cfg["max_images"] or "N", cfg["ref_images"], cfg["steps_images"], cfg["seed"] + 1000,
                  cfg["seed"] + 1000 + cfg["sample_seeds"] - 1, cfg["val_per_probe"], VAL_SEED,
                  ", ".join("(%s, %s, %d)" % e for e in FIGURE_EXAMPLES)))
     L.append("")
-    L.append("Metrics: PSNR and SSIM (scikit-image, 7×7 window, data range 1) against the clean target inside each image's "
-             "valid imaging region; **CNR and gCNR in the display (log-compressed, [0, 1]) domain**, lesion mask vs "
-             "background mask, averaged over the images that contain a lesion (`n_lesion`). Tables give means over images; "
-             "the best value of each column is in bold. `s / image`: wall-clock seconds per image (classical filters: "
-             "single-process time; models: the whole ensemble).")
+    L.append("Metrics: PSNR and SSIM (scikit-image, 7×7 window, data range 1) against the clean target inside each "
+             "image's valid imaging region; **CNR and gCNR in the display (log-compressed, [0, 1]) domain**, lesion "
+             "mask vs background mask, averaged over the images that contain a lesion (`n_lesion`). Tables give means "
+             "over images; the best value of each column is in bold. `s / image`: wall-clock seconds per image "
+             "(classical filters: single-process time; models: the whole ensemble).")
     L.append("")
     budget = results.get("budget", {})
     if budget.get("note"):
@@ -93,7 +94,8 @@ def _models_line(results: dict, cfg: dict, models: dict) -> list[str]:
     if models:
         L.append("Models: " + "; ".join(
             "`%s` (%s, %s members%s)" % (m, v.get("mode") or "?", v.get("members") or "?",
-                                       ", default: %s sampler, %s NFE" % (v.get("default_sampler"), v.get("default_steps"))
+                                       ", default: %s sampler, %s NFE"
+                                       % (v.get("default_sampler"), v.get("default_steps"))
                                        if v.get("mode") in (None, "irsde") else "")
             for m, v in models.items()) + ".")
         L.append("")
@@ -156,7 +158,8 @@ def _quality_section(results: dict, cfg: dict, models: dict) -> list[str]:
         rows = entry["rows"]
         if not rows:
             continue
-        L.append("### %s (%d of %d images, %d with a lesion)" % (set_name, entry["n"], entry["n_total"], entry["n_lesion"]))
+        L.append("### %s (%d of %d images, %d with a lesion)"
+                 % (set_name, entry["n"], entry["n_total"], entry["n_lesion"]))
         L.append("")
         best = entry.get("best", {})
         body = []
@@ -204,9 +207,11 @@ def _uncertainty_section(results: dict, cfg: dict, models: dict) -> list[str]:
                  "|ensemble mean − clean|; std = cross-member std (variance = std²)."
                  % (DEFAULT_MODEL, ", ".join(u["sets"]), u["n_images"], u["n_pixels"]))
         L.append("")
-        body = [[lvl, _f(u[lvl]["pearson_var"], "%.3f"), _f(u[lvl]["pearson_std"], "%.3f"), _f(u[lvl]["spearman_std"], "%.3f")]
+        body = [[lvl, _f(u[lvl]["pearson_var"], "%.3f"), _f(u[lvl]["pearson_std"], "%.3f"),
+                 _f(u[lvl]["spearman_std"], "%.3f")]
                 for lvl in ("pixel", "image")]
-        L += _table(["level", "Pearson r (variance, |err|)", "Pearson r (std, |err|)", "Spearman ρ (std or variance, |err|)"], body)
+        L += _table(["level", "Pearson r (variance, |err|)", "Pearson r (std, |err|)",
+                     "Spearman ρ (std or variance, |err|)"], body)
         L.append("")
         L.append("Of the 10 %% most uncertain pixels of each image, **%.1f %%** are among its 10 %% largest errors "
                  "(chance: 10 %%)." % (100 * u["top10_overlap"]))
@@ -299,7 +304,8 @@ def _figures_and_timings(results: dict, out_dir: Path) -> list[str]:
         L.append("")
         captions = {"examples": "Examples (input / ground truth / ours / best baseline of that set / ensemble std)",
                     "steps": "Steps vs quality", "reliability": "Reliability: mean |error| per std bin",
-                    "domain_fast": "Domain shift, fast-sim test sets", "domain_full": "Domain shift, full-physics test sets"}
+                    "domain_fast": "Domain shift, fast-sim test sets",
+                    "domain_full": "Domain shift, full-physics test sets"}
         for key, path in figs.items():
             rel = os.path.relpath(Path(path).resolve(), out_dir)
             L.append("![%s](%s)" % (captions.get(key, key), rel.replace(os.sep, "/")))

@@ -19,7 +19,6 @@ the schedule, so the network only sees noise levels it was trained on.
 from __future__ import annotations
 
 import math
-from typing import Optional
 from collections.abc import Callable
 
 import numpy as np
@@ -27,8 +26,8 @@ import numpy as np
 from .schedule import Schedule
 
 Model = Callable[[np.ndarray, int], np.ndarray]
-Callback = Optional[Callable[[dict], None]]
-Noise = Optional[Callable[[tuple], np.ndarray]]
+Callback = Callable[[dict], None] | None
+Noise = Callable[[tuple], np.ndarray] | None
 
 SAMPLERS = ("posterior", "ddim", "em")
 

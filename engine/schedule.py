@@ -51,7 +51,7 @@ class Schedule:
 
     def as_dict(self) -> dict:
         """The numbers that define the schedule (for model cards / checkpoints)."""
-        d = {"lambda": self.lam, "T": self.T, "eps": self.eps}
+        d: dict[str, float | str] = {"lambda": self.lam, "T": self.T, "eps": self.eps}
         if self.precond != "none":
             d.update({"input": self.precond, "sigma_data": self.sigma_data})
         return d

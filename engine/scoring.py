@@ -25,6 +25,7 @@ Display values map to intensity with the display dynamic range: I = 10^(DR (d âˆ
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage
 
 
@@ -54,7 +55,7 @@ def psnr_floor(floor_mse: float) -> float:
     return float(10 * np.log10(1.0 / max(float(floor_mse), 1e-12)))
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+def _pearson(a: ArrayLike, b: ArrayLike) -> float:
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     if a.size < 3 or a.std() == 0 or b.std() == 0:
         return float("nan")

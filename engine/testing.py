@@ -16,6 +16,7 @@ def tiny_ensemble(seed: int = 0, members: int = 2, device: str | None = "cpu") -
     """
     config = UNet(1, base=4, emb=4).config()
     net = init_members(config, [seed * 1000 + k for k in range(members)])
+    assert isinstance(net, UNet)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # the trained nets start with a zero output layer; give these a random one
         net.out.weight.copy_(0.05 * torch.randn(net.out.weight.shape, generator=g))

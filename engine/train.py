@@ -25,9 +25,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -134,7 +135,7 @@ class TrainConfig:
         return make_schedule(self.lam, precond=self.precond) if self.arch == "irsde" else None
 
 
-def make_network(cfg: TrainConfig) -> torch.nn.Module:
+def make_network(cfg: TrainConfig) -> UNet | DnCNN:
     """A fresh grouped network with member k initialised from seed ``member_seeds()[k]``."""
     if cfg.arch == "dncnn":
         config = DnCNN(1, width=2 * cfg.base).config()
@@ -178,9 +179,9 @@ def pair_source(cfg: TrainConfig, split: str = "train", start: int = 0, seed: in
             yield pr.bmode, (pr.target if cfg.target == "bmode" else pr.echo)
     if cfg.data_dir:
         from simulator.datasets import load_dataset
-        arrays = [load_dataset(cfg.data_dir, split=split, probe=p) for p in cfg.probes]
-        bm = np.concatenate([a["bmode"] for a in arrays])
-        cl = np.concatenate([a["clean"] for a in arrays])
+        per_probe = [load_dataset(cfg.data_dir, split=split, probe=p) for p in cfg.probes]
+        bm = np.concatenate([a["bmode"] for a in per_probe])
+        cl = np.concatenate([a["clean"] for a in per_probe])
         if len(bm) == 0:
             raise ValueError("dataset %s has no %s samples for %s" % (cfg.data_dir, split, cfg.probes))
         order = np.random.default_rng(seed).permutation(len(bm))
@@ -282,7 +283,8 @@ def _predict(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch
         return net(mu), None
     b, k = mu.shape[:2]
     if cfg.arch == "regression":
-        return net(torch.cat([torch.zeros_like(mu), mu], dim=2), torch.zeros(b, dtype=torch.long, device=mu.device)), None
+        return net(torch.cat([torch.zeros_like(mu), mu], dim=2),
+                   torch.zeros(b, dtype=torch.long, device=mu.device)), None
     sched = cfg.schedule()
     t = torch.randint(1, sched.T + 1, (b, k), generator=gen)
     if cfg.t_focus > 0:  # a share of the batch at the last FOCUS_STEPS steps, where few-step sampling starts
@@ -341,10 +343,11 @@ def _save_checkpoint(run: Path, net, ema: dict, opt: torch.optim.Optimizer, stat
     os.replace(tmp, run / STATE)
 
 
-def warm_start(net: torch.nn.Module, cfg: TrainConfig) -> dict:
+def warm_start(net: UNet | DnCNN, cfg: TrainConfig) -> dict:
     """Load the weights of ``cfg.init`` (a shipped model name or an exported folder) into ``net``: its
     first ``cfg.members`` members; architecture, network and mode must match.  Returns what the model
     card records about it (name, SHA-256, the steps and minutes it had been trained)."""
+    assert cfg.init is not None  # called only for runs with --init
     src, card, folder = read_model(cfg.init)
     if card["mode"] != cfg.arch:
         raise ValueError("--init %s is a %s model; this run trains %s" % (cfg.init, card["mode"], cfg.arch))
@@ -538,7 +541,8 @@ def _open_run(cfg: TrainConfig, run: Path, net, opt, dev, log) -> tuple[RunState
                          psf_format=None if cfg.data_dir else psf_format())
         if cfg.init:
             state.init = warm_start(net, cfg)
-            log("initialised from %s (%d steps, %.1f min)" % (cfg.init, state.init["steps"], state.init["wall_minutes"]))
+            log("initialised from %s (%d steps, %.1f min)"
+                % (cfg.init, state.init["steps"], state.init["wall_minutes"]))
         ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_text(torch.get_num_threads())
     if not state.devices or state.devices[-1]["device"] != where:  # where each stretch of steps ran (model card)
@@ -631,8 +635,9 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
     The default sampler steps are chosen by measurement: posterior sampling with each of
     ``choose_steps`` is scored on ``n_eval`` validation frames and the fewest steps within 0.05 dB of the
     best PSNR become the default (4 posterior and 4 DDIM steps are scored for the record; the choice is
-    limited to 1–2 evaluations so that the default stays cheaper than BM3D at 480 × 640 on a CPU).  Metrics (validation; with ``test_sets`` also the committed fast and
-    full-physics test sets of the run's probes), training record and normalisation reference go in the card.
+    limited to 1–2 evaluations so that the default stays cheaper than BM3D at 480 × 640 on a CPU).  Metrics
+    (validation; with ``test_sets`` also the committed fast and full-physics test sets of the run's probes),
+    training record and normalisation reference go in the card.
     """
     run = Path(run_dir)
     if not (run / STATE).is_file():
@@ -645,8 +650,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
     noisy, clean = val_set(cfg, n_eval)
     ens = ensemble_for(net, cfg)
     settings = [("posterior", s) for s in sorted(set(choose_steps) | {4})] + [("ddim", 4)]
-    metrics = {"validation": evaluate(ens, noisy, clean, settings), "validation_frames": int(n_eval),
-               "validation_split": "val (seed 12345, fast simulator)"}
+    metrics: dict[str, Any] = {"validation": evaluate(ens, noisy, clean, settings), "validation_frames": int(n_eval),
+                               "validation_split": "val (seed 12345, fast simulator)"}
     default_steps = 1
     if cfg.arch == "irsde":
         scores = {s: metrics["validation"]["posterior-%d" % s]["psnr"] for s in choose_steps}
@@ -688,7 +693,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
     return card
 
 
-def _member_state(run: Path) -> tuple[TrainConfig, dict, dict]:
+def _member_state(run: Path) -> tuple[TrainConfig, RunState, dict]:
     cfg = load_config(run)
     net = make_network(cfg)
     state, ema = _load_checkpoint(run, net, None)
@@ -715,7 +720,8 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
         same = {k: v for k, v in asdict(cfg).items() if k not in ("seed", "name", "threads", "device", "minutes")}
         ref0 = {k: v for k, v in asdict(cfg0).items() if k not in ("seed", "name", "threads", "device", "minutes")}
         if same != ref0:
-            raise ValueError("runs %s do not share one configuration (only seeds may differ)" % ", ".join(map(str, runs)))
+            raise ValueError("runs %s do not share one configuration (only seeds may differ)"
+                             % ", ".join(map(str, runs)))
     net = make_network(dataclasses_replace(cfg0, members=len(runs)))
     net.load_state_dict(stack_members([ema for _, _, ema in parts]))
     net.eval()
@@ -737,6 +743,7 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
                                   "domain-randomised pairs" if cfg0.data == "randomized" else "fast simulator")}}
     res = ens.despeckle(noisy, steps=default_steps, seed=0)
     if res.aleatoric is not None:
+        assert res.epistemic is not None  # the ensemble returns both parts or neither
         a, e = fit_uncertainty_scales(res.aleatoric, res.epistemic, res.mean - clean)
         card["uncertainty"] = {"aleatoric_scale": a, "epistemic_scale": e,
                                "fitted_on": "%d validation frames (%s)" % (n_eval, card["metrics"]["validation_split"])}

@@ -191,8 +191,8 @@ def _organ(xx, zz, rng, step):
     def place(r):
         for _ in range(60):
             cx = rng.uniform(x0 + 1.8 * r, x0 + span_x - 1.8 * r)
-            cz = rng.uniform(float(cap.max()) + 1.8 * r, z0 + span_z - 1.8 * r) if z0 + span_z - 1.8 * r > cap.max() + 1.8 * r \
-                else z0 + span_z * 0.7
+            cz = (rng.uniform(float(cap.max()) + 1.8 * r, z0 + span_z - 1.8 * r)
+                  if z0 + span_z - 1.8 * r > cap.max() + 1.8 * r else z0 + span_z * 0.7)
             rho = np.hypot(xx - cx, zz - cz) / r
             if not occupied[rho < 2.4].any() and inside[rho < 1.2].all():
                 return cx, cz
@@ -282,7 +282,8 @@ def _gland(xx, zz, rng, step):
     for _ in range(int(rng.integers(1, 3))):
         r = rng.uniform(0.1, 0.2) * min(span_x, span_z)
         cx = rng.uniform(x0 + 1.7 * r, x0 + span_x - 1.7 * r)
-        cz = rng.uniform(float(muscle_top.max()) + 1.7 * r, max(z0 + span_z - 1.7 * r, float(muscle_top.max()) + 1.8 * r))
+        cz = rng.uniform(float(muscle_top.max()) + 1.7 * r,
+                         max(z0 + span_z - 1.7 * r, float(muscle_top.max()) + 1.8 * r))
         rho = _blob(xx, zz, cx, cz, r, rng, rng.uniform(0.05, 0.25), rng.uniform(0.7, 1.2), rng.uniform(0, np.pi))
         if any(((rho < 2.3) & (o < 2.3)).any() for o in rhos):
             continue

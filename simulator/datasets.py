@@ -275,8 +275,8 @@ def generate_dataset(probes: Sequence[str] | str, n: int, size: int = 128, path:
                 skipped += 1
             else:
                 jobs.append((str(f), name, sample_seed(seed, name, i), split, int(size), path))
-    summary = {"out_dir": str(out), "total": int(n) * len(probe_names), "skipped": skipped, "written": 0,
-               "failed": [], "seconds": 0.0}
+    summary: dict[str, Any] = {"out_dir": str(out), "total": int(n) * len(probe_names), "skipped": skipped,
+                               "written": 0, "failed": [], "seconds": 0.0}
     if jobs:
         t0 = time.perf_counter()
         run_jobs(_make_sample, jobs, key=lambda j: f"usclean-sample-{j[1]}-{j[3]}-{Path(j[0]).stem}",
@@ -413,7 +413,8 @@ def _decode_testset(z: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def load_test_set(kind: str = "fast", probe: str = "L11-5v", root: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+def load_test_set(kind: str = "fast", probe: str = "L11-5v",
+                  root: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """The committed test set ``kind`` ("fast" | "full") of ``probe`` as a dict of arrays.
 
     ``bmode``, ``clean`` (N, H, W) float32 (uint16-exact for "full", 8-bit for "fast");

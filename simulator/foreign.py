@@ -13,7 +13,8 @@ with training-data generation (:mod:`simulator.physics`, :mod:`simulator.psf`, :
 * **acquisition** (drawn per image): transmit frequency 0.85–1.12 × the preset's, bandwidth
   0.8–1.1 ×, pulse length 1–2 cycles, attenuation 0.3–0.7 dB/cm/MHz with a nominal TGC (the centre
   frequency's round-trip loss) and a ±3 dB operator TGC curve, 1–3 compounding angles, electronic noise
-  on the RF (−45 … −30 dB re the RF's RMS), ``simus`` keeping spectral components down to −60 dB, one segment per element;
+  on the RF (−45 … −30 dB re the RF's RMS), ``simus`` keeping spectral components down to −60 dB, one
+  segment per element;
 * **beamforming**: ``pymust.dasmtx`` with a fixed receive f-number (1.0–2.0) and quadratic or Lanczos
   interpolation, onto a grid finer than the output (Cartesian for linear arrays; polar — radius ×
   angle — for the convex and phased arrays), envelopes compounded in intensity;
@@ -48,6 +49,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -329,7 +331,8 @@ class _Beamformer:
     """DAS matrices per angle (built once per image: they depend only on the geometry and RF size)."""
 
     def __init__(self, acq: Acquisition, geo: Geometry):
-        self.acq, self.geo, self.cache = acq, geo, {}
+        self.acq, self.geo = acq, geo
+        self.cache: dict[tuple, Any] = {}  # (angle, RF shape) -> DAS matrix
 
     def __call__(self, iq: np.ndarray, angle: float, delays: np.ndarray) -> np.ndarray:
         import pymust
@@ -417,10 +420,9 @@ def build_image(root: str, probe: str, index: int, n_images: int, n_draws: int, 
         env = simulate_draw(acq, geo, med, int(np.random.SeedSequence([seed, 1000 + k]).generate_state(1)[0]), bf)
         _atomic_npz(f, env=env.astype(np.float32))
         envs.append(env.astype(np.float32))
-    envs = np.stack(envs)
-    draws = display(envs, geo.mask, acq)
-    _atomic_npz(out, draws=draws, echo_db=med.echo_db.astype(np.float16), mask=geo.mask, lesion_mask=med.scene.lesion_mask,
-                background_mask=med.scene.background_mask,
+    draws = display(np.stack(envs), geo.mask, acq)
+    _atomic_npz(out, draws=draws, echo_db=med.echo_db.astype(np.float16), mask=geo.mask,
+                lesion_mask=med.scene.lesion_mask, background_mask=med.scene.background_mask,
                 spacing_mm=np.array([geo.z[1] - geo.z[0], geo.x[1] - geo.x[0]]),
                 dynamic_range_db=np.float64(acq.dr_db), acquisition=np.str_(acq.to_json()),
                 seconds=np.float64(time.perf_counter() - t0))
@@ -431,7 +433,7 @@ def build_image(root: str, probe: str, index: int, n_images: int, n_draws: int, 
 
 
 # --------------------------------------------------------------------------- reading
-def load(probe: str, root: str | os.PathLike | None = None, input_draw: int = 0) -> dict[str, np.ndarray]:
+def load(probe: str, root: str | os.PathLike | None = None, input_draw: int = 0) -> dict[str, Any]:
     """A foreign set as arrays: ``bmode`` (draw ``input_draw``, float32 [0, 1]), ``clean`` (the mean of
     every other draw), ``floor_mse`` (N,) (the truth's residual speckle: variance across those draws
     over their number, averaged inside the mask), ``echo`` (the echogenicity in the image's display
@@ -451,7 +453,8 @@ def load(probe: str, root: str | os.PathLike | None = None, input_draw: int = 0)
             cols.setdefault("clean", []).append(rest.mean(axis=0))
             cols.setdefault("floor_mse", []).append(float((rest.var(axis=0, ddof=1) / len(rest))[mask].mean()))
             dr = float(z["dynamic_range_db"])
-            cols.setdefault("echo", []).append(np.where(mask, np.clip((z["echo_db"].astype(np.float32) + dr) / dr, 0, 1), 0).astype(np.float32))
+            cols.setdefault("echo", []).append(
+                np.where(mask, np.clip((z["echo_db"].astype(np.float32) + dr) / dr, 0, 1), 0).astype(np.float32))
             for key in ("mask", "lesion_mask", "background_mask", "spacing_mm", "dynamic_range_db"):
                 cols.setdefault(key, []).append(z[key])
             cols.setdefault("acquisition", []).append(json.loads(str(z["acquisition"])))

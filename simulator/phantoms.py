@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 from scipy import ndimage
@@ -147,7 +147,7 @@ def _cyst(probe, size, rng, radius_mm: float | None = None, level: float = TISSU
     return _lesion_phantom("cyst", probe, size, [-np.inf], radius_mm, level, centers)
 
 
-def _lesions(probe, size, rng, contrast_db: float | list[float] = (-6.0, 6.0), radius_mm: float | None = None,
+def _lesions(probe, size, rng, contrast_db: float | Sequence[float] = (-6.0, 6.0), radius_mm: float | None = None,
              level: float = TISSUE_ECHO, centers_mm=None) -> Phantom:
     return _lesion_phantom("lesions", probe, size, contrast_db, radius_mm, level, centers_mm)
 
@@ -182,7 +182,7 @@ def _points(probe, size, rng, n_lateral: int = 3, n_depth: int = 3, level: float
                    {"wires_mm": wires, "radius_mm": float(radius_mm)})
 
 
-def _layers(probe, size, rng, n_layers: int | None = None, levels: list[float] | None = None,
+def _layers(probe, size, rng, n_layers: int | None = None, levels: Sequence[float] | np.ndarray | None = None,
             target_layer: int | None = None) -> Phantom:
     xx, zz, x0, z0, sp = _grid(probe, size)
     field = _field(probe, xx, zz)
@@ -287,7 +287,10 @@ def _mri(probe, size, rng, split: str = "train", lesions: int | None = None,
     lo, hi = slabs[slab_idx]
     vol = mri.load_volume()
     X, Y, Z = vol.shape
-    fov = float(rng.uniform(*fov_vox)) if np.ndim(fov_vox) else float(fov_vox)
+    if np.ndim(fov_vox):  # a (min, max) range to draw from
+        fov = float(rng.uniform(*cast(tuple[float, float], fov_vox)))
+    else:
+        fov = float(cast(float, fov_vox))
     if elastic_px is None:
         elastic_px = float(rng.uniform(0.0, size / 24))
     dr_rows, dr_cols = _elastic_field(rng, size, elastic_px)

@@ -56,10 +56,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import cast
 
 import numpy as np
 from scipy import fft as sp_fft
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 from . import scanconvert
 from .probes import Probe, check_angles
@@ -145,8 +146,8 @@ def _output_grid(ph: Phantom, probe: Probe):
     h, w = echo.shape
     limit = probe.pixel_pitch_mm * (1 + 1e-6)
     if abs(dz - dx) <= 1e-9 * max(dz, dx) and dx <= limit:
-        x = ph.x0_mm + dx * np.arange(w)
-        z = ph.z0_mm + dz * np.arange(h)
+        x: np.ndarray = ph.x0_mm + dx * np.arange(w)
+        z: np.ndarray = ph.z0_mm + dz * np.arange(h)
         return echo, lesion, background, x, z, (dz, dx)
     d = min(dz, dx, probe.pixel_pitch_mm)
     x = ph.x0_mm + d * np.arange(int(np.floor((w - 1) * dx / d + 1e-9)) + 1)
@@ -274,7 +275,7 @@ def _band_fields(noise: np.ndarray, bank: PSFBank, bands: list[int], factors: di
 
 
 def _resampled_shape(shape: tuple[int, int], factors: tuple[float, float]) -> tuple[int, int]:
-    return tuple(2 * int(np.floor((n // 2) * f)) + 1 for n, f in zip(shape, factors))
+    return cast(tuple[int, int], tuple(2 * int(np.floor((n // 2) * f)) + 1 for n, f in zip(shape, factors)))
 
 
 def _resample(kernel: np.ndarray, f_ax: float, f_lat: float) -> np.ndarray:
@@ -309,8 +310,8 @@ class FastGrid:
     factors: list[dict[int, tuple[float, float]]]  # kernel resampling (axial, lateral), per bank and band
     kernel_shape: tuple[int, int]  # common (odd) support of the resampled kernels
     beam: scanconvert.BeamGrid | None = None
-    to_beam: object = None  # sparse map: image -> beam grid (bilinear), convex / phased only
-    to_image: object = None  # sparse map: beam grid -> masked image pixels (cubic), convex / phased only
+    to_beam: sparse.csr_matrix | None = None  # image -> beam grid (bilinear), convex / phased only
+    to_image: sparse.csr_matrix | None = None  # beam grid -> masked image pixels (cubic), convex / phased only
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -385,6 +386,7 @@ def render_fast(field: np.ndarray, grid: FastGrid) -> np.ndarray:
             env += np.abs(_blend(fields, bank, kernels, grid.z))
         return np.where(grid.mask, env / len(grid.banks), 0.0)
     beam_grid = grid.beam
+    assert grid.to_image is not None  # fast_grid builds it with the beam grid
     pad_r, pad_t = grid.kernel_shape[0] // 2, grid.kernel_shape[1] // 2
     inner = (slice(pad_r, beam_grid.nr - pad_r), slice(pad_t, beam_grid.nth - pad_t))
     for bank, b, f in levels:

@@ -31,6 +31,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pymust
@@ -154,7 +155,8 @@ def bank_key(probe: Probe, angle_deg: float, pitch_mm: float) -> str:
 
 def get_psf_bank(probe: Probe, angle_deg: float = 0.0, pitch_mm: float | None = None) -> PSFBank:
     """The PSF bank of ``probe`` for one transmit angle, sampled for output pitch ``pitch_mm``
-    (default: the probe's pixel pitch).  Loaded from ``resources/psf`` (shipped) or the user cache, else built and cached."""
+    (default: the probe's pixel pitch).  Loaded from ``resources/psf`` (shipped) or the user cache, else built
+    and cached."""
     pitch = float(probe.pixel_pitch_mm if pitch_mm is None else pitch_mm)
     return _cached_bank(probe, round(float(angle_deg), 4), round(pitch, 6))
 
@@ -183,7 +185,7 @@ def _load(path: Path, key: str) -> PSFBank:
         kern = f["kernels_re"].astype(np.float32) + 1j * f["kernels_im"].astype(np.float32)
         return PSFBank(space=str(f["space"]), depths_mm=f["depths_mm"].astype(float),
                        kernels=kern.astype(np.complex64), energy=f["energy"].astype(float),
-                       steps=tuple(float(s) for s in f["steps"]), key=key)
+                       steps=cast(tuple[float, float], tuple(float(s) for s in f["steps"])), key=key)
 
 
 def _save(bank: PSFBank, path: Path) -> None:
@@ -240,10 +242,10 @@ def build_bank(probe: Probe, angle_deg: float, pitch: float) -> PSFBank:
             e = float(np.sum(np.abs(k[core]) ** 2) * d_ax * d_lat)
         kernels.append(k)
         energy.append(e)
-    kernels = _crop_common(np.stack(kernels), ENERGY_KEPT[space])
-    kernels = kernels / np.sqrt(np.sum(np.abs(kernels) ** 2, axis=(1, 2), keepdims=True))
+    stack = _crop_common(np.stack(kernels), ENERGY_KEPT[space])
+    stack = stack / np.sqrt(np.sum(np.abs(stack) ** 2, axis=(1, 2), keepdims=True))
     return PSFBank(space=space, depths_mm=np.asarray(depths, float),
-                   kernels=kernels.astype(np.complex64), energy=np.asarray(energy),
+                   kernels=stack.astype(np.complex64), energy=np.asarray(energy),
                    steps=(d_ax, d_lat), key=bank_key(probe, angle_deg, pitch))
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -140,7 +141,8 @@ def _bank_kernel(rng, probes, band=None, fc_factor=None, fc_factors=FC_FACTORS):
     return bank.kernels[k].astype(np.complex64), {"bank": name, "fc_factor": f, "band": k}
 
 
-def _analytic_kernel(rng, grain: tuple[float, float], angle_deg: float, params: dict | None = None) -> tuple[np.ndarray, dict]:
+def _analytic_kernel(rng, grain: tuple[float, float], angle_deg: float,
+                     params: dict | None = None) -> tuple[np.ndarray, dict]:
     """Gaussian-envelope complex PSF with the given speckle grain (px), steered by ``angle_deg``."""
     p = params or {
         "carrier": float(rng.uniform(0.0, 0.35)),    # cycles / px of residual axial carrier
@@ -312,7 +314,7 @@ def random_pair(seed: int, size: int | tuple[int, int] = 128, probes=None, disab
         raise ValueError(f"unknown factor(s) {sorted(bad)}; valid: {', '.join(FACTORS)}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
     srng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5BEC, int(speckle_seed)]))
-    shape = (size, size) if np.isscalar(size) else tuple(int(s) for s in size)
+    shape = (size, size) if np.isscalar(size) else tuple(int(s) for s in cast(tuple[int, int], size))
     meta: dict = {"seed": int(seed)}
     psf = _draw_psfs(rng, off, tuple(probes or PROBE_NAMES), fc_factors, analytic_share, meta)
     med = _draw_medium(rng, off, shape, psf["zoom"], split, source_weights, meta)
@@ -356,8 +358,11 @@ def _draw_psfs(rng, off: set, probes: tuple, fc_factors, analytic_share: float, 
                 if aparams is None:
                     kmeta, aparams = km, {k2: v for k2, v in km.items() if k2 != "kind"}
             else:
-                kb = (_bank_kernel(rng, [kmeta["bank"]], band=kmeta["band"] + j, fc_factor=kmeta["fc_factor"])[0]
-                      if "psf" not in off else k0)
+                if "psf" not in off:
+                    kb = _bank_kernel(rng, [kmeta["bank"]], band=kmeta["band"] + j, fc_factor=kmeta["fc_factor"])[0]
+                else:
+                    assert k0 is not None  # drawn above when the PSF factor is off
+                    kb = k0
                 ng = kernel_grain(kb)
                 k = steer(_resample_kernel(kb, g[0] / ng[0], g[1] / ng[1]), float(a), g[1])
             pair.append(k)
@@ -437,7 +442,8 @@ def _simulate(rng, srng, off: set, psf: dict, med: dict, meta: dict) -> dict:
     dr = float(rng.uniform(40, 80)) if "gain" not in off else 50.0
     level = float(rng.uniform(0.35, 0.7)) if "gain" not in off else 0.55
     fields = image_fields(s, gtex)
-    means = [np.maximum(wt ** 2 * _conv_valid(sigma2_p, np.abs(kt) ** 2) + wb ** 2 * _conv_valid(sigma2_p, np.abs(kb) ** 2)
+    means = [np.maximum(wt ** 2 * _conv_valid(sigma2_p, np.abs(kt) ** 2)
+                        + wb ** 2 * _conv_valid(sigma2_p, np.abs(kb) ** 2)
                         + 2 * wt * wb * _conv_valid(sigma2_p, np.real(kt * np.conj(kb))), 1e-30)
              for (kt, kb), (wt, wb) in zip(kernels, weights)]
     coh = [None if coh_p is None else wt * _conv_valid(coh_p, kt) + wb * _conv_valid(coh_p, kb)
@@ -603,7 +609,7 @@ def generate_pairs(out_dir, n_train: int, n_val: int = 256, size: int = 128, see
             if not f.exists():
                 jobs.append((str(f), pair_seed(seed, split, i), int(size), params["probes"], tuple(disable), split,
                              source_weights, float(analytic_share)))
-    summary = {"written": 0, "failed": [], "skipped": int(n_train) + int(n_val) - len(jobs)}
+    summary: dict[str, Any] = {"written": 0, "failed": [], "skipped": int(n_train) + int(n_val) - len(jobs)}
     if jobs and workers == 1:
         from tqdm import tqdm
         for job in tqdm(jobs, unit="pair", desc="pairs", disable=not progress, mininterval=30):

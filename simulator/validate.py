@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -184,7 +185,7 @@ def _write_json(path: Path, data: dict) -> None:
 def run_full(probe_name: str, n: int, force: bool = False) -> dict:
     """Full-path statistics of ``n`` images, resuming image by image from the stored JSON."""
     path = VALIDATION_DIR / f"{probe_name}.json"
-    data = {"probe": probe_name, "settings": SETTINGS, "images": []}
+    data: dict[str, Any] = {"probe": probe_name, "settings": SETTINGS, "images": []}
     if path.exists() and not force:
         old = json.loads(path.read_text())
         if old.get("settings") == SETTINGS:
@@ -235,15 +236,17 @@ def write_report(rows: dict[str, dict]) -> None:
         "this machine (shared 2-core CPU, single-threaded numpy; the full-path time is the stored one when the",
         "full statistics were not rerun: that path did not change).",
         "",
-        "| probe | path | SNR | grain axial (mm) | grain lateral (mm) | −6 dB lesion (dB) | +6 dB lesion (dB) | s / image |",
+        "| probe | path | SNR | grain axial (mm) | grain lateral (mm) "
+        "| −6 dB lesion (dB) | +6 dB lesion (dB) | s / image |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         for path in ("full", "fast"):
             s = r[path]
             sec = r["timing"][f"{path}_s"]
-            lines.append(f"| {name} | {path} | {f(s['snr'])} | {f(s['fwhm_axial_mm'], 3)} | {f(s['fwhm_lateral_mm'], 3)} "
-                         f"| {f(s['contrast_-6_db'])} | {f(s['contrast_+6_db'])} | {sec:.3g} |")
+            lines.append(f"| {name} | {path} | {f(s['snr'])} | {f(s['fwhm_axial_mm'], 3)} "
+                         f"| {f(s['fwhm_lateral_mm'], 3)} | {f(s['contrast_-6_db'])} "
+                         f"| {f(s['contrast_+6_db'])} | {sec:.3g} |")
     lines += ["", "## Tolerances (issue 2, item 5)", "",
               "| probe | fast SNR in 1.91 ± 0.10 | axial grain within 20 % | lateral grain within 20 % "
               "| −6 dB within 1 dB | +6 dB within 1 dB | fast/full speed-up |",
@@ -260,7 +263,8 @@ def write_report(rows: dict[str, dict]) -> None:
             f"| {mark[ok['fwhm_lateral_mm']]} ({la:+.0%}) | {mark[ok['contrast_-6_db']]} ({dm:+.2f} dB) "
             f"| {mark[ok['contrast_+6_db']]} ({dp:+.2f} dB) | {r['timing']['ratio']:.0f}× |")
     lines += ["", "## Anatomy: residuals on the committed full-physics test set", "",
-              "Display-domain residual B-mode − clean (50 dB DR) of `resources/testsets/full` and of the fast path on the",
+              "Display-domain residual B-mode − clean (50 dB DR) of `resources/testsets/full` and of the fast path "
+              "on the",
               "same MRI phantoms and seeds, inside the field of view: mean per clean-level bin, then overall mean and",
               "standard deviation. Dark tissue is where missing PSF tails show: their clutter lifts it. Until the PSF",
               "banks' format 4 the linear kernels were measured on ±20 × ±48 px only (2–11 % of a point's energy",
@@ -273,7 +277,8 @@ def write_report(rows: dict[str, dict]) -> None:
         t = r["testset"]
         for path in ("full", "fast"):
             cells = " | ".join(f"{v:+.3f}" for v in t[path]["bin_mean"])
-            lines.append(f"| {name} | {path} | {t['images']} | {cells} | {t[path]['mean']:+.4f} | {t[path]['std']:.4f} |")
+            lines.append(f"| {name} | {path} | {t['images']} | {cells} "
+                         f"| {t[path]['mean']:+.4f} | {t[path]['std']:.4f} |")
     lines += [
         "",
         "## How the two paths are built",
@@ -287,7 +292,8 @@ def write_report(rows: dict[str, dict]) -> None:
         "- **Fast**: a complex Gaussian field of variance 10^(DR (I − 1) / 10) convolved with complex PSFs",
         "  measured with the same chain (one point target per depth, 9 depths per probe, stored in",
         "  `resources/psf/`; linear probes on ±64 × ±128 output pixels cropped to 99.9 % of the measured",
-        "  energy, sector probes on ±20 × ±48 cropped to 99.7 %), blended linearly between depths with a variance correction; for the C5-2v",
+        "  energy, sector probes on ±20 × ±48 cropped to 99.7 %), blended linearly between depths with a "
+        "variance correction; for the C5-2v",
         "  and P4-2v in beam space (radius × angle, 1.3× the kernels' Nyquist rate), then scan-converted",
         "  by cubic convolution to the Cartesian grid with the sector mask.",
         "- Both share the display mapping and clean target of `simulator/physics.py`.",
@@ -313,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=N_IMAGES, help="images per phantom and probe")
     ap.add_argument("--force", action="store_true", help="re-run stored full-path images")
     ap.add_argument("--report-only", action="store_true",
-                    help="no full simulation: stored full statistics and full-path times, fresh fast statistics and times")
+                    help="no full simulation: stored full statistics and full-path times, "
+                         "fresh fast statistics and times")
     args = ap.parse_args(argv)
     rows = {}
     for name in args.probes:

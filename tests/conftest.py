@@ -107,7 +107,8 @@ class DicomFactory:
                 cv2.putText(out[f], "USC 7.5MHz", (2, 12), cv2.FONT_HERSHEY_PLAIN, 0.8, 255, 1)
                 cv2.putText(out[f], "D4cm G60", (2, h - 4), cv2.FONT_HERSHEY_PLAIN, 0.8, 255, 1)
                 bar_x = min(w - 6, x1 + 8)
-                out[f, y0 : y0 + (y1 - y0) // 2, bar_x : bar_x + 4] = np.linspace(255, 0, (y1 - y0) // 2)[:, None].astype(np.uint8)
+                out[f, y0 : y0 + (y1 - y0) // 2, bar_x : bar_x + 4] = (
+                    np.linspace(255, 0, (y1 - y0) // 2)[:, None].astype(np.uint8))
         if not colour:
             return out
         rgb = np.repeat(out[..., None], 3, axis=-1)

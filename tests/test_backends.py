@@ -108,5 +108,6 @@ def test_three_level_network_pads_to_its_own_multiple(tmp_path, real_frames):
     save_model(tmp_path, net, {"name": "three", "mode": "irsde", "schedule": make_schedule().as_dict(),
                                "default_sampler": "posterior", "default_steps": 1})
     ref = load_ensemble(tmp_path, backend="torch").despeckle(real_frames[:1], seed=0)  # 181 x 199: not a multiple of 8
-    out = load_ensemble(tmp_path, backend="onnx" if "onnx" in RUNTIMES else RUNTIMES[0]).despeckle(real_frames[:1], seed=0)
+    out = load_ensemble(tmp_path, backend="onnx" if "onnx" in RUNTIMES else RUNTIMES[0]).despeckle(real_frames[:1],
+                                                                                                   seed=0)
     assert np.abs(out.mean - ref.mean).max() < 2e-2 and np.abs(out.mean - ref.mean).mean() < 3e-3

@@ -30,7 +30,8 @@ def test_simulate_writes_a_valid_multiframe_dicom(tmp_path, capsys):
     assert float(ds.FrameTime) == pytest.approx(33.3, abs=0.1)
     dz, dx = get_probe("C5-2v").image_window(48)[2]
     region = ds.SequenceOfUltrasoundRegions[0]
-    assert float(region.PhysicalDeltaX) == pytest.approx(dx / 10) and float(region.PhysicalDeltaY) == pytest.approx(dz / 10)
+    assert (float(region.PhysicalDeltaX) == pytest.approx(dx / 10)
+            and float(region.PhysicalDeltaY) == pytest.approx(dz / 10))
     px = ds.pixel_array
     assert px.shape == (5, 48, 48) and px.dtype == np.uint8 and px.std() > 10
     again = tmp_path / "again.dcm"

@@ -92,7 +92,8 @@ def test_open_variants(dicom_factory, name, colour, kw, lossless):
             np.testing.assert_array_equal(f[grey_pix], frames[i][grey_pix])
             assert np.abs(f.astype(int) - frames[i]).max() <= 2
         else:
-            np.testing.assert_array_equal(f if colour else clip.from_unit(g), frames[i] if colour else clip.from_unit(truth_grey))
+            np.testing.assert_array_equal(f if colour else clip.from_unit(g),
+                                          frames[i] if colour else clip.from_unit(truth_grey))
             np.testing.assert_allclose(g[grey_pix], truth_grey[grey_pix], atol=1e-6)
 
 
@@ -305,7 +306,8 @@ def test_bad_input_gets_clear_error(dicom_factory, kind, message):
 
 
 def test_missing_decoder_message(dicom_factory, monkeypatch):
-    path = dicom_factory.dicom("j2k.dcm", dicom_factory.frames(n_frames=2, colour=False), transfer_syntax=JPEG2000Lossless)
+    path = dicom_factory.dicom("j2k.dcm", dicom_factory.frames(n_frames=2, colour=False),
+                               transfer_syntax=JPEG2000Lossless)
     from pydicom.pixels import decoders
 
     dec = decoders.JPEG2000LosslessDecoder

@@ -83,14 +83,16 @@ def test_converted_factory_file_roundtrips(dicom_factory, file_snapshot, tiny_mo
     for i in range(3):
         assert np.array_equal(clip.frame(i), ref.frame(i)) and clip.frame(i).dtype.isnative
     out = tmp_path / "out.dcm"
-    assert cli.main(["despeckle", str(src), "-o", str(out), "--model", str(tiny_model), "--quiet"]) == 0, capsys.readouterr().err
+    assert cli.main(["despeckle", str(src), "-o", str(out), "--model", str(tiny_model), "--quiet"]) == 0, \
+        capsys.readouterr().err
     assert snap.unchanged()
     ds = pydicom.dcmread(out)
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     res = open_image(out)
     for i in range(3):
         m = clip.process_mask(i)
-        assert np.array_equal(res.frame(i)[~m], clip.frame(i)[~m]) and (res.frame(i)[m] != clip.frame(i)[m]).mean() > 0.5
+        assert (np.array_equal(res.frame(i)[~m], clip.frame(i)[~m])
+                and (res.frame(i)[m] != clip.frame(i)[m]).mean() > 0.5)
 
 
 def test_ybr_full_422_native_through_the_cli(tmp_path, file_snapshot, tiny_model):

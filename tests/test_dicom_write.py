@@ -43,7 +43,8 @@ def test_write_cine_roundtrip(tmp_path):
     assert ds.Manufacturer == "USClean simulator" and ds.TransducerData == "L11-5v"
     assert float(ds.FrameTime) == 25.0 and ds.FrameIncrementPointer == 0x00181063 and int(ds.CineRate) == 40
     (reg,) = ds.SequenceOfUltrasoundRegions
-    assert (reg.RegionLocationMinX0, reg.RegionLocationMinY0, reg.RegionLocationMaxX1, reg.RegionLocationMaxY1) == (0, 0, 63, 47)
+    assert (reg.RegionLocationMinX0, reg.RegionLocationMinY0,
+            reg.RegionLocationMaxX1, reg.RegionLocationMaxY1) == (0, 0, 63, 47)
     assert reg.RegionSpatialFormat == 1 and reg.RegionDataType == 1
     assert reg.PhysicalUnitsXDirection == 3 == reg.PhysicalUnitsYDirection
     assert reg.PhysicalDeltaX == pytest.approx(0.03) and reg.PhysicalDeltaY == pytest.approx(0.02)
@@ -133,7 +134,8 @@ def _check_derived(src_clip, out_path, indices, processed, crop=False):
         expected = src_clip.from_unit(full[m])
         got = b[m]
         if b.ndim == 3:
-            assert np.array_equal(got[:, 0], expected) and np.array_equal(got[:, 1], expected) and np.array_equal(got[:, 2], expected)
+            assert (np.array_equal(got[:, 0], expected) and np.array_equal(got[:, 1], expected)
+                    and np.array_equal(got[:, 2], expected))
         else:
             np.testing.assert_array_equal(got, expected)
         assert m.sum() > 0 and (b[m] != a[m]).any()
@@ -147,8 +149,8 @@ def test_derived_from_real_examples(tmp_path, file_snapshot, example):
     clip = open_image(src)
     indices = [2, 3, 4] if clip.n_frames > 1 else [0]
     processed = _processed(clip, indices)
-    out = write_derived(clip, processed, tmp_path / "out.dcm", "model tiny-model; sampler posterior; steps 4; members 2",
-                        frame_indices=indices)
+    out = write_derived(clip, processed, tmp_path / "out.dcm",
+                        "model tiny-model; sampler posterior; steps 4; members 2", frame_indices=indices)
     _check_derived(clip, out, indices, processed)
     assert snap.unchanged()
     ds = pydicom.dcmread(out)
@@ -189,7 +191,8 @@ def test_derived_uncertainty_series(dicom_factory, tmp_path):
     std = np.full((2,) + clip.shape, 0.05, np.float32)
     out = write_derived(clip, std, tmp_path / "std.dcm", "model tiny-model", uncertainty=True)
     ds = pydicom.dcmread(out)
-    assert ds.PhotometricInterpretation == "MONOCHROME2" and list(ds.ImageType) == ["DERIVED", "SECONDARY", "UNCERTAINTY"]
+    assert (ds.PhotometricInterpretation == "MONOCHROME2"
+            and list(ds.ImageType) == ["DERIVED", "SECONDARY", "UNCERTAINTY"])
     assert "std" in ds.DerivationDescription
     px = ds.pixel_array
     m = clip.process_mask(0)

@@ -154,7 +154,8 @@ def test_speckle_free_target_and_generalization_sections(quick_run):
     entry = g["foreign"]["sets"]["L11-5v"]
     assert entry["n_images"] == 2 and set(entry["rows"]) >= {"input", "BM3D (tuned on this set)", "multiprobe"}
     assert "## Generalization: foreign full-physics sets" in text and "## Real clips" in text
-    assert "speckle" in g["clips"]["clips"] and abs(g["clips"]["clips"]["speckle"]["rows"]["input"]["tissue_shift"]) < 1e-9
+    assert ("speckle" in g["clips"]["clips"]
+            and abs(g["clips"]["clips"]["speckle"]["rows"]["input"]["tissue_shift"]) < 1e-9)
     assert "](figures/real_speckle.png)" in text and Path(out.parent / "figures" / "real_speckle.png").is_file()
 
 
@@ -245,7 +246,8 @@ def test_statistics_helpers():
     assert evaluate.top_fraction_overlap(s, s, 0.2) == 1.0
     assert evaluate.top_fraction_overlap(s, -s, 0.2) == 0.0
     rel = evaluate.reliability(s, 2 * s, bins=5)
-    assert rel["count"] == [2] * 5 and rel["std_mean"][0] == pytest.approx(0.15) and rel["err_mean"][-1] == pytest.approx(1.9)
+    assert (rel["count"] == [2] * 5 and rel["std_mean"][0] == pytest.approx(0.15)
+            and rel["err_mean"][-1] == pytest.approx(1.9))
     pd = evaluate.paired_diff([3.0, 4.0, 5.0], [1.0, 1.0, 1.0])
     half = 2.0 * 4.302652729911275 / math.sqrt(3) * 0.5  # t(0.975, 2) * sd (=1) / sqrt(3)
     assert pd["diff"] == pytest.approx(3.0) and pd["hi"] - pd["diff"] == pytest.approx(half)

@@ -1,4 +1,5 @@
-"""The foreign full-physics sets: acquisition draws, geometry, anatomy, one real (tiny) simulation, the committed files."""
+"""The foreign full-physics sets: acquisition draws, geometry, anatomy, one real (tiny) simulation, the committed
+files."""
 import dataclasses
 
 import numpy as np

@@ -275,7 +275,8 @@ def test_png_and_labelled_mp4_exports(window, qtbot, dicom_factory, tmp_path):
     assert ok and frame.shape[1] >= 3 * w and frame.shape[0] >= export.HEADER_PX + h + export.BAR_PX
     header = frame[:export.HEADER_PX].astype(float)
     assert header.max() > 150 and (header > 150).mean() < 0.2  # white label text on black
-    bar = frame[export.HEADER_PX + h + 6:export.HEADER_PX + h + 14, 2 * w + 14:3 * w - 14].astype(float).mean(axis=(0, 2))
+    bar = frame[export.HEADER_PX + h + 6:export.HEADER_PX + h + 14,
+                2 * w + 14:3 * w - 14].astype(float).mean(axis=(0, 2))
     q = len(bar) // 4
     assert bar[:q].mean() + 80 < bar[-q:].mean()  # the colour bar under the third pane: dark to bright
     exact = export.colour_bar(200, "uncertainty: member spread, grey levels")
@@ -370,7 +371,8 @@ def test_importing_the_app_package_is_cheap():
     import subprocess
     import sys
 
-    code = "import sys, usclean_gui.app; print(sorted(m for m in ('PySide6', 'torch', 'pyqtgraph') if m in sys.modules))"
+    code = ("import sys, usclean_gui.app; "
+            "print(sorted(m for m in ('PySide6', 'torch', 'pyqtgraph') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 

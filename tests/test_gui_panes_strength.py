@@ -35,7 +35,8 @@ def test_strength_slider_sets_what_exports_record(window, session):
     assert session.strength == pytest.approx(0.4) and window.panes.strength == pytest.approx(0.4)
     x0, y0, x1, y1 = session.box
     grey = session.clip.gray_frame(1)[y0:y1, x0:x1].astype(np.float32)
-    grey = grey / np.float32(np.iinfo(grey.dtype).max) if np.issubdtype(session.clip.gray_frame(1).dtype, np.integer) else grey
+    grey = (grey / np.float32(np.iinfo(grey.dtype).max)
+            if np.issubdtype(session.clip.gray_frame(1).dtype, np.integer) else grey)
     # what the derived series holds: the box blended by strength
     np.testing.assert_allclose(session.shown(1), grey + 0.4 * (session.means[1] - grey), atol=1e-5)
     window.panes.strength_slider.setValue(0)

@@ -115,7 +115,8 @@ def test_npy_and_png_outputs_stream(dicom_factory, tiny_model, tmp_path):
     m = clip.process_mask(2)
     assert np.array_equal(a[1][~m], clip.gray_frame(2)[~m]) and np.all(s[1][~m] == 0) and s[1][m].max() > 0
     png = tmp_path / "o.png"
-    assert cli.main(["despeckle", str(src), "-o", str(png), "--model", str(tiny_model), "--quiet", "--frames", "2"]) == 0
+    assert cli.main(["despeckle", str(src), "-o", str(png), "--model", str(tiny_model), "--quiet",
+                     "--frames", "2"]) == 0
     np.testing.assert_array_equal(open_image(png).frame(0)[~m], clip.frame(2)[~m])
 
 

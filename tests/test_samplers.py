@@ -38,7 +38,8 @@ def test_one_step_posterior_returns_x0_hat():
 
 def test_posterior_over_all_steps_equals_the_one_step_rule():
     rng, mu, _ = _setup(64)
-    den = lambda x, t: 0.5 * (x + mu) + 0.01 * t  # any deterministic x̂0 model
+    def den(x, t):
+        return 0.5 * (x + mu) + 0.01 * t  # any deterministic x̂0 model
     xT = start_state(S, mu, rng.standard_normal(mu.shape))
     out = posterior(den, xT, mu, S, steps=100, noise=_noise(5))
     # reference "posterior sampling": A = exp(−θ_t dt), B = a_t, C = a_{t−1}
@@ -69,7 +70,8 @@ def test_posterior_jump_with_true_x0_reproduces_the_marginal():
 def test_ddim_is_deterministic_and_differs_from_posterior():
     rng, mu, x0 = _setup(16)
     xT = start_state(S, mu, rng.standard_normal(mu.shape))
-    den = lambda x, t: (0.2 * x + 0.8 * x0)
+    def den(x, t):
+        return 0.2 * x + 0.8 * x0
     a = ddim(den, xT, mu, S, steps=10, noise=_noise(1))
     b = ddim(den, xT, mu, S, steps=10, noise=_noise(2))
     np.testing.assert_array_equal(a, b)

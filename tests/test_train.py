@@ -151,8 +151,8 @@ def test_norm_picks_absolute_or_squared_error(arch):
 
 
 def test_bad_config_is_refused():
-    for kw in ({"arch": "gan"}, {"loss": "l2"}, {"norm": "huber"}, {"members": 0}, {"minutes": 0}, {"probes": []}, {"patch": 200},
-               {"t_focus": 1.5}, {"precond": "edm"}, {"device": "tpu"}, {"device": "gpu0"}):
+    for kw in ({"arch": "gan"}, {"loss": "l2"}, {"norm": "huber"}, {"members": 0}, {"minutes": 0}, {"probes": []},
+               {"patch": 200}, {"t_focus": 1.5}, {"precond": "edm"}, {"device": "tpu"}, {"device": "gpu0"}):
         with pytest.raises(ValueError):
             _cfg(**kw).validate()
 
@@ -179,7 +179,8 @@ def test_hardware_is_recorded_per_stretch_of_steps(synthetic, tmp_path):
     train(_cfg(threads=2, init=str(run)), ft, log=lambda m: None, max_steps=1)
     export(ft, name="ft", n_eval=2, log=lambda m: None, test_sets=False)
     md = (ft / "MODEL_CARD.md").read_text()
-    assert "| hardware | cpu, 2 threads; before this run: cpu, 1 thread (steps 0-3); cpu, 2 threads (from step 3) |" in md
+    assert ("| hardware | cpu, 2 threads; before this run: cpu, 1 thread (steps 0-3); "
+            "cpu, 2 threads (from step 3) |") in md
 
 
 def test_usclean_train_cli_trains_and_writes_a_model(tmp_path, capsys):

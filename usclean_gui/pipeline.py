@@ -22,8 +22,9 @@ grow with the clip; the app can call :func:`pane_input` and :func:`compose` fram
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -126,8 +127,8 @@ def chunk_size(clip, panes: Sequence[int], chunk_bytes: int = CHUNK_BYTES) -> in
 
 
 def despeckle_frames(clip, hook: Hook, indices: Sequence[int], strength: float = 1.0,
-                     chunk_frames: Optional[int] = None,
-                     on_frame: Optional[Callable[[int, int], None]] = None) -> Iterator[FrameResult]:
+                     chunk_frames: int | None = None,
+                     on_frame: Callable[[int, int], None] | None = None) -> Iterator[FrameResult]:
     """Run the pipeline over ``indices`` (in order), yielding one :class:`FrameResult` per frame.
 
     Frames go to ``hook`` a chunk at a time (``chunk_frames``, default :func:`chunk_size`), one
@@ -164,10 +165,10 @@ def despeckle_frames(clip, hook: Hook, indices: Sequence[int], strength: float =
             yield result
 
 
-def ensemble_hook(ensemble: Any, steps: Optional[int] = None, sampler: Optional[str] = None,
-                  members: Optional[int] = None, seed: int = 0,
-                  progress: Optional[Callable[[int, int], None]] = None,
-                  cancel: Optional[Callable[[], bool]] = None) -> Hook:
+def ensemble_hook(ensemble: Any, steps: int | None = None, sampler: str | None = None,
+                  members: int | None = None, seed: int = 0,
+                  progress: Callable[[int, int], None] | None = None,
+                  cancel: Callable[[], bool] | None = None) -> Hook:
     """A :data:`Hook` over ``ensemble.iter_despeckle`` that keeps a cine consistent across chunks.
 
     The engine fits its intensity / grain normalisation on the first frame of each call; every

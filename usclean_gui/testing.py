@@ -81,16 +81,20 @@ def _line_steps(P, lv, w, h):
     for k, th in enumerate((1, 2, 3)):  # exactly 1, 2 and 3 px wide
         y = P(0, 20 + 12 * k)[1]
         x = P(200 + 12 * k, 0)[0]
-        steps.append(("line", lambda c, y=y, th=th: c.__setitem__((slice(y, y + th), slice(P(150, 0)[0], P(240, 0)[0])), 255),
+        steps.append(("line",
+                      lambda c, y=y, th=th: c.__setitem__((slice(y, y + th), slice(P(150, 0)[0], P(240, 0)[0])), 255),
                       lv(k), False))
-        steps.append(("line", lambda c, x=x, th=th: c.__setitem__((slice(P(0, 70)[1], P(0, 130)[1]), slice(x, x + th)), 255),
+        steps.append(("line",
+                      lambda c, x=x, th=th: c.__setitem__((slice(P(0, 70)[1], P(0, 130)[1]), slice(x, x + th)), 255),
                       lv(k + 1), False))
-        steps.append(("line", lambda c, k=k: cv2.line(c, P(130, 150 + 10 * k), P(190, 200 + 10 * k), 255, 1, cv2.LINE_AA),
+        steps.append(("line",
+                      lambda c, k=k: cv2.line(c, P(130, 150 + 10 * k), P(190, 200 + 10 * k), 255, 1, cv2.LINE_AA),
                       lv(k + 2), k == 1))
     for k in range(6):  # depth ticks along the right edge
         y = int((30 + 36 * k) * h / 256.0)
         steps.append(("tick", lambda c, y=y: cv2.line(c, (w - 8, y), (w - 3, y), 255, 1), lv(0), False))
-    steps.append(("tick", lambda c: cv2.fillPoly(c, [np.array([P(246, 100), P(252, 96), P(252, 104)])], 255), lv(0), False))
+    steps.append(("tick", lambda c: cv2.fillPoly(c, [np.array([P(246, 100), P(252, 96), P(252, 104)])], 255),
+                  lv(0), False))
     return steps
 
 
@@ -207,7 +211,8 @@ def byte_mutant(data: bytes, rng: np.random.Generator, header_end: int) -> tuple
         if kind == "vr":
             out[i + 4:i + 6] = bytes(rng.integers(65, 91, 2).tolist())
         else:
-            long_vr = bytes(out[i + 4:i + 6]) in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV")
+            long_vr = bytes(out[i + 4:i + 6]) in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL",
+                                                  b"OV")
             size, at = (4, i + 8) if long_vr else (2, i + 6)
             value = int(rng.choice([0, 1, 3, 0xFFFF, 0xFFFFFFF0, int(rng.integers(0, 2**31))])) % (256**size)
             out[at:at + size] = value.to_bytes(size, "little")

@@ -13,7 +13,7 @@ from . import uncertainty
 from .engine_work import ModelInfo
 from .viewer_state import ClipSession, EngineSettings
 
-from engine.catalog import SHIPPED as MODELS  # noqa: E402  (the shipped models, the default first)
+from engine.catalog import SHIPPED as MODELS  # the shipped models, the default first
 SAMPLERS = ("default", "posterior", "ddim", "em")
 OTHER = "Other model folder…"
 PROGRESS_INTERVAL_MS = 150  #: the progress bar and ETA are refreshed at most this often

@@ -15,11 +15,11 @@ normalisation to the training statistics is fitted per frame.  Long engine calls
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -166,8 +166,8 @@ def cine_mp4(session: ClipSession, path: str | os.PathLike, fps: float, opacity:
 
 CSV_FIELDS = ("file", "frame", "time_ms", "domain", "image", "cnr", "gcnr", "mean_target", "std_target",
               "mean_background", "std_background", "area_target", "area_background", "area_unit",
-              "target_roi", "background_roi", "roi_mode", "bmode_region", "model", "sampler", "steps", "members", "seed",
-              "strength", "exported_utc")
+              "target_roi", "background_roi", "roi_mode", "bmode_region", "model", "sampler", "steps", "members",
+              "seed", "strength", "exported_utc")
 
 
 def measurements_csv(rows: list[Measurement], shapes: dict[str, RoiShape], session: ClipSession,
@@ -194,7 +194,8 @@ def measurements_csv(rows: list[Measurement], shapes: dict[str, RoiShape], sessi
                         m.roi_mode,
                         "%d,%d,%d,%d" % session.box,
                         st.model if (desp and st) else "", (st.sampler or "default") if (desp and st) else "",
-                        (st.steps or "default") if (desp and st) else "", (st.members or "all") if (desp and st) else "",
+                        (st.steps or "default") if (desp and st) else "",
+                        (st.members or "all") if (desp and st) else "",
                         st.seed if (desp and st) else "", "%.2f" % session.strength if desp else "", now])
     with _temp_next_to(out, ".csv") as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")

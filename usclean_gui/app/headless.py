@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ENGINE_TIMEOUT_S = 600
 DEFAULT_SIZE = (1366, 768)

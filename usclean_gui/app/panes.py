@@ -10,7 +10,7 @@ Uncertainty uses the fixed scale of :mod:`.uncertainty`.  Images are row-major, 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -71,7 +71,7 @@ class PaneViewBox(pg.ViewBox):
         self._preview.setData(np.asarray(xs, float), np.asarray(ys, float))
         self._preview.setVisible(True)
 
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 (pyqtgraph API)
+    def mouseDragEvent(self, ev, axis=None) -> None:  # pyqtgraph API name
         if self.draw_mode in ("rect", "ellipse") and ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             p0 = self.mapSceneToView(ev.buttonDownScenePos())
@@ -83,7 +83,7 @@ class PaneViewBox(pg.ViewBox):
             return
         super().mouseDragEvent(ev, axis)
 
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802 (pyqtgraph API)
+    def mouseClickEvent(self, ev) -> None:  # pyqtgraph API name
         if self.draw_mode == "polygon" and ev.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
             ev.accept()
             self._polygon_click(ev)

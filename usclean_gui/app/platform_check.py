@@ -77,5 +77,6 @@ def advice(missing: list[str]) -> str:
             "are not installed:\n  %s\nOn Debian / Ubuntu install them with:\n  sudo apt-get install %s"
             % (", ".join(missing), " ".join(packages)))
     if not CORE_LIBRARIES.intersection(missing):
-        text += "\n(headless use works without them: usclean-gui FILE --screenshot OUT.png, or QT_QPA_PLATFORM=offscreen)"
+        text += ("\n(headless use works without them: usclean-gui FILE --screenshot OUT.png, "
+                 "or QT_QPA_PLATFORM=offscreen)")
     return text

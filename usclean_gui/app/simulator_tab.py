@@ -10,7 +10,8 @@ through every probe preset and marks the probes the model was trained on.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg

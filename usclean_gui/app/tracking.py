@@ -9,7 +9,7 @@ Matching frame to frame follows deforming tissue; its drift over a loop is the p
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -36,7 +36,8 @@ def _subpixel(c: np.ndarray, y: int, x: int) -> tuple[float, float]:
     return dy, dx
 
 
-def match(prev: np.ndarray, cur: np.ndarray, box: tuple[int, int, int, int], search: int = SEARCH) -> tuple[float, float]:
+def match(prev: np.ndarray, cur: np.ndarray, box: tuple[int, int, int, int],
+          search: int = SEARCH) -> tuple[float, float]:
     """Shift (dx, dy) that moves block ``box`` (x0, y0, x1, y1) of ``prev`` onto ``cur``."""
     h, w = prev.shape
     x0, y0, x1, y1 = box

@@ -12,7 +12,8 @@ stays inside the scale.  Qt-free (the colours come from matplotlib).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

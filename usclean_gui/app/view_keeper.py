@@ -8,7 +8,7 @@ aspect-locked links drift outwards when panes are resized), the keeper sets each
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRectF, Signal

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from skimage.draw import ellipse as _draw_ellipse
@@ -133,7 +134,7 @@ class RoiShape:
         m[rr, cc] = True
         return m
 
-    def moved(self, dx: float, dy: float) -> "RoiShape":
+    def moved(self, dx: float, dy: float) -> RoiShape:
         """The same ROI translated by (dx, dy) pixels."""
         if self.kind == "polygon":
             return RoiShape(self.role, self.kind, points=[(x + dx, y + dy) for x, y in self.points])

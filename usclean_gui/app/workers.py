@@ -11,7 +11,8 @@ with ``worker.send(v)`` arrive as the result of the generator's next ``yield``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool
 from shiboken6 import isValid

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strength", type=float, default=1.0, metavar="S",
                         help="how much of the despeckled image is shown, 0 (the original) to 1 (default: 1)")
     parser.add_argument("--frames", default=None, metavar="START:STOP",
-                        help="frames to process, Python slice style (e.g. 0:10, 5:, 7; negative starts as --frames=-3:); "
-                             "default: all")
+                        help="frames to process, Python slice style (e.g. 0:10, 5:, 7; "
+                             "negative starts as --frames=-3:); default: all")
     parser.add_argument("--uncertainty", default=None, metavar="OUT_STD",
                         help="also write the per-pixel ensemble std (.dcm, .png or .npy)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same result; default 0)")
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def parse_frames(spec: Optional[str], n_frames: int) -> list[int]:
+def parse_frames(spec: str | None, n_frames: int) -> list[int]:
     """Frame indices for ``START:STOP`` (slice semantics, negatives from the end) or ``N``.
 
     Raises:
@@ -117,7 +117,7 @@ class Settings:
             self.model, self.sampler, self.steps, self.members, self.seed, self.strength)
 
 
-def resolve_settings(ensemble: Any, steps: Optional[int], sampler: Optional[str], members: Optional[int],
+def resolve_settings(ensemble: Any, steps: int | None, sampler: str | None, members: int | None,
                      seed: int, strength: float = 1.0) -> Settings:
     """The settings ``ensemble.iter_despeckle`` will use for these arguments."""
     if getattr(ensemble, "mode", "irsde") != "irsde":
@@ -136,7 +136,8 @@ class _Sink:
     def __init__(self, clip, out: Path, tmp: Path, indices: list[int], description: str, uncertainty: bool) -> None:
         self.clip, self.out, self.tmp, self.uncertainty = clip, out, tmp, uncertainty
         self.kind = out.suffix.lower()
-        self.dicom = DerivedWriter(clip, tmp, description, indices, uncertainty=uncertainty) if self.kind == ".dcm" else None
+        self.dicom = (DerivedWriter(clip, tmp, description, indices, uncertainty=uncertainty)
+                      if self.kind == ".dcm" else None)
         self.stack = None
         if self.kind == ".npy":
             shape = clip.shape if clip.n_frames == 1 and len(indices) == 1 else (len(indices),) + clip.shape

@@ -10,10 +10,12 @@ HELP = "evaluate the shipped models and the tuned classical filters; write a Mar
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="a tiny subset (2 images per set, 1-image references, short steps curve): minutes, not an hour")
+                        help="a tiny subset (2 images per set, 1-image references, short steps curve): "
+                             "minutes, not an hour")
     parser.add_argument("-o", "--output", default="docs/RESULTS.md", help="report path (default: docs/RESULTS.md)")
     parser.add_argument("--figures", default=None, help="figure folder (default: figures/ next to the report)")
-    parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images of each test set")
+    parser.add_argument("--max-images", type=int, default=None,
+                        help="evaluate only the first N images of each test set")
     parser.add_argument("--ref-images", type=int, default=None,
                         help="images per set for the 100-step references (default 16; quick: 1)")
     parser.add_argument("--ref-kinds", nargs="+", choices=("fast", "full"), default=None,

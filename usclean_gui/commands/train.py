@@ -62,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
         export(args.out, args.export_to, name=args.name or None)
         return 0
     cfg = TrainConfig(probes=args.probes or ["L11-5v"], members=args.members, minutes=args.minutes, arch=args.arch,
-                      seed=args.seed, lam=args.lam / 255.0, loss=args.loss, norm=args.norm, patch=args.patch, batch=args.batch,
-                      base=args.base, data_dir=args.data, threads=args.threads, device=args.device, name=args.name,
-                      t_focus=args.t_focus, precond=args.precond, init=args.init, lr=args.lr, data=args.data_kind,
-                      target=args.target, uncertainty=args.uncertainty, precision=args.precision,
+                      seed=args.seed, lam=args.lam / 255.0, loss=args.loss, norm=args.norm, patch=args.patch,
+                      batch=args.batch, base=args.base, data_dir=args.data, threads=args.threads, device=args.device,
+                      name=args.name, t_focus=args.t_focus, precond=args.precond, init=args.init, lr=args.lr,
+                      data=args.data_kind, target=args.target, uncertainty=args.uncertainty, precision=args.precision,
                       max_steps=args.max_steps)
     if cfg.data == "randomized":  # the pairs carry their own zoom, gain and dynamic-range variation
         cfg.zoom, cfg.gain, cfg.dr_ratio = (1.0, 1.0), 0.0, (1.0, 1.0)

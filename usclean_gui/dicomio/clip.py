@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from pydicom.multival import MultiValue
@@ -172,7 +173,8 @@ class Clip:
     def bmode_region(self, box: Box) -> None:
         b = clamp_box(box, self.shape)
         if b[2] - b[0] < 1 or b[3] - b[1] < 1:
-            raise ValueError("the B-mode region %r is empty inside a %dx%d image" % (tuple(box), self.shape[1], self.shape[0]))
+            raise ValueError("the B-mode region %r is empty inside a %dx%d image"
+                             % (tuple(box), self.shape[1], self.shape[0]))
         with self._lock:
             self.layout = user_layout(self.layout, b)
             self.masks.reset()
@@ -239,7 +241,8 @@ def _open_raster(p: Path) -> Clip:
     data = np.fromfile(p, dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        raise DicomError("%s is not a readable image file (empty, truncated or not a %s)" % (p, p.suffix.lstrip(".").upper()))
+        raise DicomError("%s is not a readable image file (empty, truncated or not a %s)"
+                         % (p, p.suffix.lstrip(".").upper()))
     if img.ndim == 3:
         if img.shape[2] == 1:
             img = img[..., 0]
@@ -290,7 +293,8 @@ def _open_npy(p: Path) -> Clip:
             if not np.all(np.isfinite(f)):
                 raise DicomError("%s: frame %d contains NaN or inf" % (p, i))
             if f.min() < 0 or f.max() > 1:
-                raise DicomError("%s: float frames must lie in [0, 1] (frame %d spans %.3g..%.3g)" % (p, i, f.min(), f.max()))
+                raise DicomError("%s: float frames must lie in [0, 1] (frame %d spans %.3g..%.3g)"
+                                 % (p, i, f.min(), f.max()))
             f = f.astype(np.float32)
         return f
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydicom.datadict import dictionary_description, tag_for_keyword
 from pydicom.dataelem import RawDataElement
@@ -222,9 +223,9 @@ def decode_all(ds, path: Path) -> None:
     for tag in list(ds.keys()):
         if tag == PIXEL_DATA:
             continue
-        elem = guarded(path, "its " + element_name(tag), lambda: ds[tag])
+        elem = guarded(path, "its " + element_name(tag), lambda tag=tag: ds[tag])
         if elem.VR == "SQ":
-            for item in guarded(path, "its " + element_name(tag), lambda: list(elem.value)):
+            for item in guarded(path, "its " + element_name(tag), lambda elem=elem: list(elem.value)):
                 decode_all(item, path)
 
 
@@ -319,7 +320,7 @@ def check_pixel_data(ds, header: ImageHeader, path: Path, file_size: int) -> Non
         frame_bytes = max(1, header.expected_bytes // header.frames)
         have, want = size_words(available), size_words(header.expected_bytes)
         if have == want:
-            have, want = "{:,} bytes".format(available), "{:,}".format(header.expected_bytes)
+            have, want = f"{available:,} bytes", f"{header.expected_bytes:,}"
         raise DicomError("%s is truncated at %s: the image data stops after %d of its %d frame(s) (%s of %s)"
                          % (path, size_words(file_size), available // frame_bytes, header.frames, have, want))
 
@@ -331,7 +332,8 @@ def check_decoder(path: Path, ts: UID) -> None:
     try:
         dec = get_decoder(ts)
     except NotImplementedError as exc:
-        raise DicomError("%s uses the transfer syntax %s, which no installed decoder supports" % (path, ts.name)) from exc
+        raise DicomError("%s uses the transfer syntax %s, which no installed decoder supports"
+                         % (path, ts.name)) from exc
     if not dec.is_available:
         raise DicomError("%s uses %s, but no decoder for it is installed (%s)"
                          % (path, ts.name, "; ".join(dec.missing_dependencies)))

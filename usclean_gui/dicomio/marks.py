@@ -112,19 +112,21 @@ def _plateaus(q: np.ndarray, cand: np.ndarray, tol: int, min_size: int = 0) -> n
         return big
     lab = np.where(big, labels.reshape(h, w) + 1, 0)
     n = int(lab.max()) + 1
-    level = np.bincount(lab.ravel(), weights=qi.ravel(), minlength=n) / np.maximum(np.bincount(lab.ravel(), minlength=n), 1)
+    level = (np.bincount(lab.ravel(), weights=qi.ravel(), minlength=n)
+             / np.maximum(np.bincount(lab.ravel(), minlength=n), 1))
     ring_lab = ndimage.maximum_filter(lab, size=3) * (lab == 0)
     diff = np.abs(qi - level[ring_lab]) * (ring_lab > 0)
-    edge = np.bincount(ring_lab.ravel(), weights=diff.ravel(), minlength=n) / np.maximum(np.bincount(ring_lab.ravel(), minlength=n), 1)
+    edge = (np.bincount(ring_lab.ravel(), weights=diff.ravel(), minlength=n)
+            / np.maximum(np.bincount(ring_lab.ravel(), minlength=n), 1))
     edge[0] = 0
     return edge[lab] >= EDGE_CONTRAST
 
 
 def _lines(q: np.ndarray, cand: np.ndarray, tol: int, length: int = LINE_LENGTH) -> np.ndarray:
     """Candidates on straight runs of ``length`` pixels (horizontal, vertical, diagonal) whose
-    values differ by <= ``tol`` (or :data:`LINE_RELATIVE` of their contrast) and that differ from the pixels :data:`LINE_SIDE` away on both
-    sides by :data:`EDGE_CONTRAST` on average: thin drawn lines, nearly flat (interpolated or
-    lossy) as well as exact."""
+    values differ by <= ``tol`` (or :data:`LINE_RELATIVE` of their contrast) and that differ from the pixels
+    :data:`LINE_SIDE` away on both sides by :data:`EDGE_CONTRAST` on average: thin drawn lines, nearly flat
+    (interpolated or lossy) as well as exact."""
     h, w = q.shape
     p = length + LINE_SIDE
     qi = np.pad(q.astype(np.int16), p, mode="edge")
@@ -188,7 +190,8 @@ def static_marks(stack: np.ndarray, fov: np.ndarray, lossy: bool = False) -> np.
 
     The cores are the non-black pixels whose value changes by at most :data:`STATIC_CORE` levels
     (or the lossy tolerance); they grow by up to :data:`STATIC_REACH` pixels into neighbours that
-    change less than :data:`STATIC_GROWTH` of the local typical change (anti-aliased edges blended with the moving image), then by one pixel.
+    change less than :data:`STATIC_GROWTH` of the local typical change (anti-aliased edges blended with the
+    moving image), then by one pixel.
 
     Args:
         stack: (K, H, W) uint8 displayed grey of K >= 3 frames spread over the loop.
@@ -261,7 +264,7 @@ class ClipMasks:
     Everything else is written back byte-identical.
     """
 
-    def __init__(self, clip: "Clip", cache_frames: int = 24) -> None:
+    def __init__(self, clip: Clip, cache_frames: int = 24) -> None:
         self.clip = clip
         self._lock = threading.RLock()
         self._static: np.ndarray | None | bool = False  # False: not computed yet

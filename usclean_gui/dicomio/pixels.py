@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class DisplayMap:
         self._sorted = self.lut[::-1] if self._decreasing else self.lut
 
     @classmethod
-    def linear(cls, lo: int, hi: int, dtype: np.dtype, invert: bool = False) -> "DisplayMap":
+    def linear(cls, lo: int, hi: int, dtype: np.dtype, invert: bool = False) -> DisplayMap:
         """``lo`` -> 0 and ``hi`` -> 1 (or the reverse with ``invert``)."""
         lut = np.linspace(0.0, 1.0, int(hi) - int(lo) + 1)
         return cls(1.0 - lut if invert else lut, lo, dtype)

@@ -12,8 +12,8 @@ pane.  Pixels where panes overlap belong to the smallest of them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage

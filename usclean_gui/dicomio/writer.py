@@ -12,8 +12,9 @@ import datetime as _dt
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from pydicom import dcmwrite
@@ -481,7 +482,7 @@ class DerivedWriter:
         self._raw_path = Path(raw)
         self._raw = os.fdopen(fd, "wb")
 
-    def __enter__(self) -> "DerivedWriter":
+    def __enter__(self) -> DerivedWriter:
         return self
 
     def __exit__(self, kind, exc, tb) -> None:
