@@ -171,7 +171,8 @@ class CineController(QWidget):
         if target >= self._n:
             if self.loop.isChecked():
                 target %= self._n
-            else:
+            else:  # the frames between here and the last were never shown: they were dropped too
+                self.dropped += max(0, self._n - 2 - self._frame)
                 self.set_frame(self._n - 1)
                 self.pause()
                 return
