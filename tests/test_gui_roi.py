@@ -111,7 +111,7 @@ def test_measure_over_loop_and_csv(window, qtbot, tmp_path):
     window.roi.set_roi(RoiShape("target", "rect", params=(10, 10, 20, 30)))
     window.roi.set_roi(RoiShape("background", "rect", params=(60, 10, 30, 30)))
     window.roi.measure_loop()
-    qtbot.waitUntil(lambda: not window.roi.loop_running, timeout=5000)
+    qtbot.waitUntil(lambda: not window.roi.loop_running, timeout=20000)
     assert sorted(r.frame for r in window.roi.rows) == [0, 1, 2, 3]
     x, y = window.roi.curves["cnr_o"].getData()
     assert len(x) == 4 and x[1] == pytest.approx(window.session.frame_time_ms)
