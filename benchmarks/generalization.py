@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("--inputs", type=int, default=1, help="leave-one-out inputs per foreign image (default 1)")
     ap.add_argument("--no-clips", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
+    ap.add_argument("--workers", type=int, default=1, help="processes for BM3D (default 1: this process)")
     a = ap.parse_args(argv)
     import numpy as np
 
@@ -52,8 +53,18 @@ def main(argv=None) -> int:
         from usclean_gui.realclips import load_real_clips
         clips = load_real_clips()
     t = time.time()
-    res, md = run_generalization(models, a.probe or available(), clips, inputs=a.inputs,
-                                 log=lambda s: print(s, flush=True))
+    pool = None
+    if a.workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        res, md = run_generalization(models, a.probe or available(), clips, inputs=a.inputs,
+                                     map_fn=pool.map if pool else map, log=lambda s: print(s, flush=True))
+    finally:
+        if pool:
+            pool.shutdown()
     a.output.parent.mkdir(parents=True, exist_ok=True)
     a.output.write_text(md + "\n(%s, %.1f min)\n" % (" ".join(sys.argv[1:]) if argv is None else " ".join(argv),
                                                      (time.time() - t) / 60))
