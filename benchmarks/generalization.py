@@ -53,12 +53,9 @@ def main(argv=None) -> int:
         from usclean_gui.realclips import load_real_clips
         clips = load_real_clips()
     t = time.time()
-    pool = None
-    if a.workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    from engine.evaluate import filter_pool
 
-        pool = ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context("fork"))
+    pool = filter_pool(a.workers)
     try:
         res, md = run_generalization(models, a.probe or available(), clips, inputs=a.inputs,
                                      map_fn=pool.map if pool else map, log=lambda s: print(s, flush=True))

@@ -64,6 +64,19 @@ class EvalSet:
         return len(self.bmode)
 
 
+def filter_pool(workers: int):
+    """A process pool for the classical filters (None for ``workers`` ≤ 1).  fork (where available) starts
+    the workers without re-importing torch; they only run numpy/scipy/bm3d code, so create the pool before
+    any torch computation has run in this process."""
+    if workers <= 1:
+        return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+
+
 @dataclass
 class Evaluation:
     """Runs the evaluation; results accumulate in ``self.results`` (a plain dict)."""
@@ -89,15 +102,7 @@ class Evaluation:
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
         self.sets = self._load_sets()
         self._load_models()
-        self._pool = None
-        if cfg.workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # fork (where available) starts the workers without re-importing torch; they only run
-            # numpy/scipy/bm3d code, and no torch computation has run in this process yet
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            self._pool = ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context(method))
+        self._pool = filter_pool(cfg.workers)
         try:
             self._stage("tuning", self._tune_filters)
             self._stage("classical filters", self._classical)
@@ -294,10 +299,9 @@ class Evaluation:
     def _bmode_quality(self) -> None:
         """PSNR / SSIM of every method against the speckle-free B-mode where the set has one, BM3D with the
         sigma :meth:`_bmode_bm3d` tuned against that target included."""
-        for ts in self.sets.values():
-            if ts.bmode_target is None or ts.name not in self._bmode_bm3d_out:
-                continue
-            best, bm3d_out = self._bmode_bm3d_out[ts.name]
+        for name, (best, bm3d_out) in self._bmode_bm3d_out.items():
+            ts = self.sets[name]
+            assert ts.bmode_target is not None  # _bmode_bm3d keeps only the sets that have one
             outs = dict(self._outputs[ts.name], **{"BM3D (sigma tuned on this target)": bm3d_out})
             rows = {}
             for method, out in outs.items():
