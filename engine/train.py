@@ -313,6 +313,7 @@ class RunState:
     psf_format: int | None = None          # the fast path's PSF banks the run trained on
     devices: list = field(default_factory=list)  # [{"step", "device"}]: where each stretch of steps ran
     stages: list = field(default_factory=list)   # t_focus changes made when the run was resumed
+    lr_restarts: list = field(default_factory=list)  # max_steps raised on resume: the cosine decay restarts there
     init: dict | None = None               # the model a fine-tuning run started from
     param_groups: list | None = None       # the optimiser's
 
@@ -534,6 +535,9 @@ def _open_run(cfg: TrainConfig, run: Path, net, opt, dev, log) -> tuple[RunState
         ema = {k: v.to(dev) for k, v in ema.items()}
         if prev.t_focus != cfg.t_focus:
             state.stages.append({"step": state.step, "prev_t_focus": prev.t_focus, "t_focus": cfg.t_focus})
+        if prev.max_steps != cfg.max_steps:
+            state.lr_restarts.append({"step": state.step, "prev_max_steps": prev.max_steps,
+                                      "max_steps": cfg.max_steps})
         state.config = asdict(cfg) | {"init": prev.init}
         log("resuming %s at step %d (%.1f of %.1f min)" % (run, state.step, state.elapsed / 60, cfg.minutes))
     else:
@@ -680,7 +684,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike | None = None, na
             "loss": loss_text(cfg), "final_loss": state.final_loss,
             "val_history": state.val, "started": state.started,
             "config": state.config, "threads": cfg.threads, "hardware": hardware_text(state.devices, cfg.threads),
-            "stages": state.stages, "init": state.init,
+            "stages": state.stages, "lr_restarts": state.lr_restarts, "init": state.init,
             "timestep_sampling": timestep_sampling(cfg.t_focus, state.stages)
             if cfg.arch == "irsde" else None,
             "augmentation": {"zoom": cfg.zoom, "gain": cfg.gain, "dr_ratio": cfg.dr_ratio, "lateral_flip": True},

@@ -190,6 +190,11 @@ def card_markdown(card: dict) -> str:
         lines.append("| hardware | %s%s |" % (tr["hardware"], "; before this run: %s" % prior if prior else ""))
     if tr.get("timestep_sampling"):
         lines.append("| timestep sampling | %s |" % tr["timestep_sampling"])
+    if tr.get("lr_restarts"):
+        restarts = ", ".join("at step %d (%s → %s steps)" % (r["step"], r["prev_max_steps"], r["max_steps"])
+                             for r in tr["lr_restarts"])
+        lines.append("| learning rate | cosine decay, restarted when the run was resumed with more steps: %s |"
+                     % restarts)
     if card.get("brightness"):
         lines.append("| brightness | %s (engine.brightness) |" % card["brightness"])
     unc = card.get("uncertainty")

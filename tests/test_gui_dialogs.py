@@ -95,6 +95,19 @@ def test_missing_x11_libraries_are_named_with_their_packages():
     assert set(platform_check.X11_LIBRARIES.values()) >= {"libxcb-cursor0", "libxkbcommon-x11-0", "libegl1"}
 
 
+def test_a_screenshot_renders_offscreen_where_the_window_could_not_open():
+    def lacking(*libs):
+        return lambda lib: lib not in libs
+
+    everything = lacking()
+    assert platform_check.headless_platform({}, "linux", everything) == "offscreen"  # no display
+    assert platform_check.headless_platform({"DISPLAY": ":0"}, "linux", everything) is None
+    # a display, but the xcb plugin would abort for a missing library: a picture needs no window
+    assert platform_check.headless_platform({"DISPLAY": ":0"}, "linux", lacking("libxcb-cursor.so.0")) == "offscreen"
+    assert platform_check.headless_platform({"WAYLAND_DISPLAY": "w-0"}, "linux", lacking("libxcb-cursor.so.0")) is None
+    assert platform_check.headless_platform({"QT_QPA_PLATFORM": "minimal"}, "linux", everything) is None
+
+
 def test_the_app_says_which_packages_are_missing(monkeypatch, capsys):
     from usclean_gui import app
 

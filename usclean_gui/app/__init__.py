@@ -48,9 +48,14 @@ def _size(text: str) -> tuple[int, int] | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``usclean-gui`` console script."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from . import platform_check
+
     if args.screenshot:
-        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        if platform := platform_check.headless_platform():
+            os.environ["QT_QPA_PLATFORM"] = platform
+        if missing := platform_check.CORE_LIBRARIES.intersection(platform_check.missing_x11_libraries()):
+            print(platform_check.advice(sorted(missing)), file=sys.stderr)
+            return 4
         if not args.file:
             print("usclean-gui: --screenshot needs a FILE to open", file=sys.stderr)
             return 2
@@ -62,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return screenshot(args.file, args.screenshot, model=args.model, n_frames=args.frames, layout=args.layout,
                           frame=args.frame, size=size, panes_only=args.panes_only)
-
-    from . import platform_check
 
     if platform_check.uses_x11() and (missing := platform_check.missing_x11_libraries()):
         print(platform_check.advice(missing), file=sys.stderr)

@@ -70,6 +70,21 @@ def missing_x11_libraries(loadable=_loadable) -> list[str]:
     return [lib for lib in X11_LIBRARIES if not loadable(lib)]
 
 
+def headless_platform(env: dict[str, str] | None = None, platform: str | None = None,
+                      loadable=_loadable) -> str | None:
+    """The Qt platform a ``--screenshot`` run forces, or None to leave Qt's own choice.
+
+    A picture needs no window system: ``"offscreen"`` when there is no display, and also when Qt
+    would pick its xcb plugin but a library only the window needs is missing (Qt would abort).
+    """
+    env = dict(os.environ) if env is None else env
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY") and not env.get("QT_QPA_PLATFORM"):
+        return "offscreen"
+    if uses_x11(env, platform) and missing_x11_libraries(loadable):
+        return "offscreen"
+    return None
+
+
 def advice(missing: list[str]) -> str:
     """What to tell the user when ``missing`` libraries stop the window from opening."""
     packages = sorted({X11_LIBRARIES[m] for m in missing})
