@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,17 +82,36 @@ def conv_flops(model: str, h: int, w: int) -> float | None:
     return total[0] / net.members
 
 
+def native_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, far
+    slower than fp32, and is no peak to compare with."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return _backends.installed("openvino") and _backends.openvino_bf16()
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def matmul_peaks(n: int = 2048, repeat: int = 5) -> dict[str, float]:
-    """Achieved FLOP/s of an n × n matrix multiply in fp32 and bf16 (torch; empty without torch)."""
+    """Achieved FLOP/s of an n × n matrix multiply in fp32, and in bf16 where the CPU has it natively
+    (torch; empty without torch)."""
     if not _backends.installed("torch"):
         return {}
     import torch
 
     out = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    kinds = (("fp32", torch.float32),) + ((("bf16", torch.bfloat16),) if native_bf16() else ())
+    for name, dtype in kinds:
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         out[name] = 2.0 * n ** 3 / (_time(partial(operator.matmul, a, b), repeat, warmup=True) / 1000.0)
     return out
+
+
+def _print_peaks(peaks: dict[str, float], out: Callable[[str], None]) -> None:
+    for k, v in peaks.items():
+        out("matmul peak %s: %.0f GFLOP/s" % (k, v / 1e9))
+    if peaks and "bf16" not in peaks:
+        out("matmul peak bf16: none (no AVX512-BF16 or AMX on this CPU: bf16 would be emulated)")
 
 
 def peak_memory_mb() -> float:
@@ -170,8 +190,7 @@ def run_bench(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, quick: bool = Fa
     out("usclean bench: model %s (%d members, default %s %d step(s)); default backend: %s; threads: %s"
         % (model, default.members, default.default_sampler, default.default_steps, default.backend, threads))
     peaks = {} if quick else matmul_peaks()
-    for k, v in peaks.items():
-        out("matmul peak %s: %.0f GFLOP/s" % (k, v / 1e9))
+    _print_peaks(peaks, out)
     rows: list[Row] = []
     result: dict = {"rows": rows, "stages": {}, "flops": {}, "matmul_gflops": {k: v / 1e9 for k, v in peaks.items()},
                     "backend": default.backend}
