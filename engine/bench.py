@@ -37,11 +37,17 @@ class Row:
 
 
 def speckle_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A smooth image with log-Rayleigh speckle in display units (DR = 50 dB)."""
+    """A smooth image with log-Rayleigh speckle in display units (DR = 50 dB), its grain ≈ 2-3 px as on a
+    scanner's frame, so that ``engine.normalize`` leaves it as it is (uncorrelated 1-px speckle would be
+    resampled to 2.1 times the pixels first, and the network timed on a larger frame than asked)."""
+    from scipy import ndimage
+
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
     clean = 0.55 + 0.25 * np.sin(xx / 23.0) * np.cos(yy / 31.0)
-    env = np.abs(rng.normal(size=(h, w)) + 1j * rng.normal(size=(h, w))) / np.sqrt(2)
+    z = (ndimage.gaussian_filter(rng.normal(size=(h, w)), 1.0)
+         + 1j * ndimage.gaussian_filter(rng.normal(size=(h, w)), 1.0))
+    env = np.abs(z) / np.sqrt(np.mean(np.abs(z) ** 2))
     return np.clip(clean + 20 * np.log10(np.maximum(env, 1e-6)) / 50.0, 0, 1).astype(np.float32)
 
 
