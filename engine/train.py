@@ -769,6 +769,7 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
         "wall_minutes": round(sum(st.elapsed for _, st, _ in parts) / 60, 2),
         "config": asdict(cfg0) | {"seed": None, "members": len(runs)},
         "timestep_sampling": timestep_sampling(cfg0.t_focus, []) if cfg0.arch == "irsde" else None,
+        "lr_restarts": parts[0][1].lr_restarts,  # the members of a recipe are resumed alike
         "recipe": recipe,
     }
     card.update((recipe or {}).get("card", {}))  # the recipe's own card fields (brightness, notes)
