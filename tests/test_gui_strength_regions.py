@@ -50,3 +50,17 @@ def test_each_region_has_an_outline_and_a_toggle(window, dicom_factory):
         bmode_regions = [(0, 0, 10, 10), (20, 20, 40, 30)]
 
     assert bmode_regions(TwoRegions()) == [(0, 0, 10, 10), (20, 20, 40, 30)]
+
+
+def test_the_side_panel_fits_its_width_after_a_file_opens(window, qtbot):
+    """The panel has no horizontal scroll bar: a check box does not wrap, so a long one (the region's and
+    the pane's coordinates in its text) pushed the panel's right edge, the Cancel button and the combo
+    boxes' arrows out of sight.  The coordinates are in the tooltips."""
+    from pathlib import Path
+
+    assert window.open_file(Path(__file__).resolve().parents[1] / "resources" / "demo" / "demo_clip.dcm")
+    panel = window.side_panel
+    qtbot.wait(100)  # the panel's layout takes the new check boxes in
+    assert window.region_box.toggles and window.region_box.pane_checks
+    assert "x " in window.region_box.pane_checks[0].toolTip()
+    assert panel.widget().minimumSizeHint().width() <= panel.viewport().width()  # 492 > 356 px before

@@ -56,7 +56,9 @@ class RegionBox(QGroupBox):
         self.items = [self._outline(b, editable=k == 0) for k, b in enumerate(boxes)]
         self.toggles = []
         for k, b in enumerate(boxes):
-            t = QCheckBox("Show region %d (%s)%s" % (k + 1, _describe(b), ", despeckled" if k == 0 else ""))
+            # short texts (a check box does not wrap): the box is in the tooltip, so the panel keeps its width
+            t = QCheckBox("Show region %d%s" % (k + 1, " (despeckled)" if k == 0 else ""))
+            t.setToolTip(_describe(b))
             t.setChecked(True)
             t.toggled.connect(lambda on, item=self.items[k]: item.setVisible(on))
             self._lay.insertWidget(1 + k, t)
@@ -64,7 +66,8 @@ class RegionBox(QGroupBox):
         self.pane_checks = []
         for k, pane in enumerate(session.panes()):
             spacing = "" if pane.spacing_mm is None else ", %.3g × %.3g mm" % tuple(pane.spacing_mm)
-            c = QCheckBox("Despeckle pane %d: %s (%s)%s" % (k + 1, pane.label, _describe(pane.box), spacing))
+            c = QCheckBox("Despeckle pane %d: %s" % (k + 1, pane.label))
+            c.setToolTip("%s%s" % (_describe(pane.box), spacing))
             c.setChecked(pane.enabled)
             c.toggled.connect(lambda on, k=k: self._on_pane(k, on))
             self._lay.insertWidget(1 + len(boxes) + k, c)
