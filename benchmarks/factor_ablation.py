@@ -107,7 +107,7 @@ def main(argv=None) -> int:
              "echogenicity (mean over probes), and the mean |tissue grey shift| over the real clips "
              "(grey levels).  Command: `python benchmarks/factor_ablation.py --steps %d`." % (
                  a.precision, a.seed, a.steps, a.steps),
-             "", "| variant | what | " + " | ".join(probes) + " | mean | Δ vs all | vs echo | |tissue shift| |",
+             "", "| variant | what | " + " | ".join(probes) + " | mean | Δ vs all | vs echo | tissue shift (abs) |",
              "| --- | --- | " + " | ".join("---" for _ in probes) + " | --- | --- | --- | --- |"]
     mean = {}
     for name in ["input", "BM3D (tuned on this set)"] + done:
