@@ -47,7 +47,7 @@ def test_pane_boxes_toggle_panes(window, qtbot, session):
     window.set_session(session)
     box = window.region_box
     assert len(box.pane_checks) == 2 and all(b.isChecked() for b in box.pane_checks)
-    assert "0.4 × 0.5 mm" in box.pane_checks[1].text() and "tissue region 2" in box.pane_checks[1].text()
+    assert "0.4 × 0.5 mm" in box.pane_checks[1].toolTip() and "tissue region 2" in box.pane_checks[1].text()
     with qtbot.waitSignal(box.pane_toggled) as sig:
         box.pane_checks[1].setChecked(False)
     assert sig.args == [1, False] and not session.clip.layout.panes[1].enabled
