@@ -65,9 +65,9 @@ def main(argv=None) -> int:
                     help="auto (default): bf16 where the CPU has it natively (AMX / AVX512-BF16), else fp32")
     a = ap.parse_args(argv)
     if a.precision == "auto":
-        from engine.bench import native_bf16
+        from engine.backends import openvino_bf16
 
-        a.precision = "bf16" if native_bf16() else "fp32"
+        a.precision = "bf16" if openvino_bf16() else "fp32"
     import numpy as np
 
     from engine.generalization import evaluate_clips, evaluate_foreign, model_method

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,16 +87,6 @@ def conv_flops(model: str, h: int, w: int) -> float | None:
     return total[0] / net.members
 
 
-def native_bf16() -> bool:
-    """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, far
-    slower than fp32, and is no peak to compare with."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return _backends.installed("openvino") and _backends.openvino_bf16()
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
 def matmul_peaks(n: int = 2048, repeat: int = 5) -> dict[str, float]:
     """Achieved FLOP/s of an n × n matrix multiply in fp32, and in bf16 where the CPU has it natively
     (torch; empty without torch)."""
@@ -106,7 +95,8 @@ def matmul_peaks(n: int = 2048, repeat: int = 5) -> dict[str, float]:
     import torch
 
     out = {}
-    kinds = (("fp32", torch.float32),) + ((("bf16", torch.bfloat16),) if native_bf16() else ())
+    native = _backends.installed("openvino") and _backends.openvino_bf16()  # AVX512-BF16 or AMX
+    kinds = (("fp32", torch.float32),) + ((("bf16", torch.bfloat16),) if native else ())
     for name, dtype in kinds:
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         out[name] = 2.0 * n ** 3 / (_time(partial(operator.matmul, a, b), repeat, warmup=True) / 1000.0)
