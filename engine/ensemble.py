@@ -266,33 +266,41 @@ class Ensemble:
                        members: int | None = None, seed: int = 0,
                        progress: Callable[[int, int], None] | None = None,
                        cancel: Callable[[], bool] | None = None,
-                       normalize: str | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+                       normalize: str | None = None,
+                       fit_frame: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Despeckle frame by frame, yielding ``(frame_index, mean, std)`` (float32 (H, W)) as each finishes.
 
-        Arguments as :meth:`despeckle`.  The input is validated before anything runs.
+        Arguments as :meth:`despeckle`; ``fit_frame`` (H, W): the frame the normalisation and the brightness
+        window are fitted on (default: the first of ``frames``), so that a cine processed in chunks shares
+        one fit without despeckling that frame again.  The input is validated before anything runs.
         """
-        for fi, res in self.iter_results(frames, steps, sampler, members, seed, progress, cancel, normalize):
+        for fi, res in self.iter_results(frames, steps, sampler, members, seed, progress, cancel, normalize,
+                                         fit_frame):
             yield fi, res.mean, res.std
 
     def iter_results(self, frames, steps: int | None = None, sampler: str | None = None,
                      members: int | None = None, seed: int = 0,
                      progress: Callable[[int, int], None] | None = None,
                      cancel: Callable[[], bool] | None = None,
-                     normalize: str | None = None) -> Iterator[tuple[int, DespeckleResult]]:
+                     normalize: str | None = None,
+                     fit_frame: np.ndarray | None = None) -> Iterator[tuple[int, DespeckleResult]]:
         """Like :meth:`iter_despeckle`, yielding ``(frame_index, DespeckleResult)`` of (H, W) arrays."""
         arr = validate_frames(frames)
+        fit = arr[0] if fit_frame is None else validate_frames(fit_frame)[0]
+        if fit.shape != arr.shape[1:]:
+            raise ValueError("fit_frame has shape %s but the frames are %s" % (fit.shape, arr.shape[1:]))
         steps, sampler = self._settings(steps, sampler)
         net = self._member_net(members)
         mode = self.normalize if normalize is None else normalize
         if mode not in ("auto", "off"):
             raise ValueError("normalize must be 'auto' or 'off' (got %r)" % (normalize,))
-        # one plan per call, fitted on the first frame: a cine loop comes from one scanner setting, and a
-        # shared mapping keeps consecutive frames consistent (no flicker)
+        # one plan per call, fitted on the first frame (or fit_frame): a cine loop comes from one scanner
+        # setting, and a shared mapping keeps consecutive frames consistent (no flicker)
         # the grain is measured once per call too: the normalisation and the brightness window use it
-        grains = _norm.grain_size(arr[0]) if (mode == "auto" and self.reference) or self.keep_brightness else None
-        plan0 = _norm.fit(arr[0], self.reference, grains=grains) if (mode == "auto" and self.reference) else None
+        grains = _norm.grain_size(fit) if (mode == "auto" and self.reference) or self.keep_brightness else None
+        plan0 = _norm.fit(fit, self.reference, grains=grains) if (mode == "auto" and self.reference) else None
         plan = None if plan0 is None or plan0.identity else plan0
-        sigma = window_sigma(arr[0], grains) if self.keep_brightness else None
+        sigma = window_sigma(fit, grains) if self.keep_brightness else None
         shape = plan.work_shape if plan is not None else arr.shape[1:]
         total = len(self._tiles(*shape)) * steps * len(arr)
         done = [0]

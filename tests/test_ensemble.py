@@ -90,6 +90,31 @@ def test_iter_despeckle_streams_frames():
         np.testing.assert_array_equal(s, full.std[i])
 
 
+
+def test_fit_frame_stands_for_a_first_frame():
+    """``fit_frame`` fits the normalisation and brightness window as if it led the call, without despeckling it:
+    a chunk fitted on the clip's first frame equals the same frames despeckled behind it."""
+    import cv2
+    x = _frames(4, 96, 96)
+    ens = tiny_ensemble()
+    ens.reference, ens.normalize = measure_reference(x), "auto"
+    big = np.stack([np.clip(cv2.resize(f, (192, 192), interpolation=cv2.INTER_CUBIC), 0, 1) for f in x])
+    big[0] = np.clip(big[0] * 0.6, 0, 1)  # a darker first frame: another fit than the others' own
+    led = ens.despeckle(big[[0, 2, 3]], seed=5)  # frames 2 and 3 fitted on frame 0
+    own = ens.despeckle(big[2:], seed=5)  # fitted on frame 2
+    chunk = list(ens.iter_despeckle(big[2:], seed=5, fit_frame=big[0]))
+    assert [k for k, _, _ in chunk] == [0, 1]
+    assert not np.allclose(own.mean[0], led.mean[1], atol=1e-3)
+    # same fit as when frame 0 led the call; only the per-frame noise index differs (frame k of the chunk)
+    shifted = list(ens.iter_despeckle(big[[0, 2, 3]], seed=5))
+    fitted = list(ens.iter_despeckle(np.stack([big[0], big[2], big[3]]), seed=5, fit_frame=big[0]))
+    for (_, m1, s1), (_, m2, s2) in zip(shifted, fitted):
+        np.testing.assert_array_equal(m1, m2)
+        np.testing.assert_array_equal(s1, s2)
+    assert np.abs(chunk[0][1] - led.mean[1]).mean() < np.abs(chunk[0][1] - own.mean[0]).mean() + 1e-9
+    with pytest.raises(ValueError, match="fit_frame has shape"):
+        list(ens.iter_despeckle(big[2:], fit_frame=big[0, :100]))
+
 @pytest.mark.parametrize("bad, msg", [
     ("frames", "numpy array"),
     (np.zeros((0, 32, 32), np.float32), "empty"),

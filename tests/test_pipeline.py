@@ -71,25 +71,26 @@ def test_strength_recorded_and_zero_is_the_source(dicom_factory, tiny_model, tmp
 
 
 def test_chunks_share_the_first_frame_normalisation(dicom_factory):
-    """Every call after a pane's first starts with that pane's first crop (its result dropped),
-    so the engine fits one normalisation for the whole clip; noise seeds differ per call."""
+    """Every call after a pane's first is fitted on that pane's first crop (``fit_frame``; it is not
+    despeckled again), so the engine fits one normalisation for the whole clip; noise seeds differ per call."""
     clip = open_image(dicom_factory.dicom("c.dcm", dicom_factory.frames(n_frames=5, colour=False, seed=1)))
     calls = []
 
     class Spy:
-        def iter_despeckle(self, frames, seed=0, **kw):
-            calls.append((frames.copy(), seed))
+        def iter_despeckle(self, frames, seed=0, fit_frame=None, **kw):
+            calls.append((frames.copy(), seed, fit_frame))
             for k, f in enumerate(frames):
                 yield k, f * 0 + k / 10.0, f * 0
 
     results = list(despeckle_frames(clip, ensemble_hook(Spy(), seed=7), range(5), chunk_frames=2))
     first = pane_input(clip, 0, 0)
-    assert [len(f) for f, _ in calls] == [2, 3, 2] and len({s for _, s in calls}) == 3 and calls[0][1] == 7
-    for frames, _ in calls[1:]:
-        np.testing.assert_array_equal(frames[0], first)
-    np.testing.assert_array_equal(calls[1][0][1], pane_input(clip, 2, 0))
+    assert [len(f) for f, _, _ in calls] == [2, 2, 1] and len({s for _, s, _ in calls}) == 3 and calls[0][1] == 7
+    assert calls[0][2] is None
+    for _, _, fit in calls[1:]:
+        np.testing.assert_array_equal(fit, first)
+    np.testing.assert_array_equal(calls[1][0][0], pane_input(clip, 2, 0))
     assert [r.index for r in results] == [0, 1, 2, 3, 4]
-    assert [round(float(r.means[0].flat[0]), 6) for r in results] == [0.0, 0.1, 0.1, 0.2, 0.1]  # anchors dropped
+    assert [round(float(r.means[0].flat[0]), 6) for r in results] == [0.0, 0.1, 0.0, 0.1, 0.0]
 
 
 def test_single_call_equals_the_engine(dicom_factory):

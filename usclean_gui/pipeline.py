@@ -171,10 +171,10 @@ def ensemble_hook(ensemble: Any, steps: int | None = None, sampler: str | None =
                   cancel: Callable[[], bool] | None = None) -> Hook:
     """A :data:`Hook` over ``ensemble.iter_despeckle`` that keeps a cine consistent across chunks.
 
-    The engine fits its intensity / grain normalisation on the first frame of each call; every
-    call after a pane's first therefore starts with that pane's first crop again (its result is
-    dropped), so the whole clip shares one normalisation, as in a single call.  Each call gets its
-    own noise seed derived from ``seed`` (same seed, same chunking: same result).
+    The engine fits its intensity / grain normalisation and brightness window on one frame per call;
+    every call after a pane's first passes that pane's first crop as ``fit_frame`` (it is not despeckled
+    again), so the whole clip shares one normalisation, as in a single call.  Each call gets its own
+    noise seed derived from ``seed`` (same seed, same chunking: same result).
     """
     anchors: dict[int, np.ndarray] = {}
     calls: dict[int, int] = {}
@@ -182,14 +182,13 @@ def ensemble_hook(ensemble: Any, steps: int | None = None, sampler: str | None =
     def hook(pane: int, crops: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         n = calls.get(pane, 0)
         calls[pane] = n + 1
-        lead = 0
+        fit = None
         if pane not in anchors:
             anchors[pane] = crops[0].copy()
         elif crops.shape[1:] == anchors[pane].shape:
-            crops, lead = np.concatenate([anchors[pane][None], crops]), 1
-        for k, mean, std in ensemble.iter_despeckle(crops, steps=steps, sampler=sampler, members=members,
-                                                    seed=int(seed) + 104729 * n, progress=progress, cancel=cancel):
-            if k >= lead:
-                yield k - lead, mean, std
+            fit = anchors[pane]
+        yield from ensemble.iter_despeckle(crops, steps=steps, sampler=sampler, members=members,
+                                           seed=int(seed) + 104729 * n, progress=progress, cancel=cancel,
+                                           fit_frame=fit)
 
     return hook

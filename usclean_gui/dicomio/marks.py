@@ -154,15 +154,19 @@ def _lines(q: np.ndarray, cand: np.ndarray, tol: int, length: int = LINE_LENGTH)
         run &= (hi - lo) <= max(tol, LINE_RELATIVE * 255)
         if not run.any():
             continue
-        level = total / float(length)
+        # the side contrast only where a flat run starts (a few % of the pixels): gathered, not whole-frame
+        ys, xs = np.nonzero(run)
+        level = total[ys, xs] / float(length)
         sides = []
         for sy, sx in ((dx * LINE_SIDE, -dy * LINE_SIDE), (-dx * LINE_SIDE, dy * LINE_SIDE)):
-            diff = np.zeros((h, w), np.float32)
+            diff = np.zeros(ys.size, np.float32)
             for k in range(length):
-                diff += np.abs(level - view(qi, k * dy + sy, k * dx + sx))
+                diff += np.abs(level - qi[p + ys + k * dy + sy, p + xs + k * dx + sx])
             sides.append(diff / length)
         contrast = np.minimum(*sides)
-        run &= (contrast >= EDGE_CONTRAST) & ((hi - lo) <= np.maximum(tol, LINE_RELATIVE * contrast))
+        keep = (contrast >= EDGE_CONTRAST) & ((hi[ys, xs] - lo[ys, xs]) <= np.maximum(tol, LINE_RELATIVE * contrast))
+        run = np.zeros((h, w), bool)
+        run[ys[keep], xs[keep]] = True
         runp = np.pad(run, p, mode="constant")
         for k in range(length):
             out |= view(runp, -k * dy, -k * dx)
