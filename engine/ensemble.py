@@ -10,8 +10,11 @@ raised-cosine windows (no seams); frames above 4096 × 4096 are refused.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -151,6 +154,8 @@ class Ensemble:
         self.reference = reference
         #: restore the input's local mean grey level (engine.brightness); the card's "brightness": "keep"
         self.keep_brightness = self.card.get("brightness") == "keep"
+        self._fits: dict[tuple, tuple] = {}  # fitted frames -> (plan, window sigma); see _fitted
+        self._fits_lock = threading.Lock()
         self._subsets: dict[int, object] = {}
 
     @property
@@ -294,13 +299,7 @@ class Ensemble:
         mode = self.normalize if normalize is None else normalize
         if mode not in ("auto", "off"):
             raise ValueError("normalize must be 'auto' or 'off' (got %r)" % (normalize,))
-        # one plan per call, fitted on the first frame (or fit_frame): a cine loop comes from one scanner
-        # setting, and a shared mapping keeps consecutive frames consistent (no flicker)
-        # the grain is measured once per call too: the normalisation and the brightness window use it
-        grains = _norm.grain_size(fit) if (mode == "auto" and self.reference) or self.keep_brightness else None
-        plan0 = _norm.fit(fit, self.reference, grains=grains) if (mode == "auto" and self.reference) else None
-        plan = None if plan0 is None or plan0.identity else plan0
-        sigma = window_sigma(fit, grains) if self.keep_brightness else None
+        plan, sigma = self._fitted(fit, mode)
         shape = plan.work_shape if plan is not None else arr.shape[1:]
         total = len(self._tiles(*shape)) * steps * len(arr)
         done = [0]
@@ -316,6 +315,34 @@ class Ensemble:
             raise Cancelled("despeckling cancelled before it started")
         for fi, frame in enumerate(arr):
             yield fi, self._frame(net, frame, plan, steps, sampler, seed, fi, tick, sigma)
+
+    def clear_fits(self) -> None:
+        """Forget the fits kept by :meth:`_fitted` (the next call measures its anchor frame again)."""
+        with self._fits_lock:
+            self._fits.clear()
+
+    def _fitted(self, fit: np.ndarray, mode: str) -> tuple[Any, float | None]:
+        """The normalisation plan and the brightness window fitted on ``fit``: one per call, fitted on the
+        first frame (or fit_frame), since a cine loop comes from one scanner setting and a shared mapping
+        keeps consecutive frames consistent (no flicker).  The grain is measured once for both.  The last
+        few fits are kept by the frame's content, so a cine despeckled call by call against one anchor frame
+        (the app, the CLI's chunks) measures it once (≈ 30 ms of a 480 × 640 frame)."""
+        key = (hashlib.sha1(np.ascontiguousarray(fit).view(np.uint8)).digest(), fit.shape,
+               str(fit.dtype), mode, self.keep_brightness, json.dumps(self.reference, sort_keys=True, default=str))
+        with self._fits_lock:
+            hit = self._fits.get(key)
+        if hit is not None:
+            return hit
+        use_plan = mode == "auto" and bool(self.reference)
+        grains = _norm.grain_size(fit) if use_plan or self.keep_brightness else None
+        plan0 = _norm.fit(fit, self.reference, grains=grains) if use_plan else None
+        plan = None if plan0 is None or plan0.identity else plan0
+        sigma = window_sigma(fit, grains) if self.keep_brightness else None
+        with self._fits_lock:
+            while len(self._fits) >= 4:
+                self._fits.pop(next(iter(self._fits)))
+            self._fits[key] = (plan, sigma)
+        return plan, sigma
 
     def _frame(self, net, frame: np.ndarray, plan, steps: int, sampler: str, seed: int, fi: int,
                tick: Callable[[], None], sigma: float | None = None) -> DespeckleResult:

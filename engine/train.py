@@ -80,6 +80,7 @@ class TrainConfig:
     t_focus: float = 0.0
     precond: str = "none"
     init: str | None = None
+    init_member: int = 0  # with init: the first of its members to copy (a single-member run copies member k)
     data: str = "mri"  # "mri" (MNI phantoms, simulator.datasets) or "randomized" (simulator.randomized)
     target: str = "echo"  # "echo" (echogenicity) or "bmode" (the speckle-free B-mode; randomized data only)
     disable: tuple = ()  # randomized data: factors held at a typical value (simulator.randomized.FACTORS)
@@ -354,12 +355,15 @@ def warm_start(net: UNet | DnCNN, cfg: TrainConfig) -> dict:
         raise ValueError("--init %s is a %s model; this run trains %s" % (cfg.init, card["mode"], cfg.arch))
     if card["network"] != net.config():
         raise ValueError("--init %s has network %s; this run builds %s" % (cfg.init, card["network"], net.config()))
-    if int(card["members"]) < cfg.members:
-        raise ValueError("--init %s has %d members; this run needs %d" % (cfg.init, card["members"], cfg.members))
-    net.load_state_dict(select_members(src.state_dict(), int(card["members"]), range(cfg.members)))
+    first = int(cfg.init_member)
+    if first < 0 or int(card["members"]) < first + cfg.members:
+        raise ValueError("--init %s has %d members; this run needs %d from member %d"
+                         % (cfg.init, card["members"], cfg.members, first))
+    net.load_state_dict(select_members(src.state_dict(), int(card["members"]), range(first, first + cfg.members)))
     tr = card.get("training") or {}
     prior = tr.get("init") or {}  # a model that was itself fine-tuned: count its whole history
     return {"model": card.get("name", folder.name), "sha256": {f: i.get("sha256") for f, i in card["files"].items()},
+            "members_from": first,
             "steps": int(tr.get("steps") or 0) + int(prior.get("steps") or 0),
             "wall_minutes": round(float(tr.get("wall_minutes") or 0) + float(prior.get("wall_minutes") or 0), 2),
             "schedule": card.get("schedule"), "loss": tr.get("loss"),
@@ -528,7 +532,7 @@ def _open_run(cfg: TrainConfig, run: Path, net, opt, dev, log) -> tuple[RunState
     (warm-started from ``cfg.init``); returns its state and EMA weights, with this stretch's device recorded."""
     if (run / STATE).is_file() and (run / CKPT).is_file():
         prev = load_config(run)
-        free = {f: None for f in TrainConfig.RESUMABLE + ("init",)}  # init only matters for a new run
+        free = {f: None for f in TrainConfig.RESUMABLE + ("init", "init_member")}  # init only matters for a new run
         if asdict(prev) | free != asdict(cfg) | free:
             raise ValueError("%s holds a run with different settings; use a new -o folder" % run)
         state, ema = _load_checkpoint(run, net, opt)
@@ -721,8 +725,9 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
     parts = [_member_state(r) for r in runs]
     cfg0 = parts[0][0]
     for cfg, _, _ in parts[1:]:
-        same = {k: v for k, v in asdict(cfg).items() if k not in ("seed", "name", "threads", "device", "minutes")}
-        ref0 = {k: v for k, v in asdict(cfg0).items() if k not in ("seed", "name", "threads", "device", "minutes")}
+        own = ("seed", "name", "threads", "device", "minutes", "init_member")  # what each member has of its own
+        same = {k: v for k, v in asdict(cfg).items() if k not in own}
+        ref0 = {k: v for k, v in asdict(cfg0).items() if k not in own}
         if same != ref0:
             raise ValueError("runs %s do not share one configuration (only seeds may differ)"
                              % ", ".join(map(str, runs)))
@@ -770,12 +775,25 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
         "config": asdict(cfg0) | {"seed": None, "members": len(runs)},
         "timestep_sampling": timestep_sampling(cfg0.t_focus, []) if cfg0.arch == "irsde" else None,
         "lr_restarts": parts[0][1].lr_restarts,  # the members of a recipe are resumed alike
+        "init": _stacked_init([st.init for _, st, _ in parts]),
         "recipe": recipe,
     }
     card.update((recipe or {}).get("card", {}))  # the recipe's own card fields (brightness, notes)
     card = save_model(Path(dest), net, card)
     log("exported %s (%d members, default %d step(s)) to %s" % (name, len(runs), default_steps, dest))
     return card
+
+
+def _stacked_init(inits: Sequence[dict | None]) -> dict | None:
+    """What a stacked model's card records of the model its members were warm-started from (member k
+    from member k of one model), or None for members trained from scratch."""
+    if not inits or inits[0] is None:
+        return None
+    models = {(i or {}).get("model") for i in inits}
+    if len(models) != 1:
+        raise ValueError("the members were warm-started from different models (%s)" % ", ".join(map(str, models)))
+    return {k: v for k, v in inits[0].items() if k != "members_from"} | {
+        "members_from": [int((i or {}).get("members_from", 0)) for i in inits]}
 
 
 def dataclasses_replace(cfg: TrainConfig, **kw) -> TrainConfig:

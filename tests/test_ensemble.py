@@ -114,6 +114,33 @@ def test_fit_frame_stands_for_a_first_frame():
         list(ens.iter_despeckle(big[2:], fit_frame=big[0, :100]))
 
 
+def test_a_fit_is_measured_once_per_anchor_frame(monkeypatch):
+    """Calls that share an anchor (fit_frame, as the app and the CLI's chunks pass it) measure its grain once;
+    the result is the same as a fresh fit's, and another anchor or another reference is fitted anew."""
+    import engine.ensemble as em
+    x = _frames(4, 96, 96)
+    ens = tiny_ensemble()
+    ens.reference, ens.normalize, ens.keep_brightness = measure_reference(x), "auto", True
+    calls = []
+    grain = em._norm.grain_size
+    monkeypatch.setattr(em._norm, "grain_size", lambda f, *a, **k: calls.append(1) or grain(f, *a, **k))
+    first = list(ens.iter_despeckle(x[1:3], seed=2, fit_frame=x[0]))
+    again = list(ens.iter_despeckle(x[1:3], seed=2, fit_frame=x[0].copy()))
+    assert len(calls) == 1
+    for (_, m0, s0), (_, m1, s1) in zip(first, again):
+        np.testing.assert_array_equal(m0, m1)
+        np.testing.assert_array_equal(s0, s1)
+    fresh = tiny_ensemble()
+    fresh.reference, fresh.normalize, fresh.keep_brightness = ens.reference, "auto", True
+    for (_, m0, _), (_, m2, _) in zip(first, fresh.iter_despeckle(x[1:3], seed=2, fit_frame=x[0])):
+        np.testing.assert_array_equal(m0, m2)
+    other = list(ens.iter_despeckle(x[1:3], seed=2, fit_frame=np.clip(x[0] * 0.6, 0, 1)))
+    assert len(calls) == 3 and not np.array_equal(other[0][1], first[0][1])
+    ens.reference = dict(ens.reference, speckle_std=ens.reference["speckle_std"] * 2)
+    list(ens.iter_despeckle(x[1:2], seed=2, fit_frame=x[0]))
+    assert len(calls) == 4
+
+
 @pytest.mark.parametrize("bad, msg", [
     ("frames", "numpy array"),
     (np.zeros((0, 32, 32), np.float32), "empty"),

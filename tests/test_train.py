@@ -112,6 +112,31 @@ def test_warm_start_from_an_exported_model(synthetic, tmp_path):
             train(_cfg(init=str(src), **kw), tmp_path / ("bad" + msg), log=lambda m: None, max_steps=0)
 
 
+def test_single_member_runs_warm_start_from_their_own_member(synthetic, tmp_path):
+    """A recipe's fine-tune stage trains member k again from member k of its first stage (init_member),
+    and the stacked model's card says which members each started from."""
+    src = tmp_path / "src"
+    train(_cfg(members=3), src, log=lambda m: None, max_steps=2)
+    export(src, name="src", n_eval=2, log=lambda m: None, test_sets=False)
+    from engine.network import select_members
+    from engine.weights import read_model
+    ref, _, _ = read_model(src)
+    runs = []
+    for k in (2, 0):
+        run = tmp_path / f"ft{k}"
+        train(_cfg(members=1, seed=50 + k, init=str(src), init_member=k), run, log=lambda m: None, max_steps=0)
+        net = make_network(_cfg(members=1))
+        tr._load_checkpoint(run, net, None)
+        want = select_members(ref.state_dict(), 3, [k])
+        for name, v in net.state_dict().items():
+            torch.testing.assert_close(v, want[name], atol=1e-3, rtol=1e-3)
+        runs.append(run)
+    card = tr.export_members(runs, tmp_path / "stacked", "stacked", n_eval=2, log=lambda m: None)
+    assert card["training"]["init"]["model"] == "src" and card["training"]["init"]["members_from"] == [2, 0]
+    with pytest.raises(ValueError, match="needs 1 from member 3"):
+        train(_cfg(members=1, init=str(src), init_member=3), tmp_path / "bad", log=lambda m: None, max_steps=0)
+
+
 def test_member_seeds_differ_in_init_and_data(tmp_path):
     cfg = _cfg(members=3)
     net = make_network(cfg)
