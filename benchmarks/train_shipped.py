@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs = [(k, a.runs / name / f"ft-seed{seed}",
                      partial(finetune_config, rec, k, seed, stage1, data, a.threads, a.device))
                     for k, seed in enumerate(rec["finetune"]["members"])]
-            runs = train_members(jobs, a.member, f"{name} fine-tune member (from {stage1})", log)
+            runs = train_members(jobs, a.member, f"{name} fine-tune (from {stage1.name}) member", log)
             if not all(run_steps(r) >= rec["finetune"]["max_steps"] for r in runs):
                 log(f"{name}: not every fine-tune member has finished" + ("; not exported" if a.export else ""))
                 continue

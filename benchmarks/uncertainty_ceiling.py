@@ -13,6 +13,10 @@ average over speckle draws, its bias included.  Its r against input ``i``'s own 
 leaves.  Estimating the expectation from 8 draws adds noise, which lowers r; the split-half reliability of
 the oracle (two oracles from 4 draws each) corrects for it (Spearman–Brown): ``r / sqrt(reliability)``.
 
+The calibration (the largest deviation of the RMS error from the prediction over the deciles of the
+prediction, the truth's residual speckle subtracted) is printed on all 9 inputs too, with its spread over
+bootstrap resamplings of the images: how precisely a set of 8 images measures it.
+
     python benchmarks/uncertainty_ceiling.py [--model multiprobe] [--probe L11-5v ...] [-o FILE.md]
 """
 from __future__ import annotations
@@ -28,49 +32,32 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PROBES = ("L11-5v", "L12-3v", "C5-2v", "P4-2v")
-LEVELS = ("pixel", "patch", "image")
-
-
-def oracle_std(err: np.ndarray, image: np.ndarray, pick=None) -> np.ndarray:
-    """Per input, the RMS error of the other inputs of the same image (``pick(others)``: a subset of them)."""
-    out = np.empty_like(err)
-    for n in range(len(err)):
-        others = [j for j in np.nonzero(image == image[n])[0] if j != n]
-        if pick is not None:
-            others = pick(others)
-        out[n] = np.sqrt(np.mean(err[others] ** 2, axis=0))
-    return out
-
-
-def level_values(std: np.ndarray, mask: np.ndarray, patch: int = 8) -> dict[str, np.ndarray]:
-    """A predicted std as the agreement measure reads it: per pixel, per ``patch``² patch inside the mask
-    (mean) and per image (mean)."""
-    px, ps, im = [], [], []
-    for s, m in zip(std, mask):
-        px.append(s[m])
-        h, w = s.shape
-        ps += [s[y:y + patch, x:x + patch].mean() for y in range(0, h - patch + 1, patch)
-               for x in range(0, w - patch + 1, patch) if m[y:y + patch, x:x + patch].all()]
-        im.append(s[m].mean())
-    return {"pixel": np.concatenate(px), "patch": np.asarray(ps), "image": np.asarray(im)}
 
 
 def ceiling(err: np.ndarray, std: np.ndarray, mask: np.ndarray, image: np.ndarray) -> dict:
-    """r of the model's std and of the oracle with |error| at each level, the oracle's split-half reliability
-    and its corrected ceiling."""
-    from engine.scoring import uncertainty_agreement
+    """The model's r (its own std) next to the oracle's and the ceiling (engine.scoring.uncertainty_ceiling)."""
+    from engine.scoring import AGREEMENT_LEVELS, uncertainty_agreement, uncertainty_ceiling
 
     model = uncertainty_agreement(std, err, mask)
-    oracle = uncertainty_agreement(oracle_std(err, image), err, mask)
-    half_a = level_values(oracle_std(err, image, lambda o: o[0::2]), mask)
-    half_b = level_values(oracle_std(err, image, lambda o: o[1::2]), mask)
-    out = {"model": {k: model[k] for k in LEVELS}, "oracle": {k: oracle[k] for k in LEVELS}, "ceiling": {}}
-    for k in LEVELS:
-        r_half = max(float(np.corrcoef(half_a[k], half_b[k])[0, 1]), 1e-6)  # two oracles from 4 draws each
-        rel = 2 * r_half / (1 + r_half)  # reliability of an oracle from twice as many draws (Spearman–Brown)
-        out["ceiling"][k] = float(min(1.0, oracle[k] / np.sqrt(rel)))
+    out = uncertainty_ceiling(err, mask, image) | {"model": {k: model[k] for k in AGREEMENT_LEVELS}}
     out["n_inputs"], out["n_images"] = int(len(err)), int(len(np.unique(image)))
     return out
+
+
+def calibration_spread(std, err, mask, floor, image, n_boot: int = 200, seed: int = 0) -> dict:
+    """The calibration statistic (largest decile deviation, the truth's residual speckle subtracted) on all
+    inputs, and its 5th–95th percentile over ``n_boot`` resamplings of the images (how precisely a set of
+    this size measures it)."""
+    from engine.scoring import calibration
+
+    rng = np.random.default_rng(seed)
+    imgs = np.unique(image)
+    boot = []
+    for _ in range(n_boot):
+        idx = np.concatenate([np.nonzero(image == i)[0] for i in rng.choice(imgs, len(imgs))])
+        boot.append(calibration(std[idx], err[idx], mask[idx], floor[idx])["max_rel_dev"])
+    return {"max_rel_dev": calibration(std, err, mask, floor)["max_rel_dev"],
+            "interval": [float(v) for v in np.percentile(boot, [5, 95])]}
 
 
 def main(argv=None) -> int:
@@ -81,6 +68,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from engine import load_ensemble
     from engine.generalization import load_foreign
+    from engine.scoring import AGREEMENT_LEVELS
 
     ens = load_ensemble(a.model)
     rows = []
@@ -89,15 +77,18 @@ def main(argv=None) -> int:
         fs = load_foreign(probe, inputs=9)
         res = ens.despeckle(fs.bmode, seed=0)
         c = ceiling(res.mean - fs.clean, res.std, fs.mask, fs.image)
+        c["calibration"] = calibration_spread(res.std, res.mean - fs.clean, fs.mask, fs.floor_var, fs.image)
         rows.append((probe, c))
         print("%s (%d images x 9 inputs, %.0f s): " % (probe, c["n_images"], time.time() - t)
               + "; ".join("%s r model %.2f, oracle %.2f, ceiling %.2f" % (k, c["model"][k], c["oracle"][k],
-                                                                          c["ceiling"][k]) for k in LEVELS),
+                                                                          c["ceiling"][k]) for k in AGREEMENT_LEVELS),
               flush=True)
-    lines = ["| set | images × inputs | r pixel: model / oracle / ceiling | r patch | r image |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| set | images × inputs | r pixel: model / oracle / ceiling | r patch | r image "
+             "| calibration (5–95 % over images) |", "| --- | --- | --- | --- | --- | --- |"]
     for probe, c in rows:
-        cells = ["%.2f / %.2f / %.2f" % (c["model"][k], c["oracle"][k], c["ceiling"][k]) for k in LEVELS]
+        cells = ["%.2f / %.2f / %.2f" % (c["model"][k], c["oracle"][k], c["ceiling"][k]) for k in AGREEMENT_LEVELS]
+        cal = c["calibration"]
+        cells.append("%.0f %% (%.0f–%.0f %%)" % (100 * cal["max_rel_dev"], *(100 * v for v in cal["interval"])))
         lines.append("| %s | %d × 9 | %s |" % (probe, c["n_images"], " | ".join(cells)))
     table = "\n".join(lines) + "\n"
     print(table)

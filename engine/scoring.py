@@ -7,6 +7,9 @@ With a ground truth (the foreign sets):
   PSNR is :func:`engine.metrics.psnr`.
 * :func:`uncertainty_agreement` — Pearson r of predicted uncertainty against the absolute error per pixel,
   on 8 × 8 patches (mean predicted std against the patch RMS error) and per image.
+* :func:`uncertainty_ceiling` — the r an oracle reaches that knows the model's expected error at every
+  pixel (estimated from the other speckle draws of the same image): what the input's and the truth's speckle
+  leave for any uncertainty map to track.
 * :func:`calibration` — RMS error in each decile of predicted uncertainty, against the prediction; the
   truth's own residual speckle (``floor``, a per-pixel variance) can be subtracted from the squared error
   so that the RMS error is that against the speckle-free image itself.
@@ -86,6 +89,55 @@ def uncertainty_agreement(std: np.ndarray, err: np.ndarray, mask: np.ndarray, pa
         im_e.append(np.sqrt(np.mean(e[m] ** 2)))
     return {"pixel": px, "patch": _pearson(ps, pe), "image": _pearson(im_s, im_e), "n_patches": len(ps),
             "n_images": len(im_s)}
+
+
+AGREEMENT_LEVELS = ("pixel", "patch", "image")
+
+
+def level_values(std: np.ndarray, mask: np.ndarray, patch: int = 8) -> dict[str, np.ndarray]:
+    """A predicted std as :func:`uncertainty_agreement` reads it: per pixel, per ``patch``² patch inside the
+    mask (mean) and per image (mean)."""
+    px, ps, im = [], [], []
+    for s, m in zip(np.asarray(std, np.float64), np.asarray(mask, bool)):
+        px.append(s[m])
+        ps += _patches(s, m, patch, np.mean)
+        im.append(s[m].mean())
+    return {"pixel": np.concatenate(px), "patch": np.asarray(ps), "image": np.asarray(im)}
+
+
+def oracle_std(err: np.ndarray, image: np.ndarray, pick=None) -> np.ndarray:
+    """Per input ``n``, the RMS error (per pixel) of the other inputs of the same image ``image[n]`` —
+    ``pick(others)`` chooses a subset of them."""
+    err, image = np.asarray(err, np.float64), np.asarray(image)
+    out = np.empty_like(err)
+    for n in range(len(err)):
+        others = [int(j) for j in np.nonzero(image == image[n])[0] if j != n]
+        if pick is not None:
+            others = pick(others)
+        if not others:
+            raise ValueError("input %d has no other input of its image to estimate its expected error" % n)
+        out[n] = np.sqrt(np.mean(err[others] ** 2, axis=0))
+    return out
+
+
+def uncertainty_ceiling(err: np.ndarray, mask: np.ndarray, image: np.ndarray, patch: int = 8) -> dict:
+    """How far any uncertainty map can track this error.  ``err`` (N, H, W) holds several inputs per image
+    (independent speckle draws of the same scene, ``image`` (N,) says which).  The oracle for input ``n``
+    predicts the error the model makes on average over draws, its bias included, estimated from the other
+    inputs of the image; its r with input ``n``'s own |error| (as :func:`uncertainty_agreement` scores) is
+    what chance — the input's and the truth's speckle — leaves.  Estimating from few draws adds noise that
+    lowers r, so ``ceiling`` corrects it by the oracle's reliability (split halves of the other draws,
+    Spearman–Brown): ``oracle / sqrt(reliability)``."""
+    oracle = uncertainty_agreement(oracle_std(err, image), err, mask, patch)
+    half_a = level_values(oracle_std(err, image, lambda o: o[0::2]), mask, patch)
+    half_b = level_values(oracle_std(err, image, lambda o: o[1::2]), mask, patch)
+    out: dict = {"oracle": {k: oracle[k] for k in AGREEMENT_LEVELS}, "ceiling": {}, "reliability": {}}
+    for k in AGREEMENT_LEVELS:
+        r_half = max(_pearson(half_a[k], half_b[k]), 1e-6)
+        rel = 2 * r_half / (1 + r_half)  # of an oracle from twice the draws of a half
+        out["reliability"][k] = float(rel)
+        out["ceiling"][k] = float(min(1.0, oracle[k] / np.sqrt(rel)))
+    return out
 
 
 def calibration(std: np.ndarray, err: np.ndarray, mask: np.ndarray, floor: np.ndarray | None = None,

@@ -1,5 +1,6 @@
 """Statistics for foreign sets and real clips."""
 import numpy as np
+import pytest
 
 from engine import scoring
 from engine.metrics import psnr
@@ -61,3 +62,23 @@ def test_m_index_prefers_the_ideal_despeckler():
     assert m_ideal < m_blur
     # no despeckling at all: the ratio image holds none of the input's speckle spread
     assert scoring.m_index(p.bmode, p.target, p.mask)["r1"] < scoring.m_index(p.bmode, p.bmode, p.mask)["r1"]
+
+
+def test_uncertainty_ceiling_matches_a_known_error_scale():
+    """Errors drawn with a known expected RMS per 8×8 patch (a bias plus speckle-like noise): the ceiling
+    estimated from the other draws matches the r that the true expected RMS itself reaches."""
+    rng = np.random.default_rng(3)
+    n_img, n_in, size = 10, 9, 64
+    scale = np.kron(rng.lognormal(0, 0.5, (n_img, size // 8, size // 8)), np.ones((8, 8)))
+    bias = 0.5 * scale * rng.standard_normal((n_img, size, size))
+    image = np.repeat(np.arange(n_img), n_in)
+    err = bias[image] + scale[image] * rng.standard_normal((n_img * n_in, size, size))
+    mask = np.ones(err.shape, bool)
+    truth = scoring.uncertainty_agreement(np.sqrt(bias ** 2 + scale ** 2)[image], err, mask)
+    c = scoring.uncertainty_ceiling(err, mask, image)
+    for level in ("pixel", "patch"):
+        assert c["oracle"][level] <= c["ceiling"][level] + 1e-9
+        assert abs(c["ceiling"][level] - truth[level]) < 0.05, (level, c, truth)
+    assert c["ceiling"]["patch"] > c["ceiling"]["pixel"] + 0.2  # patches average the chance part away
+    with pytest.raises(ValueError, match="no other input"):
+        scoring.uncertainty_ceiling(err[:2], mask[:2], np.array([0, 1]))
