@@ -326,16 +326,16 @@ class Ensemble:
         first frame (or fit_frame), since a cine loop comes from one scanner setting and a shared mapping
         keeps consecutive frames consistent (no flicker).  The grain is measured once for both.  The last
         few fits are kept by the frame's content, so a cine despeckled call by call against one anchor frame
-        (the app, the CLI's chunks) measures it once (≈ 30 ms of a 480 × 640 frame)."""
-        key = (hashlib.sha1(np.ascontiguousarray(fit).view(np.uint8)).digest(), fit.shape,
+        (the app, the CLI's chunks) measures it once (15–30 ms of a 480 × 640 frame)."""
+        key = (hashlib.sha1(fit.tobytes(), usedforsecurity=False).digest(), fit.shape,
                str(fit.dtype), mode, self.keep_brightness, json.dumps(self.reference, sort_keys=True, default=str))
         with self._fits_lock:
             hit = self._fits.get(key)
         if hit is not None:
             return hit
-        use_plan = mode == "auto" and bool(self.reference)
-        grains = _norm.grain_size(fit) if use_plan or self.keep_brightness else None
-        plan0 = _norm.fit(fit, self.reference, grains=grains) if use_plan else None
+        ref = self.reference if mode == "auto" else None
+        grains = _norm.grain_size(fit) if ref or self.keep_brightness else None
+        plan0 = _norm.fit(fit, ref, grains=grains) if ref else None
         plan = None if plan0 is None or plan0.identity else plan0
         sigma = window_sigma(fit, grains) if self.keep_brightness else None
         with self._fits_lock:
