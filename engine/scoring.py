@@ -76,21 +76,6 @@ def _patches(a: np.ndarray, mask: np.ndarray, size: int, fn) -> list[float]:
     return out
 
 
-def uncertainty_agreement(std: np.ndarray, err: np.ndarray, mask: np.ndarray, patch: int = 8) -> dict[str, float]:
-    """Pearson r of predicted std vs |error| (stacks (N, H, W)): per pixel, per ``patch``² patch (mean std vs
-    RMS error, patches fully inside the mask), per image (mean std vs RMS error)."""
-    std, err, mask = np.asarray(std, np.float64), np.asarray(err, np.float64), np.asarray(mask, bool)
-    px = _pearson(std[mask], np.abs(err[mask]))
-    ps, pe, im_s, im_e = [], [], [], []
-    for s, e, m in zip(std, err, mask):
-        ps += _patches(s, m, patch, np.mean)
-        pe += _patches(e, m, patch, lambda v: np.sqrt(np.mean(v ** 2)))
-        im_s.append(s[m].mean())
-        im_e.append(np.sqrt(np.mean(e[m] ** 2)))
-    return {"pixel": px, "patch": _pearson(ps, pe), "image": _pearson(im_s, im_e), "n_patches": len(ps),
-            "n_images": len(im_s)}
-
-
 AGREEMENT_LEVELS = ("pixel", "patch", "image")
 
 
@@ -103,6 +88,19 @@ def level_values(std: np.ndarray, mask: np.ndarray, patch: int = 8) -> dict[str,
         ps += _patches(s, m, patch, np.mean)
         im.append(s[m].mean())
     return {"pixel": np.concatenate(px), "patch": np.asarray(ps), "image": np.asarray(im)}
+
+
+def uncertainty_agreement(std: np.ndarray, err: np.ndarray, mask: np.ndarray, patch: int = 8) -> dict[str, float]:
+    """Pearson r of predicted std vs |error| (stacks (N, H, W)): per pixel, per ``patch``² patch (mean std vs
+    RMS error, patches fully inside the mask), per image (mean std vs RMS error)."""
+    err, mask = np.asarray(err, np.float64), np.asarray(mask, bool)
+    pred = level_values(std, mask, patch)
+    pe, im_e = [], []
+    for e, m in zip(err, mask):
+        pe += _patches(e, m, patch, lambda v: np.sqrt(np.mean(v ** 2)))
+        im_e.append(np.sqrt(np.mean(e[m] ** 2)))
+    return {"pixel": _pearson(pred["pixel"], np.abs(err[mask])), "patch": _pearson(pred["patch"], pe),
+            "image": _pearson(pred["image"], im_e), "n_patches": len(pe), "n_images": len(im_e)}
 
 
 def oracle_std(err: np.ndarray, image: np.ndarray, pick=None) -> np.ndarray:
