@@ -12,8 +12,12 @@ A recipe holds everything that defines a model: the training-data set (``dataset
    stacks the first-stage members into ``--runs/<name>/stage1`` and trains each member ``k`` again from
    member ``k`` of it, under ``--runs/<name>/ft-seed<j>`` with the stage's own seeds, learning rate and
    ``max_steps`` (``--stage1 FOLDER`` takes an exported model as the first stage instead of training it),
-4. with ``--export``, stacks the (last-stage) members into ``resources/weights/<name>`` (fp16
-   safetensors, model card with the recipe, the uncertainty calibration and the validation metrics).
+4. where the recipe has a ``preview`` stage (a smaller network for the app's live preview, trained with the
+   same data and configuration but its own ``base`` / ``levels`` / ``seed`` / ``max_steps``): trains it under
+   ``--runs/<name>/preview-seed<k>`` (first: it is cheap),
+5. with ``--export``, stacks the (last-stage) members into ``resources/weights/<name>`` (fp16
+   safetensors, model card with the recipe, the uncertainty calibration and the validation metrics) and
+   the preview into ``resources/weights/<name>/preview`` (a one-member model folder with its own recipe).
 
     python benchmarks/train_shipped.py --runs runs --data data                  # everything, in order
     python benchmarks/train_shipped.py --runs runs --data data --only baseline  # one model
@@ -83,6 +87,31 @@ def finetune_config(rec: dict, k: int, seed: int, stage1: Path, data: Path, thre
                    init_member=int(k), name=f"{rec['name']}-ft-seed{seed}")
 
 
+def preview_recipe(rec: dict) -> dict:
+    """The preview network's own declarative recipe: the model's data and configuration with the preview
+    stage's overrides (``base``, ``levels``, ``max_steps``), one member (its ``seed``)."""
+    pv = rec["preview"]
+    cfg = dict(rec["config"])
+    cfg.update({k: pv[k] for k in ("base", "levels", "max_steps", "lr") if k in pv})
+    return {"name": "%s-preview" % rec["name"], "preview_of": rec["name"], "description": pv.get("description", ""),
+            "dataset": rec["dataset"],
+            "config": cfg, "members": [int(pv["seed"])], "card": {"notes": [pv["why"]]} if "why" in pv else {}}
+
+
+def preview_stage(rec: dict, data: Path, a, log) -> None:
+    """Train (and with ``--export`` write) the recipe's preview network."""
+    from engine.train import export_members, run_steps
+
+    prec = preview_recipe(rec)
+    seed = prec["members"][0]
+    run = a.runs / rec["name"] / f"preview-seed{seed}"
+    train_members([(0, run, partial(member_config, prec, seed, data, a.threads, a.device))], None,
+                  f"{rec['name']} preview", log)
+    if a.export and run_steps(run) >= prec["config"]["max_steps"]:
+        export_members([run], ROOT / "resources" / "weights" / rec["name"] / "preview", prec["name"],
+                       description=prec["description"], recipe=prec, log=log)
+
+
 def seed_stage1(src: Path, dest: Path, log) -> None:
     """Copy an exported model (``--stage1``) as a recipe's first stage (the files a warm start reads)."""
     import shutil
@@ -144,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.only or ORDER:
         rec = recipe(name)
         data = build_data(a.data, rec["dataset"], log)
+        if "preview" in rec and not a.member:
+            preview_stage(rec, data, a, log)
         stage1 = a.runs / name / "stage1"
         if a.stage1:
             if "finetune" not in rec:

@@ -159,6 +159,18 @@ def stage_breakdown(ens: Ensemble, frame: np.ndarray, repeat: int = 3) -> dict[s
         ens.network, ens._subsets = orig, {}
 
 
+def preview_text(ens: Ensemble) -> str:
+    """What the preview network is, e.g. "base 8, 3 levels, 50 k parameters"."""
+    card = ens.preview_card
+    torch_net = getattr(ens.preview_network, "net", None)
+    cfg = card.get("network") or (torch_net.config() if torch_net is not None else {})
+    bits = ["base %s" % cfg["base"]] if "base" in cfg else []
+    bits += ["%s levels" % cfg.get("levels", 2)] if cfg.get("arch") == "unet" else []
+    if card.get("params_per_member"):
+        bits.append("%.0f k parameters" % (card["params_per_member"] / 1000))
+    return ", ".join(bits) or "one member"
+
+
 def _load(model: str, backend: str, threads):
     try:
         return load_ensemble(model, backend=backend, threads=threads)
@@ -199,7 +211,9 @@ def run_bench(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, quick: bool = Fa
         rows.append(Row((h, w), "BM3D", bm3d_ms))
         for ens in ok.values():
             variants: tuple[tuple[str, dict[str, Any]], ...] = (
-                ("ensemble (%d members, mean+std)" % ens.members, {}), ("preview (1 member)", {"members": 1}))
+                ("ensemble (%d members, mean+std)" % ens.members, {}), ("one member", {"members": 1}))
+            if ens.has_preview:
+                variants += (("preview network (%s)" % preview_text(ens), {"members": "preview"}),)
             for label, kw in variants:
                 ms = _time(partial(ens.despeckle, frame, seed=0, **kw), repeat, warmup=True)
                 rows.append(Row((h, w), "%s %s" % (ens.backend, label), ms))

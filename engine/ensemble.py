@@ -7,6 +7,12 @@ otherwise); everything else here is numpy, so serving a model needs no torch.  A
 evaluations per member; ``progress(done, total)`` counts them and ``cancel()`` is polled after each one.
 Frames larger than ``untiled_max_pixels`` are processed in overlapping ``tile``² tiles blended with
 raised-cosine windows (no seams); frames above 4096 × 4096 are refused.
+
+``members="preview"`` runs the model's **preview network** instead of the members: a smaller network
+trained with the same recipe (data, target, schedule) that a model folder may ship in its ``preview/``
+subfolder, for a live preview while a cine plays; it shares the ensemble's normalisation, brightness
+window and sampler settings, so a preview and the ensemble frame that replaces it look alike.  Where a
+model ships none, the preview is its first member.
 """
 from __future__ import annotations
 
@@ -33,6 +39,9 @@ from .weights import onnx_files, read_card, read_model, resolve
 MIN_SIDE = 16
 MAX_SIDE = 4096
 MODES = ("irsde", "regression", "dncnn")
+#: ``members=PREVIEW``: the preview network (or the first member where the model ships none)
+PREVIEW = "preview"
+PREVIEW_DIR = "preview"
 
 
 class Cancelled(Exception):
@@ -132,7 +141,7 @@ class Ensemble:
                  name: str = "", card: dict | None = None, device=None,
                  threads: int | str | None = None, default_sampler: str = "posterior", default_steps: int = 1,
                  tile: int = 256, overlap: int = 48, untiled_max_pixels: int = 512 * 768,
-                 normalize: str = "auto", reference: dict | None = None):
+                 normalize: str = "auto", reference: dict | None = None, preview=None):
         if mode not in MODES:
             raise ValueError("unknown ensemble mode %r" % mode)
         if mode == "irsde" and schedule is None:
@@ -145,7 +154,15 @@ class Ensemble:
             if n is not None:
                 torch.set_num_threads(n)
             network = backends.TorchNetwork(network.to(dev).eval(), dev)
+            if preview is not None and not callable(getattr(preview, "subset", None)):
+                preview = backends.TorchNetwork(preview.to(dev).eval(), dev)
+        if preview is not None and int(preview.members) != 1:
+            raise ValueError("a preview network has one member (got %d)" % int(preview.members))
         self.network = network
+        #: the preview network (one member, a backend network) or None: see ``members="preview"``
+        self.preview_network = preview
+        #: the preview network's model card (``load_ensemble`` fills it in)
+        self.preview_card: dict = {}
         self.device = str(getattr(network, "device", "cpu"))
         self.mode, self.schedule, self.name, self.card = mode, schedule, name, card or {}
         self.default_sampler, self.default_steps = default_sampler, int(default_steps)
@@ -177,8 +194,19 @@ class Ensemble:
     def __repr__(self) -> str:
         return "Ensemble(%r, mode=%s, members=%d, backend=%s)" % (self.name, self.mode, self.members, self.backend)
 
+    @property
+    def has_preview(self) -> bool:
+        """True when the model ships a preview network (else ``members="preview"`` is the first member)."""
+        return self.preview_network is not None
+
     # ------------------------------------------------------------------ helpers
-    def _member_net(self, members: int | None):
+    def _member_net(self, members: int | str | None):
+        if isinstance(members, str):
+            if members != PREVIEW:
+                raise ValueError("members must be a number or %r (got %r)" % (PREVIEW, members))
+            return self.preview_network if self.preview_network is not None else self._member_net(1)
+        if isinstance(members, bool):
+            raise ValueError("members must be between 1 and %d (got %r)" % (self.members, members))
         if members is None or int(members) == self.members:
             return self.network
         k = int(members)
@@ -268,7 +296,7 @@ class Ensemble:
 
     # ------------------------------------------------------------------ API
     def iter_despeckle(self, frames, steps: int | None = None, sampler: str | None = None,
-                       members: int | None = None, seed: int = 0,
+                       members: int | str | None = None, seed: int = 0,
                        progress: Callable[[int, int], None] | None = None,
                        cancel: Callable[[], bool] | None = None,
                        normalize: str | None = None,
@@ -284,7 +312,7 @@ class Ensemble:
             yield fi, res.mean, res.std
 
     def iter_results(self, frames, steps: int | None = None, sampler: str | None = None,
-                     members: int | None = None, seed: int = 0,
+                     members: int | str | None = None, seed: int = 0,
                      progress: Callable[[int, int], None] | None = None,
                      cancel: Callable[[], bool] | None = None,
                      normalize: str | None = None,
@@ -377,13 +405,14 @@ class Ensemble:
         return DespeckleResult(mean, std, ale, epi)
 
     def despeckle(self, frames, steps: int | None = None, sampler: str | None = None,
-                  members: int | None = None, seed: int = 0,
+                  members: int | str | None = None, seed: int = 0,
                   progress: Callable[[int, int], None] | None = None,
                   cancel: Callable[[], bool] | None = None, normalize: str | None = None) -> DespeckleResult:
         """Despeckle ``frames`` (float32 (H, W) or (F, H, W) in [0, 1]).
 
         steps: network evaluations per member (None = the model's default); sampler: ``posterior`` |
-        ``ddim`` | ``em`` (None = default); members: use the first K members (None = all); seed: all
+        ``ddim`` | ``em`` (None = default); members: use the first K members (None = all; ``"preview"``:
+        the preview network, see the module's notes); seed: all
         sampling noise (same seed → same result); progress(done, total): after every network
         evaluation; cancel(): polled after every evaluation, True raises :class:`Cancelled`;
         normalize: ``auto`` | ``off`` (None = the ensemble's setting).
@@ -400,23 +429,50 @@ class Ensemble:
         return DespeckleResult(**out)
 
 
-def ensemble_from_card(network, card: dict, device=None, threads=None, name: str = "") -> Ensemble:
+def ensemble_from_card(network, card: dict, device=None, threads=None, name: str = "", preview=None) -> Ensemble:
     """Wrap a backend network (or a torch module) and its model card in an :class:`Ensemble`."""
     sch = card.get("schedule")
     schedule = schedule_from_dict(sch) if sch else None
     return Ensemble(network, mode=card["mode"], schedule=schedule, name=name or card.get("name", ""), card=card,
                     device=device, threads=threads, default_sampler=card.get("default_sampler", "posterior"),
-                    default_steps=int(card.get("default_steps", 1)), reference=card.get("reference"))
+                    default_steps=int(card.get("default_steps", 1)), reference=card.get("reference"),
+                    preview=preview)
+
+
+def _runtime_network(folder, kind: str, threads: int | None):
+    """The verified ONNX graphs of a model folder on ONNX Runtime or OpenVINO, and the folder's card."""
+    paths, card, _ = onnx_files(folder)
+    out_ch = int(card["network"].get("out_ch", 1))
+    pad = 2 ** int(card["network"].get("levels", 2)) if card["network"].get("arch") == "unet" else 1
+    cls = backends.OpenVinoNetwork if kind == "openvino" else backends.OnnxNetwork
+    return cls(paths, out_ch, threads=threads, pad=pad), card
+
+
+def _preview(folder, card: dict, kind: str, threads: int | None) -> tuple[Any, dict]:
+    """The preview network a model folder ships in ``preview/`` and its card ((None, {}) when it ships
+    none), on ``kind``; ValueError when it is not a one-member network of the same mode and schedule."""
+    sub = folder / PREVIEW_DIR
+    if not (sub / "model.json").is_file():
+        return None, {}
+    pcard = read_card(sub)
+    if (pcard.get("mode"), pcard.get("schedule"), int(pcard.get("members", 0))) != (
+            card.get("mode"), card.get("schedule"), 1):
+        raise ValueError("model %s: its preview network (%s) is not a one-member network of the same mode and "
+                         "schedule; re-export it" % (folder, sub))
+    if kind == "torch":
+        return read_model(sub)[0], pcard
+    return _runtime_network(sub, kind, threads)[0], pcard
 
 
 def load_ensemble(name_or_folder: str | os.PathLike = DEFAULT_MODEL, device=None,
-                  threads: int | str | None = None, backend: str = "auto") -> Ensemble:
+                  threads: int | str | None = None, backend: str = "auto", preview: bool = True) -> Ensemble:
     """Load a shipped model (``multiprobe`` (default), ``l11-5v``, ``baseline``) or a model
     folder from ``usclean train``; every file is checked against the model card's SHA-256 (ValueError if not).
 
     backend: ``auto`` (OpenVINO, else ONNX Runtime, else torch; torch on a GPU), ``openvino``, ``onnx`` or
     ``torch``; device (torch only): None = CUDA when available, else CPU; threads: CPU threads
-    (``"auto"`` = cores − 1).
+    (``"auto"`` = cores − 1); preview: also load the preview network the folder ships (``preview/``), on the
+    same backend.
     """
     folder = resolve(name_or_folder)
     card = read_card(folder)
@@ -424,10 +480,12 @@ def load_ensemble(name_or_folder: str | os.PathLike = DEFAULT_MODEL, device=None
     name = card.get("name", folder.name)
     if kind == "torch":
         net, card, folder = read_model(folder)
-        return ensemble_from_card(net, card, device=device, threads=threads, name=name)
-    paths, card, _ = onnx_files(folder)
-    out_ch = int(card["network"].get("out_ch", 1))
-    pad = 2 ** int(card["network"].get("levels", 2)) if card["network"].get("arch") == "unet" else 1
-    n = resolve_threads(threads)
-    cls = backends.OpenVinoNetwork if kind == "openvino" else backends.OnnxNetwork
-    return ensemble_from_card(cls(paths, out_ch, threads=n, pad=pad), card, name=name)
+        prev, pcard = _preview(folder, card, kind, None) if preview else (None, {})
+        ens = ensemble_from_card(net, card, device=device, threads=threads, name=name, preview=prev)
+    else:
+        n = resolve_threads(threads)
+        network, card = _runtime_network(folder, kind, n)
+        prev, pcard = _preview(folder, card, kind, n) if preview else (None, {})
+        ens = ensemble_from_card(network, card, name=name, preview=prev)
+    ens.preview_card = pcard
+    return ens

@@ -5,7 +5,10 @@ acquisition, beamforming and resampling the training data never see) against the
 (the mean of the other draws) and against the echogenicity; BM3D gets its sigma tuned **on that set
 itself** (an oracle a real user does not have).  Inputs are the first ``inputs`` draws of every image,
 each against the mean of all the other draws (leave-one-out), so every image counts ``inputs`` times with
-independent speckle.
+independent speckle.  Every input is despeckled **on its own** (a call of its own: a model measures the
+image's grain and brightness window on that image alone), as a user opening one image would: the images
+of a set come from different acquisitions, so a fit shared across them would be knowledge no single image
+carries.
 
 :func:`evaluate_clips` runs the methods on real clips without ground truth and reports, per clip and
 method: the mean tissue grey level minus the input's (grey levels of 255), the ENL of the output in the
@@ -97,6 +100,14 @@ def _rows(out: np.ndarray, fs: ForeignSet) -> dict:
     return {k: np.asarray(v, float) for k, v in per.items()}
 
 
+def _each(fn: Method, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``fn`` on every image by itself (unrelated images: nothing is shared between them)."""
+    outs = [fn(img[None]) for img in images]
+    mean = np.concatenate([m for m, _ in outs])
+    stds = [s for _, s in outs]
+    return mean, (None if any(s is None for s in stds) else np.concatenate(stds))
+
+
 def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: int = 1, root=None,
                      map_fn=map, log=print, bm3d_grid: Sequence[float] = BM3D_GRID) -> dict:
     """Score ``methods`` (plus the input and set-tuned BM3D) on each probe's foreign set."""
@@ -120,7 +131,7 @@ def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: 
         log(f"[foreign] {probe}: BM3D sigma {sig} ({time.time() - t:.0f} s)")
         for name, fn in methods.items():
             t = time.time()
-            mean, std = fn(fs.bmode)
+            mean, std = _each(fn, fs.bmode)
             entry["rows"][name] = _rows(mean, fs)
             if std is not None and float(np.max(std)) > 0:
                 err = mean - fs.clean

@@ -90,7 +90,10 @@ def test_serving_needs_no_torch(model_folder):
             "from engine import load_ensemble\n"
             "ens = load_ensemble(sys.argv[1])\n"
             "ens.despeckle(np.full((40, 52), 0.5, np.float32))\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "from usclean_gui.app.engine_work import ModelCache\n"  # the app's model cache too
+            "ModelCache().get(sys.argv[1]).despeckle(np.full((40, 52), 0.5, np.float32), members='preview')\n"
+            "assert 'torch' not in sys.modules, 'the app imported torch'\n")
     subprocess.run([sys.executable, "-c", code, str(model_folder)], check=True)
 
 
@@ -111,3 +114,46 @@ def test_three_level_network_pads_to_its_own_multiple(tmp_path, real_frames):
     out = load_ensemble(tmp_path, backend="onnx" if "onnx" in RUNTIMES else RUNTIMES[0]).despeckle(real_frames[:1],
                                                                                                    seed=0)
     assert np.abs(out.mean - ref.mean).max() < 2e-2 and np.abs(out.mean - ref.mean).mean() < 3e-3
+
+
+@pytest.fixture(scope="module")
+def preview_folder(tmp_path_factory):
+    """A tiny model folder that ships a preview network (one smaller, three-level member) in preview/."""
+    ens = tiny_ensemble(seed=4, members=2, preview=True)
+    folder = tmp_path_factory.mktemp("tiny_preview")
+    card = {"name": "tiny", "mode": "irsde", "schedule": ens.schedule.as_dict(), "default_sampler": "posterior",
+            "default_steps": 1}
+    save_model(folder, ens.net, card)
+    save_model(folder / "preview", ens.preview_network.net, dict(card, name="tiny-preview"))
+    return folder
+
+
+@pytest.mark.parametrize("runtime", ["torch"] + RUNTIMES)
+def test_preview_network_is_served_by_every_backend(preview_folder, real_frames, runtime):
+    ref = load_ensemble(preview_folder, backend="torch")
+    ens = load_ensemble(preview_folder, backend=runtime, threads=1)
+    assert ens.has_preview and ens.preview_network.members == 1
+    assert "levels" in json.loads((preview_folder / "preview" / "model.json").read_text())["network"]
+    fast = ens.despeckle(real_frames, members="preview", seed=0)
+    want = ref.despeckle(real_frames, members="preview", seed=0)
+    tol = 2e-2 if "bf16" in ens.backend else 1e-5
+    assert np.abs(fast.mean - want.mean).max() < tol
+    first = ens.despeckle(real_frames, members=1, seed=0)  # the preview is its own network, not member 0
+    assert np.abs(fast.mean - first.mean).mean() > 1e-3
+    plain = load_ensemble(preview_folder, backend=runtime, preview=False)
+    assert not plain.has_preview
+    assert np.array_equal(plain.despeckle(real_frames, members="preview", seed=0).mean,
+                          plain.despeckle(real_frames, members=1, seed=0).mean)
+
+
+def test_preview_of_another_schedule_is_refused(preview_folder, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(preview_folder, bad)
+    card = json.loads((bad / "preview" / "model.json").read_text())
+    card["schedule"] = dict(card["schedule"], T=50)
+    (bad / "preview" / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="preview network"):
+        load_ensemble(bad, backend="torch")
+    assert not load_ensemble(bad, backend="torch", preview=False).has_preview

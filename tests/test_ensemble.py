@@ -211,7 +211,7 @@ def test_bench_quick_prints_every_row(capsys):
 
     assert main(["bench", "--quick", "--sizes", "48x64", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    for row in ("ensemble (4 members, mean+std)", "preview (1 member)", "x BM3D", "BM3D (sigma 0.1)", "stages (",
+    for row in ("ensemble (4 members, mean+std)", "one member", "x BM3D", "BM3D (sigma 0.1)", "stages (",
                 "network:", "GFLOP/s", "peak memory", "torch fp32"):
         assert row in out, row
     assert "48x64" in out
@@ -228,3 +228,21 @@ def test_bad_device_is_a_clear_value_error():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             Ensemble(net, schedule=make_schedule(), device="cuda")
+
+
+def test_preview_runs_the_preview_network_with_the_ensembles_settings():
+    x = _frames()
+    plain = tiny_ensemble(seed=0, members=3)
+    np.testing.assert_array_equal(plain.despeckle(x, members="preview", seed=2).mean,
+                                  plain.despeckle(x, members=1, seed=2).mean)  # no preview: the first member
+    ens = tiny_ensemble(seed=0, members=3, preview=True)
+    assert ens.has_preview and not plain.has_preview
+    prev = ens.despeckle(x, members="preview", seed=2)
+    solo = Ensemble(ens.preview_network, mode="irsde", schedule=ens.schedule, default_steps=1, normalize="off")
+    np.testing.assert_allclose(prev.mean, solo.despeckle(x, seed=2).mean, atol=1e-6)
+    assert np.abs(prev.mean - ens.despeckle(x, members=1, seed=2).mean).mean() > 1e-3
+    for bad in ("fast", True, 0, 4):
+        with pytest.raises(ValueError, match="members must be"):
+            ens.despeckle(x, members=bad)
+    with pytest.raises(ValueError, match="one member"):
+        Ensemble(ens.network, mode="irsde", schedule=ens.schedule, preview=ens.network)

@@ -254,3 +254,22 @@ def test_statistics_helpers():
     c = evaluate.correlations(s, s ** 2)
     assert c["spearman_std"] == pytest.approx(1.0) and c["pearson_var"] == pytest.approx(1.0)
     assert math.isnan(evaluate.correlations(np.zeros(10), s)["pearson_std"])
+
+
+def test_foreign_images_are_despeckled_each_on_its_own(tmp_path):
+    """The images of a foreign set are unrelated acquisitions: a method sees one image per call (a model fits
+    its normalisation on that image alone), and the rows score what it returned for each."""
+    from engine.generalization import evaluate_foreign
+
+    calls = []
+
+    def spy(frames):
+        calls.append(frames.shape)
+        return frames[:, ::-1] * 0.5, np.full(frames.shape, 0.1, np.float32)
+
+    root = _foreign_folder(tmp_path, n=3)
+    res = evaluate_foreign({"spy": spy}, ["L11-5v"], inputs=2, root=root, log=lambda s: None, bm3d_grid=(0.3,))
+    assert calls == [(1, SIZE, SIZE)] * 6
+    entry = res["sets"]["L11-5v"]
+    assert entry["n_inputs"] == 6 and len(entry["rows"]["spy"]["psnr"]) == 6
+    assert "spy" in entry["uncertainty"]

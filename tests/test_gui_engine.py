@@ -16,6 +16,7 @@ from PySide6.QtCore import QElapsedTimer, QEvent, QSettings, QThreadPool, QTimer
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.testing import tiny_ensemble  # noqa: E402
+from usclean_gui.app.engine_work import model_info  # noqa: E402
 from usclean_gui.app.main_window import MainWindow  # noqa: E402
 from usclean_gui.dicomio import open_image  # noqa: E402
 
@@ -23,7 +24,7 @@ from usclean_gui.dicomio import open_image  # noqa: E402
 def _loader(name: str):
     if name == "broken":
         raise ValueError("model 'broken': weights do not match the model card's SHA-256")
-    return tiny_ensemble(seed=0)
+    return tiny_ensemble(seed=0, preview=name == "tiny-preview")
 
 
 @pytest.fixture
@@ -152,6 +153,21 @@ def test_playing_shows_previews_ahead_and_reports_dropped_frames(window, qtbot, 
     assert "dropped" in window.dropped_label.text() and str(window.cine.dropped) in window.dropped_label.text()
     assert kinds_seen <= {"not despeckled yet: original shown", "preview · 1 member", "ensemble · 2 members"}
     assert "preview · 1 member" in kinds_seen or "ensemble · 2 members" in kinds_seen
+
+
+def test_a_model_with_a_preview_network_previews_with_it(make_window, qtbot, dicom_factory):
+    window = make_window(model="tiny-preview", engine_loader=_loader)
+    assert window.open_file(_clip(dicom_factory, n=4, colour=False))
+    window.engine_panel.steps_spin.setValue(20)  # the ensemble frame comes well after the preview
+    seen: list[tuple[str, int, str]] = []
+    window.frame_stored.connect(lambda r: seen.append((r.kind, r.index, window.panes.marker_text(1))))
+    with qtbot.waitSignal(window.frame_stored, timeout=30000):
+        window.despeckle()
+    window.cancel()
+    assert window.model_info.preview == "fast network"
+    assert seen[0] == ("preview", 0, "preview · fast network")
+    plain = _loader("tiny")
+    assert not plain.has_preview and model_info(plain, "tiny").preview == "1 member"
 
 
 def test_cancel_mid_run(window, qtbot, dicom_factory):

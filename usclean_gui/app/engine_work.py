@@ -15,6 +15,7 @@ normalisation to the training statistics is fitted per frame.  Long engine calls
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +58,8 @@ class ModelInfo:
     steps: int
     probes: tuple[str, ...] = ()
     card: dict = field(default_factory=dict, compare=False, repr=False)
+    #: what a preview is made with: the model's fast preview network, or its first member
+    preview: str = "1 member"
 
     def describe(self) -> str:
         trained = ("; trained on %s" % ", ".join(self.probes)) if self.probes else ""
@@ -69,7 +72,7 @@ def model_info(ens: Any, name: str) -> ModelInfo:
     probes = tuple((card.get("training") or {}).get("probes") or ())
     return ModelInfo(getattr(ens, "name", "") or name, int(getattr(ens, "members", 1)),
                      str(getattr(ens, "default_sampler", "?")), int(getattr(ens, "default_steps", 1) or 1),
-                     probes, card)
+                     probes, card, "fast network" if getattr(ens, "has_preview", False) else "1 member")
 
 
 class ModelCache:
@@ -84,9 +87,8 @@ class ModelCache:
     def get(self, name: str) -> Any:
         with self._lock:
             if name not in self._models:
-                import torch
-
-                torch.set_num_threads(torch_threads())
+                if "torch" in sys.modules:  # a torch-served model: the same thread policy (no import otherwise)
+                    sys.modules["torch"].set_num_threads(torch_threads())
                 while len(self._models) >= self.keep:
                     self._models.pop(next(iter(self._models)))
                 self._models[name] = self.loader(name)
@@ -163,7 +165,7 @@ def next_task(n: int, focus: Focus, previews: set[int], ensembles: set[int], use
 
 
 # ------------------------------------------------------------------------------------ running
-def _run(ens: Any, frame: np.ndarray, settings: EngineSettings, members: int | None, seed: int,
+def _run(ens: Any, frame: np.ndarray, settings: EngineSettings, members: int | str | None, seed: int,
          aborted: Callable[[], bool]) -> tuple[np.ndarray, np.ndarray]:
     s = settings
     for _, mean, std in ens.iter_despeckle(np.asarray(frame, dtype=np.float32)[None], steps=s.steps,
@@ -214,7 +216,7 @@ def despeckle_clip(cache: ModelCache, settings: EngineSettings, fetch: Callable[
         kind, i = task
         t0 = time.perf_counter()
         try:
-            mean, std = _run(ens, fetch(i), settings, 1 if kind == PREVIEW else settings.members,
+            mean, std = _run(ens, fetch(i), settings, PREVIEW if kind == PREVIEW else settings.members,
                              settings.seed + i, aborted)
         except Cancelled:
             return len(ensembles)

@@ -391,7 +391,8 @@ class MainWindow(QMainWindow):
             self.cine.pause()
             self.show_message("Cannot decode frame %d:\n%s" % (i + 1, exc), "error")
             return
-        self.panes.set_images(orig, desp, std, mask, kind, self._members())
+        self.panes.set_images(orig, desp, std, mask, kind, self._members(),
+                              self.model_info.preview if self.model_info is not None else "1 member")
         self.roi.set_frame(i)
         if self.cine.playing:
             self.undespeckled_shown += kind is None

@@ -361,15 +361,17 @@ class PaneSet(QWidget):
         self.colorbar.axis.setLabel(text)
 
     def set_images(self, original: np.ndarray, despeckled: np.ndarray | None, std: np.ndarray | None,
-                   std_mask: np.ndarray | None = None, kind: str | None = None, members: int = 0) -> None:
+                   std_mask: np.ndarray | None = None, kind: str | None = None, members: int = 0,
+                   preview: str = "1 member") -> None:
         """Show one frame: ``kind`` says what ``despeckled`` is ("ensemble", "preview" or None when
-        not despeckled yet); ``std_mask`` marks the pixels where the std is defined."""
+        not despeckled yet); ``std_mask`` marks the pixels where the std is defined; ``preview`` what a
+        preview is made with (shown in its marker)."""
         if despeckled is None:
             kind = None
         elif kind is None:
             kind = "ensemble"
         self._frame = {"original": original, "despeckled": despeckled, "std": std, "mask": std_mask,
-                       "kind": kind, "members": members}
+                       "kind": kind, "members": members, "preview": preview}
         self._render()
 
     def _render(self) -> None:
@@ -411,7 +413,8 @@ class PaneSet(QWidget):
 
     def _set_markers(self) -> None:
         kind, members = self._frame.get("kind"), self._frame.get("members") or 0
-        text = {None: "not despeckled yet: original shown", "preview": "preview · 1 member",
+        text = {None: "not despeckled yet: original shown",
+                "preview": "preview · %s" % (self._frame.get("preview") or "1 member"),
                 "ensemble": "ensemble · %d members" % members if members else "ensemble"}[kind]
         unc = {None: "no uncertainty yet", "preview": "no uncertainty yet (preview)", "ensemble": ""}[kind]
         if self.layout_name == "one":
