@@ -217,6 +217,21 @@ def test_bench_quick_prints_every_row(capsys):
     assert "48x64" in out
 
 
+def test_stage_breakdown_splits_one_call_into_measured_parts():
+    """The per-frame stages add up to the call and none is negative; the frame's fit is timed apart (a
+    cached fit once made the remainder negative)."""
+    from engine.bench import stage_breakdown
+    from engine.normalize import measure_reference
+
+    ens = tiny_ensemble()
+    big = np.clip(np.random.default_rng(3).gamma(1.0, 0.25, (96, 160)), 0, 1).astype(np.float32)
+    ens.reference, ens.normalize = measure_reference(big[None, :48, :48]), "auto"
+    st = stage_breakdown(ens, big, repeat=2)
+    assert st["fit"] > 0 and st["network"] > 0 and st["rest"] >= 0
+    assert st["network"] + st["rest"] == pytest.approx(st["total"])
+    assert not ens._fits  # the bench leaves no fit behind
+
+
 def test_bad_device_is_a_clear_value_error():
     from engine import load_ensemble
 
