@@ -4,8 +4,9 @@ Measured in one run (timings vary between runs; the ratios are what to compare):
 
 1. ``load_ensemble()`` + ``despeckle`` at its defaults on a real 480 × 640 frame (pydicom's bundled cardiac
    cine, 240 × 320, upsampled 2× with cubic interpolation): the 4-member ensemble (mean + uncertainty),
-   one member and the preview network (where the model ships one), each as a fraction of BM3D's time on the same frame (sigma 0.3), for a frame of a new clip
-   (its grain and normalisation measured in the call) and for a cine frame (the clip's fit, kept);
+   one member and the preview network (where the model ships one), each as a fraction of BM3D's time on
+   the same frame (sigma 0.3), for a frame of a new clip (its grain and normalisation measured in the
+   call) and for a cine frame (the clip's fit, kept);
 2. PSNR of the default backend against torch fp32 on the committed test sets (the first ``--images`` of
    each);
 3. with ``--clip``: ``usclean despeckle`` on a 120-frame 480 × 640 clip written from that frame with moving
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -105,13 +107,13 @@ def main(argv=None) -> int:
         return ens.despeckle(frame, members=members)
 
     rows = [("ensemble  ", None), ("one member", 1)] + ([("preview   ", "preview")] if ens.has_preview else [])
-    times = [(what, best_ms(lambda: fresh(m)), m) for what, m in rows]
+    times = [(what, best_ms(partial(fresh, m)), m) for what, m in rows]
     print("real 480x640 frame, backend %s, %d members%s:" % (
         ens.backend, ens.members, "; preview network %s" % preview_text(ens) if ens.has_preview else ""))
     print("  BM3D            %8.1f ms" % t_bm3d)
     for what, t, m in times:
         # a cine frame: the fit is the clip's (its anchor frame's, measured once), as in the app and the CLI
-        tc = best_ms(lambda: ens.despeckle(frame, members=m))
+        tc = best_ms(partial(ens.despeckle, frame, members=m))
         print("  %s      %8.1f ms = %.4f x BM3D (%.1f frames/s); in a cine (fit shared): %.1f ms = %.4f x BM3D"
               % (what, t, t / t_bm3d, 1000 / t, tc, tc / t_bm3d))
     print("\n".join(parity(a.images)))

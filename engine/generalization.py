@@ -104,8 +104,8 @@ def _each(fn: Method, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None
     """``fn`` on every image by itself (unrelated images: nothing is shared between them)."""
     outs = [fn(img[None]) for img in images]
     mean = np.concatenate([m for m, _ in outs])
-    stds = [s for _, s in outs]
-    return mean, (None if any(s is None for s in stds) else np.concatenate(stds))
+    stds = [s for _, s in outs if s is not None]
+    return mean, (np.concatenate(stds) if len(stds) == len(outs) else None)
 
 
 def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: int = 1, root=None,

@@ -218,7 +218,8 @@ def card_markdown(card: dict) -> str:
     parent = (tr.get("recipe") or {}).get("preview_of")
     if parent:  # a preview network: a stage of its model's recipe
         lines += ["Reproduce: `python benchmarks/train_shipped.py --runs runs --data data --only %s` then `--export` "
-                  "(the `preview` stage of the recipe `../train.json`; its own recipe is in `model.json`)." % parent, ""]
+                  "(the `preview` stage of the recipe `../train.json`; its own recipe is in `model.json`)."
+                  % parent, ""]
     elif tr.get("recipe"):
         lines += ["Reproduce: `python benchmarks/train_shipped.py --runs runs --data data --only %s` then `--export` "
                   "(the recipe is `train.json` beside this card)." % card.get("name"), ""]
