@@ -215,14 +215,12 @@ def card_markdown(card: dict) -> str:
         lines.append("")
     for note in card.get("notes", []):
         lines += [note, ""]
-    parent = (tr.get("recipe") or {}).get("preview_of")
-    if parent:  # a preview network: a stage of its model's recipe
+    parent = (tr.get("recipe") or {}).get("preview_of")  # a preview network: a stage of its model's recipe
+    if tr.get("recipe"):
+        where = ("the `preview` stage of the recipe `../train.json`; its own recipe is in `model.json`" if parent
+                 else "the recipe is `train.json` beside this card")
         lines += ["Reproduce: `python benchmarks/train_shipped.py --runs runs --data data --only %s` then `--export` "
-                  "(the `preview` stage of the recipe `../train.json`; its own recipe is in `model.json`)."
-                  % parent, ""]
-    elif tr.get("recipe"):
-        lines += ["Reproduce: `python benchmarks/train_shipped.py --runs runs --data data --only %s` then `--export` "
-                  "(the recipe is `train.json` beside this card)." % card.get("name"), ""]
+                  "(%s)." % (parent or card.get("name"), where), ""]
     metrics = card.get("metrics") or {}
     if metrics:
         lines += ["## Measured metrics", "", "```", json.dumps(metrics, indent=2), "```", ""]

@@ -87,11 +87,13 @@ class ModelCache:
     def get(self, name: str) -> Any:
         with self._lock:
             if name not in self._models:
-                if "torch" in sys.modules:  # a torch-served model: the same thread policy (no import otherwise)
-                    sys.modules["torch"].set_num_threads(torch_threads())
                 while len(self._models) >= self.keep:
                     self._models.pop(next(iter(self._models)))
                 self._models[name] = self.loader(name)
+                # after loading: a torch-served model has imported torch by now (an OpenVINO or ONNX Runtime
+                # one has not, and torch stays unimported); any loader's model gets the same thread policy
+                if "torch" in sys.modules:
+                    sys.modules["torch"].set_num_threads(torch_threads())
             return self._models[name]
 
 
