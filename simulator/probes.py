@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pymust
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pymust
 
 PROBE_NAMES: tuple[str, ...] = ("L11-5v", "L12-3v", "C5-2v", "P4-2v")
 
@@ -31,6 +35,14 @@ MIN_IMAGE_SIZE = 16
 MAX_ANGLE_DEG = 20.0
 
 # name -> (kind, depth range mm, default depth of the image centre mm, phased sector width deg)
+def _getparam(name: str) -> pymust.utils.Param:
+    """pymust's preset for ``name``, imported on first use: the despeckling path (the app, the CLI) needs
+    only the probe names and loads no physics."""
+    import pymust
+
+    return pymust.getparam(name)
+
+
 _GEOMETRY: dict[str, tuple[str, tuple[float, float], float, float]] = {
     "L11-5v": ("linear", (2.0, 60.0), 18.0, 0.0),
     "L12-3v": ("linear", (2.0, 60.0), 20.0, 0.0),
@@ -61,7 +73,7 @@ class Probe:
 
     def param(self) -> pymust.utils.Param:
         """A fresh pymust parameter structure for this probe (safe to mutate)."""
-        p = pymust.getparam(self.name)
+        p = _getparam(self.name)
         p.fc = float(self.fc_hz)
         p.bandwidth = float(self.bandwidth_pct)
         p.c = float(self.c)
@@ -72,12 +84,12 @@ class Probe:
     @property
     def radius_mm(self) -> float:
         """Radius of curvature of the array (inf for linear and phased arrays)."""
-        r = pymust.getparam(self.name).radius
+        r = _getparam(self.name).radius
         return float(r) * 1e3 if np.isfinite(r) else float("inf")
 
     @property
     def aperture_mm(self) -> float:
-        p = pymust.getparam(self.name)
+        p = _getparam(self.name)
         return float(p.pitch * (p.Nelements - 1)) * 1e3
 
     @property
@@ -85,7 +97,7 @@ class Probe:
         """(x, z) of the apex of the beam-space (depth x angle) grid: the centre of curvature of
         a convex array, the array centre of a phased array.  Linear arrays have none."""
         if self.kind == "convex":
-            p = pymust.getparam(self.name)
+            p = _getparam(self.name)
             _, _, _, h = p.getElementPositions()
             return 0.0, -float(h.ravel()[0]) * 1e3
         if self.kind == "phased":
@@ -96,7 +108,7 @@ class Probe:
     def half_angle_deg(self) -> float:
         """Half opening of the imaged sector (convex / phased)."""
         if self.kind == "convex":
-            p = pymust.getparam(self.name)
+            p = _getparam(self.name)
             _, _, the, _ = p.getElementPositions()
             return float(np.degrees(np.abs(the).max()))
         if self.kind == "phased":
@@ -197,7 +209,7 @@ def get_probe(
         raise ValueError(f"unknown probe {name!r}; valid probes: {', '.join(PROBE_NAMES)}")
     name = lookup[key]
     kind, depth_range, default_depth, sector = _GEOMETRY[name]
-    preset = pymust.getparam(name)
+    preset = _getparam(name)
 
     fc = float(preset.fc) if fc_mhz is None else float(fc_mhz) * 1e6
     if not np.isfinite(fc) or not 0.5e6 <= fc <= 30e6:

@@ -167,3 +167,113 @@ def test_demo_cine_has_no_marks():
     fov = clip.masks.fov()
     for i in (0, 15, 29):
         assert clip.masks.marks(i)[fov].mean() < 0.003, i
+
+
+def _frame_with_graphics(seed: int) -> np.ndarray:
+    """A 72 x 96 uint8 frame: Rayleigh speckle, text, a diagonal and a vertical line, a box outline, faint
+    flat patches."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    q = np.clip(rng.rayleigh(45, (72, 96)), 0, 255).astype(np.uint8)
+    q = cv2.GaussianBlur(q, (0, 0), 0.7 + 0.3 * (seed % 3))  # smooth tissue: long nearly flat runs
+    cv2.putText(q, "MI %d" % seed, (4, 16), cv2.FONT_HERSHEY_PLAIN, 1.0, int(rng.integers(170, 256)), 1)
+    cv2.line(q, (2, 70), (90, 25), 230, 1)
+    cv2.line(q, (80, 5), (80, 60), 12, 1)  # a dark line
+    cv2.rectangle(q, (30, 30), (60, 55), 200, 1)
+    for k, level in enumerate((78, 86, 94, 102)):  # faint flat patches: near the contrast thresholds
+        q[60:66, 6 + 12 * k:12 + 12 * k] = level + seed
+    return q
+
+
+def _threshold_frame(seed: int) -> np.ndarray:
+    """A 64 x 64 uint8 frame of flat tissue (60 +- 2) with lines 13-18 levels above it: side contrasts that
+    straddle the detector's threshold (EDGE_CONTRAST), lines and patches along every direction."""
+    rng = np.random.default_rng(seed)
+    q = (60 + rng.integers(-2, 3, (64, 64))).astype(np.uint8)
+    for k, lift in enumerate((13, 14, 15, 16, 17, 18)):
+        q[6 + 9 * k, 4:40] = 60 + lift  # horizontal
+        q[4:30, 44 + 3 * k] = 60 + lift if k % 2 else 60 - lift  # vertical, bright and dark
+    for k, lift in enumerate((14, 15, 16)):
+        for j in range(20):
+            q[34 + j, 2 + 6 * k + j] = 60 + lift  # diagonal
+            q[34 + j, 62 - 6 * k - j] = 60 + lift  # anti-diagonal
+    return q
+
+
+def _lines_by_definition(q, cand, tol, length=15, side=3):
+    """The straight-run detector, start by start, as its docstring states it."""
+    from usclean_gui.dicomio import marks as M
+
+    h, w = q.shape
+    qi = q.astype(np.int64)
+    out = np.zeros((h, w), bool)
+    for dy, dx in M._OFFSETS:
+        for y in range(h):
+            for x in range(w):
+                ys, xs = y + dy * np.arange(length), x + dx * np.arange(length)
+                if ys.max() >= h or xs.min() < 0 or xs.max() >= w or not cand[ys, xs].all():
+                    continue
+                v = qi[ys, xs]
+                if v.max() - v.min() > max(tol, M.LINE_RELATIVE * 255):
+                    continue
+                level = v.mean()
+                sides = [np.abs(level - qi[np.clip(ys + sy, 0, h - 1), np.clip(xs + sx, 0, w - 1)]).mean()
+                         for sy, sx in ((dx * side, -dy * side), (-dx * side, dy * side))]
+                contrast = min(sides)
+                if contrast >= M.EDGE_CONTRAST and v.max() - v.min() <= max(tol, M.LINE_RELATIVE * contrast):
+                    out[ys, xs] = True
+    return out & cand
+
+
+def _plateaus_by_definition(q, cand, min_size):
+    """Exactly flat groups (tol 0): each value's 8-connected candidate groups of >= min_size pixels whose ring
+    of 8-neighbours outside every such group differs from their value by EDGE_CONTRAST on average (a ring pixel
+    between two groups belongs to the one whose first pixel in raster order comes last)."""
+    from scipy import ndimage
+
+    from usclean_gui.dicomio import marks as M
+
+    groups = []
+    for v in np.unique(q[cand]):
+        lab, n = ndimage.label(cand & (q == v), structure=np.ones((3, 3)))
+        for g in range(1, n + 1):
+            m = lab == g
+            if m.sum() >= min_size:
+                groups.append((int(np.flatnonzero(m.ravel())[0]), int(v), m))
+    big = np.zeros(q.shape, bool)
+    for _, _, m in groups:
+        big |= m
+    owner = np.full(q.shape, -1)
+    first = np.full(q.shape, -1)
+    for gi, (f, _, m) in enumerate(groups):
+        near = ndimage.binary_dilation(m, structure=np.ones((3, 3))) & ~big & (f > first)
+        owner[near], first[near] = gi, f
+    out = np.zeros(q.shape, bool)
+    for gi, (_, v, m) in enumerate(groups):
+        ring = owner == gi
+        if ring.any() and np.abs(q[ring].astype(float) - v).mean() >= M.EDGE_CONTRAST:
+            out |= m
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mark_detectors_match_their_definitions(seed):
+    """The fast detectors (windows by doubling, pruning by bounds, candidate-only graphs) find exactly what the
+    definitions find, on frames with text, lines and outlines over speckle, and lines at the threshold."""
+    from usclean_gui.dicomio import marks as M
+
+    q = _frame_with_graphics(seed)
+    cand = q > M.BLACK
+    for frame in (q, _threshold_frame(seed)):
+        lines = M._lines(frame, frame > M.BLACK, M.LINE_TOLERANCE)
+        assert lines.any()
+        np.testing.assert_array_equal(lines, _lines_by_definition(frame, frame > M.BLACK, M.LINE_TOLERANCE))
+    import cv2
+
+    rel = q.astype(np.int16) - cv2.medianBlur(q, M.MEDIAN).astype(np.int16)
+    flat_cand = cand & (np.abs(rel) >= M.CONTRAST)
+    for least in (M.MIN_PLATEAU, M.CINE_MIN_PLATEAU):
+        flat = M._plateaus(q, flat_cand, 0, least)
+        assert flat.any()
+        np.testing.assert_array_equal(flat, _plateaus_by_definition(q, flat_cand, least))

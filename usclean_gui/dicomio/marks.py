@@ -96,36 +96,93 @@ def colour_marks(frame: np.ndarray, tolerance: int = 0) -> np.ndarray:
 def _plateaus(q: np.ndarray, cand: np.ndarray, tol: int, min_size: int = 0) -> np.ndarray:
     """Candidates in 8-connected groups of >= ``min_size`` (default :data:`MIN_PLATEAU`) pixels
     whose linked values differ by <= ``tol`` and whose surroundings differ from them by
-    :data:`EDGE_CONTRAST` levels on average (a drawn edge, not a smooth patch of tissue)."""
+    :data:`EDGE_CONTRAST` levels on average (a drawn edge, not a smooth patch of tissue).
+
+    Worked on the candidate pixels only (a few % of a frame): the graph of linked candidates, its
+    connected components, and each large group's ring of 8-neighbours (a ring pixel between two
+    groups counts for the one found first in raster order's last, as a 3x3 maximum of labels would).
+    """
     h, w = q.shape
-    idx = np.arange(h * w).reshape(h, w)
+    ys, xs = np.nonzero(cand)
+    out = np.zeros_like(cand)
+    if ys.size == 0:
+        return out
     qi = q.astype(np.int16)
+    node = np.full((h, w), -1, np.int32)
+    node[ys, xs] = np.arange(ys.size, dtype=np.int32)
+    vals = qi[ys, xs]
     rows, cols = [], []
     for dy, dx in _OFFSETS:
-        a = (slice(0, h - dy), slice(max(0, -dx), w - max(0, dx)))
-        b = (slice(dy, h), slice(max(0, dx), w - max(0, -dx)))
-        link = cand[a] & cand[b] & (np.abs(qi[a] - qi[b]) <= tol)
-        rows.append(idx[a][link])
-        cols.append(idx[b][link])
+        ny, nx = ys + dy, xs + dx
+        inside = (ny < h) & (nx >= 0) & (nx < w)
+        a = np.flatnonzero(inside)
+        b = node[ny[a], nx[a]]
+        link = (b >= 0) & (np.abs(vals[a] - qi[ny[a], nx[a]]) <= tol)
+        rows.append(a[link])
+        cols.append(b[link])
     r, c = np.concatenate(rows), np.concatenate(cols)
     if r.size == 0:
-        return np.zeros_like(cand)
-    graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(h * w, h * w))
-    _, labels = connected_components(graph, directed=False)
-    sizes = np.bincount(labels)
-    big = ((sizes[labels] >= (min_size or MIN_PLATEAU)).reshape(h, w)) & cand
+        return out
+    n = ys.size
+    graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)  # numbered by each group's first pixel
+    big = np.bincount(labels)[labels] >= (min_size or MIN_PLATEAU)
     if not big.any():
-        return big
-    lab = np.where(big, labels.reshape(h, w) + 1, 0)
-    n = int(lab.max()) + 1
-    level = (np.bincount(lab.ravel(), weights=qi.ravel(), minlength=n)
-             / np.maximum(np.bincount(lab.ravel(), minlength=n), 1))
-    ring_lab = ndimage.maximum_filter(lab, size=3) * (lab == 0)
-    diff = np.abs(qi - level[ring_lab]) * (ring_lab > 0)
-    edge = (np.bincount(ring_lab.ravel(), weights=diff.ravel(), minlength=n)
-            / np.maximum(np.bincount(ring_lab.ravel(), minlength=n), 1))
+        return out
+    by, bx, lab = ys[big], xs[big], labels[big] + 1
+    m = int(lab.max()) + 1
+    level = np.bincount(lab, weights=vals[big], minlength=m) / np.maximum(np.bincount(lab, minlength=m), 1)
+    # the ring: 8-neighbours of a large group's pixels outside every large group, each with the largest
+    # adjacent label
+    grid = np.zeros((h + 2, w + 2), np.int32)
+    grid[by + 1, bx + 1] = lab
+    ring = np.zeros((h + 2, w + 2), np.int32)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                np.maximum.at(ring, (by + 1 + dy, bx + 1 + dx), lab)
+    ring[grid > 0] = 0
+    ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = 0
+    ry, rx = np.nonzero(ring)
+    rl = ring[ry, rx]
+    diff = np.abs(qi[ry - 1, rx - 1] - level[rl])
+    edge = np.bincount(rl, weights=diff, minlength=m) / np.maximum(np.bincount(rl, minlength=m), 1)
     edge[0] = 0
-    return edge[lab] >= EDGE_CONTRAST
+    out[by, bx] = edge[lab] >= EDGE_CONTRAST
+    return out
+
+
+def _window(a: np.ndarray, dy: int, dx: int, length: int, op) -> np.ndarray:
+    """``r[i, j] = op(a[i + k*dy, j + k*dx] for k < length)`` for ``dy, dx`` in {0, 1} (``op`` idempotent:
+    maximum, minimum, logical and), by doubling: log2(length) whole-array operations instead of ``length``.
+    ``r`` has shape ``(H - (length-1)*dy, W - (length-1)*dx)``."""
+    r, span = a, 1
+    while span < length:
+        step = min(span, length - span)  # windows of ``span`` at 0 and ``step``: overlap allowed (idempotent)
+        hh, ww = r.shape[0] - step * dy, r.shape[1] - step * dx
+        r = op(r[:hh, :ww], r[step * dy:step * dy + hh, step * dx:step * dx + ww])
+        span += step
+    return r
+
+
+def windowed_sum(a: np.ndarray, dy: int, dx: int, length: int) -> np.ndarray:
+    """``r[i, j] = sum(a[i + k*dy, j + k*dx] for k < length)`` for ``dy, dx`` in {0, 1}, the shape of
+    :func:`_window`'s result, from windows of 1, 2, 4, ... that do not overlap (in ``a``'s dtype: it must
+    hold ``length`` times its largest value)."""
+    a = np.ascontiguousarray(a)
+    hh, ww = a.shape[0] - (length - 1) * dy, a.shape[1] - (length - 1) * dx
+    out = np.zeros((hh, ww), a.dtype)
+    r, span, done = a, 1, 0
+    while done < length:
+        if length - done >= span and (length - done) & span:
+            out += r[done * dy:done * dy + hh, done * dx:done * dx + ww]
+            done += span
+        if done >= length:
+            break
+        nh, nw = r.shape[0] - span * dy, r.shape[1] - span * dx
+        r = r[:nh, :nw] + r[span * dy:span * dy + nh, span * dx:span * dx + nw]
+        span *= 2
+    return out
 
 
 def _lines(q: np.ndarray, cand: np.ndarray, tol: int, length: int = LINE_LENGTH) -> np.ndarray:
@@ -135,42 +192,59 @@ def _lines(q: np.ndarray, cand: np.ndarray, tol: int, length: int = LINE_LENGTH)
     (interpolated or lossy) as well as exact."""
     h, w = q.shape
     p = length + LINE_SIDE
-    qi = np.pad(q.astype(np.int16), p, mode="edge")
-    ok = np.pad(cand, p, mode="constant")
-
-    def view(a: np.ndarray, dy: int, dx: int) -> np.ndarray:  # out[y, x] = a[y + dy, x + dx]
-        return a[p + dy:p + dy + h, p + dx:p + dx + w]
-
+    padded = (np.pad(q.astype(np.int16), p, mode="edge"), np.pad(np.ascontiguousarray(q, np.uint8), p, mode="edge"),
+              np.pad(cand, p, mode="constant"))
     out = np.zeros((h, w), bool)
     for dy, dx in _OFFSETS:
-        hi, lo, total = view(qi, 0, 0).copy(), view(qi, 0, 0).copy(), view(qi, 0, 0).astype(np.int32)
-        run = view(ok, 0, 0).copy()
-        for k in range(1, length):
-            v = view(qi, k * dy, k * dx)
-            np.maximum(hi, v, out=hi)
-            np.minimum(lo, v, out=lo)
-            total += v
-            run &= view(ok, k * dy, k * dx)
-        run &= (hi - lo) <= max(tol, LINE_RELATIVE * 255)
-        if not run.any():
-            continue
-        # the side contrast only where a flat run starts (a few % of the pixels): gathered, not whole-frame
-        ys, xs = np.nonzero(run)
-        level = total[ys, xs] / float(length)
-        sides = []
-        for sy, sx in ((dx * LINE_SIDE, -dy * LINE_SIDE), (-dx * LINE_SIDE, dy * LINE_SIDE)):
-            diff = np.zeros(ys.size, np.float32)
-            for k in range(length):
-                diff += np.abs(level - qi[p + ys + k * dy + sy, p + xs + k * dx + sx])
-            sides.append(diff / length)
-        contrast = np.minimum(*sides)
-        keep = (contrast >= EDGE_CONTRAST) & ((hi[ys, xs] - lo[ys, xs]) <= np.maximum(tol, LINE_RELATIVE * contrast))
-        run = np.zeros((h, w), bool)
-        run[ys[keep], xs[keep]] = True
-        runp = np.pad(run, p, mode="constant")
-        for k in range(length):
-            out |= view(runp, -k * dy, -k * dx)
+        ky, kx = _line_starts(padded, (h, w), p, dy, dx, tol, length)
+        for k in range(length):  # a kept run marks its whole length (inside the frame: every pixel a candidate)
+            out[ky + k * dy, kx + k * dx] = True
     return out & cand
+
+
+def _line_starts(padded: tuple[np.ndarray, np.ndarray, np.ndarray], shape: tuple[int, int], p: int, dy: int,
+                 dx: int, tol: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the drawn runs of :func:`_lines` along ``(dy, dx)`` start: a run starting at (y, x) covers
+    (y + k*dy, x + k*dx), k < length.  ``padded``: the frame as int16 and uint8 and the candidates, padded
+    by ``p`` (edge values, candidates False)."""
+    qi, q8, ok = padded
+    h, w = shape
+    flip = dx < 0  # a leftward diagonal is a rightward one in the mirrored frame
+    ddx = -dx if flip else dx
+
+    def windows(a: np.ndarray, op) -> np.ndarray:
+        return _window(a[:, ::-1] if flip else a, dy, ddx, length, op)
+
+    def at(r: np.ndarray, oy: int = 0, ox: int = 0) -> np.ndarray:  # the run starting at (y + oy, x + ox)
+        if not flip:
+            return r[p + oy:p + oy + h, p + ox:p + ox + w]
+        return r[p + oy:p + oy + h, p - ox:p - ox + w][:, ::-1]
+
+    top, bottom = windows(q8, np.maximum), windows(q8, np.minimum)
+    hi, lo = at(top).astype(np.int16), at(bottom).astype(np.int16)
+    spread = hi - lo
+    run = at(windows(ok, np.logical_and)) & (spread <= max(tol, LINE_RELATIVE * 255))
+    sides = ((dx * LINE_SIDE, -dy * LINE_SIDE), (-dx * LINE_SIDE, dy * LINE_SIDE))
+    if run.any():
+        # a side's mean |level - v| is at most |level - its mean| + half its range (in sums: x length)
+        total = windowed_sum(qi[:, ::-1] if flip else qi, dy, ddx, length)
+        for sy, sx in sides:
+            side = at(bottom, sy, sx).astype(np.int16)
+            bound = 2 * np.abs(at(total) - at(total, sy, sx)) + length * (at(top, sy, sx) - side)
+            run &= bound >= 2 * length * EDGE_CONTRAST
+    ys, xs = np.nonzero(run)
+    if ys.size == 0:
+        return ys, xs
+    # the level and the side contrast only where a flat run starts (a few % of the pixels), gathered and in
+    # integers: with sum = the run's sum, a side's mean |level - v| is sum |sum - length * v| / length**2
+    flat, wp = qi.ravel(), qi.shape[1]
+    idx = ((p + ys) * wp + (p + xs))[:, None] + (np.arange(length) * (dy * wp + dx))[None, :]
+    sums = flat[idx].sum(axis=1, dtype=np.int32)
+    dev = [np.abs(sums[:, None] - length * flat[idx + (sy * wp + sx)].astype(np.int32)).sum(axis=1)
+           for sy, sx in sides]
+    contrast = np.minimum(*dev) / float(length * length)
+    keep = (contrast >= EDGE_CONTRAST) & (spread[ys, xs] <= np.maximum(tol, LINE_RELATIVE * contrast))
+    return ys[keep], xs[keep]
 
 
 def frame_marks(q: np.ndarray, where: np.ndarray | None = None, lossy: bool = False,
