@@ -82,8 +82,9 @@ def clip_run(frames: int, frame: np.ndarray, folder: Path) -> tuple[float, float
         cine[i] = np.clip(np.roll(frame, (shift // 2, shift), axis=(0, 1)) * 255, 0, 255).astype(np.uint8)
     write_cine(cine, (0.2, 0.2), 33.3, src)
     out = folder / ("clean_%d.dcm" % frames)
-    code = ("import resource, sys, time; from usclean_gui.cli import main; t = time.time(); rc = main(sys.argv[1:]); "
-            "print('RESULT', time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rc)")
+    # the child's own peak (VmHWM): its ru_maxrss would include this large parent's memory, copied at fork
+    code = ("import sys, time; from engine.bench import peak_memory_mb; from usclean_gui.cli import main; "
+            "t = time.time(); rc = main(sys.argv[1:]); print('RESULT', time.time() - t, peak_memory_mb(), rc)")
     r = subprocess.run([sys.executable, "-c", code, "despeckle", str(src), "-o", str(out)], capture_output=True,
                        text=True, cwd=ROOT)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")]

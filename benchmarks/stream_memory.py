@@ -3,7 +3,7 @@
 Writes synthetic 480 x 640 cines of N frames (moving speckle with burned-in text, via the
 project's own ``write_cine``), despeckles each with a tiny random ensemble (the network's cost
 is not what is measured; the shipped models have the same I/O path) in a fresh process, and
-prints that process's peak resident memory (``resource.getrusage(RUSAGE_CHILDREN)``).
+prints that process's peak resident memory (its VmHWM, ``engine.bench.peak_memory_mb``).
 
     python benchmarks/stream_memory.py            # N = 30 and 300
     python benchmarks/stream_memory.py --frames 30 100 300
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             src = tmp / ("clip_%d.dcm" % n)
             write_cine(synthetic_cine(n), (0.2, 0.2), 33.3, src)
             cmd = [sys.executable, "-c",
-                   "import resource, sys; from usclean_gui.cli import main; rc = main(sys.argv[1:]); "
-                   "print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)",
+                   "import sys; from engine.bench import peak_memory_mb; from usclean_gui.cli import main; "
+                   "rc = main(sys.argv[1:]); print('peak_rss_mb', peak_memory_mb()); sys.exit(rc)",
                    "despeckle", str(src), "-o", str(tmp / "out.dcm"), "--uncertainty", str(tmp / "std.dcm"),
                    "--model", str(tmp / "tiny"), "--quiet", "--device", "cpu"]
             t0 = time.perf_counter()
@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             if run.returncode != 0:
                 print(run.stderr)
                 return 1
-            peak = int(run.stdout.split("peak_rss_kb")[1].split()[0])
+            peak = float(run.stdout.split("peak_rss_mb")[1].split()[0])
             print("%4d frames of 480x640 (%.0f MB of pixels): peak RSS %.0f MB, %.1f s (%s)"
-                  % (n, n * 480 * 640 / 1e6, peak / 1024.0, time.perf_counter() - t0,
+                  % (n, n * 480 * 640 / 1e6, peak, time.perf_counter() - t0,
                      (tmp / "out.dcm").stat().st_size // 1_000_000
                      and "%d MB written" % ((tmp / "out.dcm").stat().st_size // 1_000_000)))
     return 0
