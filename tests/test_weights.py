@@ -90,3 +90,15 @@ def test_shipped_models_load_and_members_differ(name):
 def test_shipped_set_is_small_enough():
     total = sum(p.stat().st_size for p in shipped_dir().rglob("*") if p.is_file()) if shipped_dir().is_dir() else 0
     assert total <= 25 * 2 ** 20
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_card_text_is_its_card(name):
+    """Each shipped MODEL_CARD.md (and its preview's) is the rendering of its model.json, so the text a reader
+    sees says what the engine loads."""
+    from engine.weights import CARD_MD, card_markdown, read_card
+
+    folder = shipped_dir() / name
+    folders = [folder] + [p.parent for p in folder.glob("preview/" + CARD_FILE)]
+    for folder in folders:
+        assert (folder / CARD_MD).read_text().strip() == card_markdown(read_card(folder)).strip(), folder
