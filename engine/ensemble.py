@@ -380,20 +380,24 @@ class Ensemble:
         k = net.members
         rng = np.random.default_rng([int(seed), fi])
         z = rng.standard_normal((h, w), dtype=np.float32)
-        acc = np.zeros((k, h, w), np.float32)
-        vacc = None
-        wsum = np.zeros((h, w), np.float32)
-        for y0, y1, x0, x1 in self._tiles(h, w):
-            out, var = self._run_tile(net, work[y0:y1, x0:x1], z[y0:y1, x0:x1], steps, sampler, rng, tick)
-            win = np.outer(_window_1d(y1 - y0, y0, y1, h, self.overlap),
-                           _window_1d(x1 - x0, x0, x1, w, self.overlap)).astype(np.float32)
-            acc[:, y0:y1, x0:x1] += out * win
-            if var is not None:
-                vacc = np.zeros((k, h, w), np.float32) if vacc is None else vacc
-                vacc[:, y0:y1, x0:x1] += var * win
-            wsum[y0:y1, x0:x1] += win
-        outs = acc / wsum
-        var = None if vacc is None else vacc / wsum
+        tiles = self._tiles(h, w)
+        if len(tiles) == 1:  # the whole frame in one pass: nothing to blend
+            outs, var = self._run_tile(net, work, z, steps, sampler, rng, tick)
+        else:
+            acc = np.zeros((k, h, w), np.float32)
+            vacc = None
+            wsum = np.zeros((h, w), np.float32)
+            for y0, y1, x0, x1 in tiles:
+                out, v = self._run_tile(net, work[y0:y1, x0:x1], z[y0:y1, x0:x1], steps, sampler, rng, tick)
+                win = np.outer(_window_1d(y1 - y0, y0, y1, h, self.overlap),
+                               _window_1d(x1 - x0, x0, x1, w, self.overlap)).astype(np.float32)
+                acc[:, y0:y1, x0:x1] += out * win
+                if v is not None:
+                    vacc = np.zeros((k, h, w), np.float32) if vacc is None else vacc
+                    vacc[:, y0:y1, x0:x1] += v * win
+                wsum[y0:y1, x0:x1] += win
+            outs = acc / wsum
+            var = None if vacc is None else vacc / wsum
         if plan is not None:
             outs = np.stack([plan.inverse(o) for o in outs])
             if var is not None:
