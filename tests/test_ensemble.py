@@ -1,4 +1,6 @@
 """The Ensemble API: mean/std, determinism, progress/cancel, validation, tiling, normalisation."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -212,9 +214,26 @@ def test_bench_quick_prints_every_row(capsys):
     assert main(["bench", "--quick", "--sizes", "48x64", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     for row in ("ensemble (4 members, mean+std)", "one member", "x BM3D", "BM3D (sigma 0.1)", "stages (",
-                "network:", "GFLOP/s", "peak memory", "torch fp32"):
+                "network:", "GFLOP/s", "peak memory", "torch fp32", "per frame of demo_clip.dcm"):
         assert row in out, row
     assert "48x64" in out
+    # the CLI's per-frame path on the demo clip, stage by stage: every stage measured, the total their sum
+    line = out.split("per frame of demo_clip.dcm")[1].splitlines()[1]
+    stages = dict((name, float(ms)) for name, ms in re.findall(r"(\w+) ([0-9.]+) ms", line))
+    assert list(stages) == ["decode", "marks", "fill", "despeckle", "composite", "write"]
+    assert all(v >= 0 for v in stages.values()) and stages["despeckle"] == max(stages.values()) > 0
+    total = float(re.search(r"total ([0-9.]+) ms", out).group(1))
+    assert total == pytest.approx(sum(stages.values()), abs=0.4)  # each printed to 0.1 ms
+
+
+def test_bench_refuses_a_bad_clip_before_the_long_run(tmp_path, capsys):
+    from usclean_gui.cli import main
+
+    bad = tmp_path / "notes.dcm"
+    bad.write_text("not an image")
+    assert main(["bench", "--quick", "--clip", str(bad)]) == 2
+    err = capsys.readouterr()
+    assert "notes.dcm" in err.err and "not a DICOM file" in err.err and "BM3D" not in err.out
 
 
 def test_stage_breakdown_splits_one_call_into_measured_parts():
