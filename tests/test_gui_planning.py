@@ -1,6 +1,9 @@
 """The order in which the viewer's despeckling job works (Qt-free: engine_work.next_task)."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from usclean_gui.app.engine_work import ENSEMBLE, PREVIEW, Focus, lead, next_task, outward
 
 
@@ -32,3 +35,63 @@ def test_one_member_models_have_no_preview_and_done_frames_are_skipped():
     assert order == [(ENSEMBLE, 0), (ENSEMBLE, 1), (ENSEMBLE, 2), (ENSEMBLE, 3)]
     assert next_task(3, Focus(1), set(), {0, 1, 2}, True, 0.01, 0.05) is None
     assert next_task(3, Focus(7), set(), set(), True, 0.01, 0.05) == (PREVIEW, 2)  # clamped into the clip
+
+
+class _FakeEnsemble:
+    """Records what each engine call was given; its result is a function of the frame and the seed."""
+
+    members, name, default_sampler, default_steps, has_preview, card = 4, "fake", "posterior", 1, True, {}
+
+    def __init__(self):
+        self.calls = []
+
+    def iter_despeckle(self, frames, steps=None, sampler=None, members=None, seed=0, cancel=None, fit_frame=None):
+        self.calls.append((float(frames[0, 0, 0]), None if fit_frame is None else float(fit_frame[0, 0]), members))
+        yield 0, frames[0] * 0.5 + seed, np.zeros_like(frames[0])
+
+
+def _play(fetch, n, tasks, focus):
+    from usclean_gui.app.engine_work import ModelCache, despeckle_clip
+    from usclean_gui.app.viewer_state import EngineSettings
+
+    fake = _FakeEnsemble()
+    gen = despeckle_clip(ModelCache(loader=lambda name: fake), EngineSettings(), fetch, n, focus)
+    next(gen)
+    results = [gen.send(focus) for _ in range(tasks)]
+    gen.close()
+    return fake, results
+
+
+def test_the_next_input_is_made_in_a_helper_while_the_network_runs_and_every_frame_shares_the_first_fit():
+    import threading
+
+    made = []
+
+    def fetch(i):
+        made.append((i, threading.current_thread().name))
+        return np.full((8, 8), float(i), np.float32)
+
+    focus = Focus(3, playing=True, frame_time_s=0.04)
+    fake, results = _play(fetch, 6, 8, focus)
+    order = [(r.kind, r.index) for r in results]
+    assert order == _run(6, focus, preview_s=1.0 / 4, ensemble_s=1.0)[:8]  # the plan is unchanged
+    # the first task's input is made in the worker; each later one ahead of time, in the helper thread
+    helper = [i for i, who in made if who.startswith("usclean-input")]
+    assert helper == [i for _, i in order[1:]] + helper[len(order) - 1:]
+    # frame 0 is the clip's anchor: every call fits on it, whatever frame it despeckles
+    assert {fit for _, fit, _ in fake.calls} == {0.0}
+    for r in results:  # each result is the engine's for that frame and seed
+        np.testing.assert_array_equal(r.mean, np.full((8, 8), r.index * 0.5 + r.index, np.float32))
+    assert not [t for t in threading.enumerate() if t.name.startswith("usclean-input")]  # closed with the job
+
+
+def test_an_input_that_fails_in_the_helper_is_an_engine_error():
+    from usclean_gui.app.engine_work import EngineError
+
+    def fetch(i):
+        if i == 2:
+            raise ValueError("frame 2 cannot be decoded: the file is truncated")
+        return np.full((8, 8), float(i), np.float32)
+
+    with pytest.raises(EngineError, match="frame 2 cannot be decoded"):
+        _play(fetch, 4, 4, Focus(0))
