@@ -9,7 +9,11 @@ Measured in one run (timings vary between runs; the ratios are what to compare):
    call) and for a cine frame (the clip's fit, kept);
 2. PSNR of the default backend against torch fp32 on the committed test sets (the first ``--images`` of
    each);
-3. with ``--clip``: ``usclean despeckle`` on a 120-frame 480 × 640 clip written from that frame sliding a
+3. the floor this CPU sets: the ensemble's convolutions on the frame's work shape (GFLOP) against torch's
+   matrix-multiply peak at the runtime's thread count (fp32, and bf16 where the CPU has it), the GFLOP/s the
+   runtime reached, and the least time the ensemble could take at that peak, as a fraction of BM3D and for
+   120 frames;
+4. with ``--clip``: ``usclean despeckle`` on a 120-frame 480 × 640 clip written from that frame sliding a
    pixel per frame (tissue motion), wall time and peak memory, and a 300-frame clip's peak memory (flat
    with clip length).
 
@@ -68,6 +72,33 @@ def parity(n_images: int) -> list[str]:
     return lines
 
 
+def floor(ens, frame: np.ndarray, t_bm3d: float, ensemble_ms: float) -> list[str]:
+    """The ensemble's least time on this CPU: its convolutions' FLOPs at the frame's work shape over the matrix-
+    multiply peak measured now with as many threads as cores (the runtime's own setting)."""
+    import os
+
+    import torch
+
+    from engine.bench import conv_flops, matmul_peaks
+
+    plan, _ = ens._fitted(frame, ens.normalize)
+    h, w = plan.work_shape if plan is not None else frame.shape
+    gflop = ens.members * ens.default_steps * conv_flops(ens.name, h, w) / 1e9
+    cores, before = os.cpu_count() or 1, torch.get_num_threads()
+    torch.set_num_threads(cores)
+    try:
+        peaks = matmul_peaks()
+    finally:
+        torch.set_num_threads(before)
+    lines = ["floor: the ensemble's convolutions on its %dx%d work shape: %.1f GFLOP a frame; %s reached %.0f GFLOP/s"
+             % (h, w, gflop, ens.backend, gflop / (ensemble_ms / 1000))]
+    for kind, peak in peaks.items():
+        least = 1000 * gflop * 1e9 / peak
+        lines.append("  at the %s matmul peak (%.0f GFLOP/s, %d threads): >= %.0f ms a frame = %.4f x BM3D; 120 frames "
+                     ">= %.1f s of network" % (kind, peak / 1e9, cores, least, least / t_bm3d, 120 * least / 1000))
+    return lines
+
+
 def clip_run(frames: int, frame: np.ndarray, folder: Path) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of ``usclean despeckle`` on a ``frames``-frame clip made from ``frame``."""
     from usclean_gui.dicomio import write_cine
@@ -116,11 +147,13 @@ def main(argv=None) -> int:
     print("real 480x640 frame, backend %s, %d members%s:" % (
         ens.backend, ens.members, "; preview network %s" % preview_text(ens) if ens.has_preview else ""))
     print("  BM3D            %8.1f ms" % t_bm3d)
+    in_cine = {}
     for what, t, m in times:
         # a cine frame: the fit is the clip's (its anchor frame's, measured once), as in the app and the CLI
-        tc = best_ms(partial(ens.despeckle, frame, members=m))
+        tc = in_cine[m] = best_ms(partial(ens.despeckle, frame, members=m))
         print("  %s      %8.1f ms = %.4f x BM3D (%.1f frames/s); in a cine (fit shared): %.1f ms = %.4f x BM3D"
               % (what, t, t / t_bm3d, 1000 / t, tc, tc / t_bm3d))
+    print("\n".join(floor(ens, frame, t_bm3d, in_cine[None])))
     print("\n".join(parity(a.images)))
     if a.clip:
         with tempfile.TemporaryDirectory() as tmp:
