@@ -12,9 +12,7 @@ Each frame goes to the engine on its own (``Ensemble.iter_despeckle`` of one fra
 normalisation to the training statistics and the brightness window are the clip's, fitted once on its
 first frame (``fit_frame``, as ``usclean despeckle`` does: one scanner setting, no flicker from frame to
 frame, and no 10-30 ms of fitting per frame).  Long engine calls poll ``aborted``
-(the worker's quit flag) between network evaluations.  The engine runs on all cores but one; the
-next task's input (its burned-in marks found and filled, as long as the network on a 480 x 640
-frame) is made on that core while the network works on the current one (:class:`Inputs`).
+(the worker's quit flag) between network evaluations.
 """
 from __future__ import annotations
 
@@ -22,9 +20,7 @@ import math
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,35 +169,6 @@ def next_task(n: int, focus: Focus, previews: set[int], ensembles: set[int], use
 
 
 # ------------------------------------------------------------------------------------ running
-class Inputs:
-    """``fetch(i)`` one task ahead: :meth:`ahead` starts making frame ``i``'s input in a helper thread,
-    :meth:`get` returns it (waiting for it, or fetching here when it was not asked for ahead).  At most
-    ``keep`` inputs wait; a plan that moved on drops the oldest.  :meth:`close` ends the helper (after the
-    input it may be making: tens of ms, in the engine's worker thread, never the GUI's)."""
-
-    def __init__(self, fetch: Callable[[int], np.ndarray], keep: int = 2) -> None:
-        self.fetch, self.keep = fetch, int(keep)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usclean-input")
-        self._pending: OrderedDict[int, Future] = OrderedDict()
-
-    def ahead(self, i: int) -> None:
-        if i in self._pending:
-            return
-        while len(self._pending) >= self.keep:
-            self._pending.popitem(last=False)[1].cancel()
-        self._pending[i] = self._pool.submit(self.fetch, i)
-
-    def get(self, i: int) -> np.ndarray:
-        fut = self._pending.pop(i, None)
-        return fut.result() if fut is not None else self.fetch(i)
-
-    def close(self) -> None:
-        for fut in self._pending.values():
-            fut.cancel()
-        self._pending.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)  # at most the one input being made (in the worker)
-
-
 def _run(ens: Any, frame: np.ndarray, settings: EngineSettings, members: int | str | None, seed: int,
          aborted: Callable[[], bool], fit_frame: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     s = settings
@@ -243,40 +210,31 @@ def despeckle_clip(cache: ModelCache, settings: EngineSettings, fetch: Callable[
     ensembles: set[int] = set(int(i) for i in done)
     times = {PREVIEW: float("nan"), ENSEMBLE: float("nan")}
     sent = yield info
-    inputs = Inputs(fetch)
     anchor: np.ndarray | None = None  # the clip's first frame: every frame shares its fit
-    try:
-        while True:
-            if isinstance(sent, Focus):
-                focus = sent
-            guess = times[ENSEMBLE] if math.isfinite(times[ENSEMBLE]) else 1.0
-            preview_s = times[PREVIEW] if math.isfinite(times[PREVIEW]) else guess / members
-            task = next_task(n_frames, focus, previews, ensembles, use_preview, preview_s, guess)
-            if task is None or aborted():
-                return len(ensembles)
-            kind, i = task
-            # the task after this one, if the viewer does not move: its input is made while the network runs
-            after = next_task(n_frames, focus, previews | ({i} if kind == PREVIEW else set()),
-                              ensembles | ({i} if kind == ENSEMBLE else set()), use_preview, preview_s, guess)
-            t0 = time.perf_counter()
-            try:
-                frame = inputs.get(i)
-                if after is not None:
-                    inputs.ahead(after[1])
-                if anchor is None:
-                    anchor = frame if i == 0 else np.asarray(fetch(0), dtype=np.float32)
-                mean, std = _run(ens, frame, settings, PREVIEW if kind == PREVIEW else settings.members,
-                                 settings.seed + i, aborted, anchor)
-            except Cancelled:
-                return len(ensembles)
-            except Exception as exc:
-                raise _as_engine_error(exc) from exc
-            dt = time.perf_counter() - t0
-            times[kind] = dt if not math.isfinite(times[kind]) else 0.7 * times[kind] + 0.3 * dt
-            (previews if kind == PREVIEW else ensembles).add(i)
-            sent = yield FrameResult(kind, i, mean, std, dt)
-    finally:
-        inputs.close()
+    while True:
+        if isinstance(sent, Focus):
+            focus = sent
+        guess = times[ENSEMBLE] if math.isfinite(times[ENSEMBLE]) else 1.0
+        task = next_task(n_frames, focus, previews, ensembles, use_preview,
+                         times[PREVIEW] if math.isfinite(times[PREVIEW]) else guess / members, guess)
+        if task is None or aborted():
+            return len(ensembles)
+        kind, i = task
+        t0 = time.perf_counter()
+        try:
+            frame = np.asarray(fetch(i), dtype=np.float32)
+            if anchor is None:
+                anchor = frame if i == 0 else np.asarray(fetch(0), dtype=np.float32)
+            mean, std = _run(ens, frame, settings, PREVIEW if kind == PREVIEW else settings.members,
+                             settings.seed + i, aborted, anchor)
+        except Cancelled:
+            return len(ensembles)
+        except Exception as exc:
+            raise _as_engine_error(exc) from exc
+        dt = time.perf_counter() - t0
+        times[kind] = dt if not math.isfinite(times[kind]) else 0.7 * times[kind] + 0.3 * dt
+        (previews if kind == PREVIEW else ensembles).add(i)
+        sent = yield FrameResult(kind, i, mean, std, dt)
 
 
 def despeckle_images(cache: ModelCache, settings: EngineSettings, images: Sequence[np.ndarray], *,

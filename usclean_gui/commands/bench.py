@@ -64,8 +64,7 @@ def pipeline_stages(clip, ensemble: Any, frames: int) -> dict[str, float]:
         writer = DerivedWriter(clip, Path(tmp) / "bench.dcm", "usclean bench", indices)
         try:
             for n, i in enumerate(indices):
-                clip._cache.clear()  # every frame decoded and measured afresh, as in a first pass over the clip
-                clip.masks._frames.clear()
+                clip.forget_frames()  # every frame decoded and measured afresh, as in a first pass over the clip
                 row, t0 = {}, time.perf_counter()
                 clip.gray_frame(i)
                 row["decode"], t0 = time.perf_counter() - t0, time.perf_counter()

@@ -98,6 +98,12 @@ class Clip:
         self.spacing_mm = first if first is not None else spacing_mm
 
     # -- frames ---------------------------------------------------------------------------
+    def forget_frames(self) -> None:
+        """Drop the decoded frames and per-frame masks kept in memory (the next access decodes again)."""
+        with self._lock:
+            self._cache.clear()
+        self.masks.forget_frames()
+
     def __len__(self) -> int:
         return self.n_frames
 

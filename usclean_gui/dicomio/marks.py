@@ -368,6 +368,11 @@ class ClipMasks:
             self._fov, self._panes, self._static = None, None, False
             self._frames.clear()
 
+    def forget_frames(self) -> None:
+        """Drop the cached per-frame masks (the clip's fields of view and fixed marks are kept)."""
+        with self._lock:
+            self._frames.clear()
+
     def pane_masks(self) -> list[np.ndarray]:
         """Disjoint masks of every pane (enabled or not), kept regions removed, each within its
         field of view."""
