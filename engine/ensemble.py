@@ -328,8 +328,11 @@ class Ensemble:
         if mode not in ("auto", "off"):
             raise ValueError("normalize must be 'auto' or 'off' (got %r)" % (normalize,))
         plan, sigma = self._fitted(fit, mode)
-        shape = plan.work_shape if plan is not None else arr.shape[1:]
-        total = len(self._tiles(*shape)) * steps * len(arr)
+        # an anchor whose grain cannot be measured (a blank first frame) says nothing about the clip: then each
+        # frame is fitted on its own
+        fits = [(plan, sigma)] * len(arr) if self._measured(fit, mode) else [self._fitted(f, mode) for f in arr]
+        total = sum(len(self._tiles(*(p.work_shape if p is not None else arr.shape[1:])))
+                    for p, _ in fits) * steps
         done = [0]
 
         def tick() -> None:
@@ -342,7 +345,7 @@ class Ensemble:
         if cancel is not None and cancel():
             raise Cancelled("despeckling cancelled before it started")
         for fi, frame in enumerate(arr):
-            yield fi, self._frame(net, frame, plan, steps, sampler, seed, fi, tick, sigma)
+            yield fi, self._frame(net, frame, fits[fi][0], steps, sampler, seed, fi, tick, fits[fi][1])
 
     def clear_fits(self) -> None:
         """Forget the fits kept by :meth:`_fitted` (the next call measures its anchor frame again)."""
@@ -355,22 +358,33 @@ class Ensemble:
         keeps consecutive frames consistent (no flicker).  The grain is measured once for both.  The last
         few fits are kept by the frame's content, so a cine despeckled call by call against one anchor frame
         (the app, the CLI's chunks) measures it once (15–30 ms of a 480 × 640 frame)."""
-        key = (hashlib.sha1(fit.tobytes(), usedforsecurity=False).digest(), fit.shape,
-               str(fit.dtype), mode, self.keep_brightness, json.dumps(self.reference, sort_keys=True, default=str))
+        key = self._fit_key(fit, mode)
         with self._fits_lock:
             hit = self._fits.get(key)
         if hit is not None:
-            return hit
+            return hit[0], hit[1]
         ref = self.reference if mode == "auto" else None
         grains = _norm.grain_size(fit) if ref or self.keep_brightness else None
         plan0 = _norm.fit(fit, ref, grains=grains) if ref else None
         plan = None if plan0 is None or plan0.identity else plan0
         sigma = window_sigma(fit, grains) if self.keep_brightness else None
+        measured = grains is None or bool(np.all(np.isfinite(grains)))
         with self._fits_lock:
             while len(self._fits) >= 4:
                 self._fits.pop(next(iter(self._fits)))
-            self._fits[key] = (plan, sigma)
+            self._fits[key] = (plan, sigma, measured)
         return plan, sigma
+
+    def _fit_key(self, fit: np.ndarray, mode: str) -> tuple:
+        return (hashlib.sha1(fit.tobytes(), usedforsecurity=False).digest(), fit.shape, str(fit.dtype), mode,
+                self.keep_brightness, json.dumps(self.reference, sort_keys=True, default=str))
+
+    def _measured(self, fit: np.ndarray, mode: str) -> bool:
+        """Whether ``fit``'s speckle grain could be measured (False for a blank frame), where the fit needs it."""
+        self._fitted(fit, mode)
+        with self._fits_lock:
+            hit = self._fits.get(self._fit_key(fit, mode))
+        return True if hit is None else bool(hit[2])
 
     def _frame(self, net, frame: np.ndarray, plan, steps: int, sampler: str, seed: int, fi: int,
                tick: Callable[[], None], sigma: float | None = None) -> DespeckleResult:

@@ -116,6 +116,30 @@ def test_fit_frame_stands_for_a_first_frame():
         list(ens.iter_despeckle(big[2:], fit_frame=big[0, :100]))
 
 
+def test_a_blank_anchor_is_not_the_clips_fit():
+    """A first frame whose grain cannot be measured (a blank frame, as some cines start) is no fit for the clip:
+    each frame is then fitted on its own, exactly as when despeckled alone; progress still counts every step."""
+    import cv2
+    x = _frames(3, 96, 96)
+    ens = tiny_ensemble()
+    ens.reference, ens.normalize, ens.keep_brightness = measure_reference(x), "auto", True
+    big = np.stack([np.clip(cv2.resize(f, (192, 192), interpolation=cv2.INTER_CUBIC), 0, 1) for f in x])
+    for blank in (np.zeros((192, 192), np.float32), np.full((192, 192), 0.4, np.float32)):
+        for k in range(3):
+            ((_, m, sd),) = ens.iter_despeckle(big[k:k + 1], seed=3, fit_frame=blank)
+            ((_, alone_m, alone_sd),) = ens.iter_despeckle(big[k:k + 1], seed=3)
+            np.testing.assert_array_equal(m, alone_m)
+            np.testing.assert_array_equal(sd, alone_sd)
+    seen: list[tuple[int, int]] = []
+    frames = list(ens.iter_despeckle(big, fit_frame=np.zeros((192, 192), np.float32),
+                                     progress=lambda d, t: seen.append((d, t))))
+    assert len(frames) == 3 and seen[-1][0] == seen[-1][1] == len(seen)
+    # a measurable anchor is still every frame's fit
+    ((_, led, _),) = ens.iter_despeckle(big[1:2], seed=3, fit_frame=big[0])
+    ((_, own, _),) = ens.iter_despeckle(big[1:2], seed=3)
+    assert not np.allclose(led, own, atol=1e-4)
+
+
 def test_a_fit_is_measured_once_per_anchor_frame(monkeypatch):
     """Calls that share an anchor (fit_frame, as the app and the CLI's chunks pass it) measure its grain once;
     the result is the same as a fresh fit's, and another anchor or another reference is fitted anew."""
