@@ -327,10 +327,10 @@ class Ensemble:
         mode = self.normalize if normalize is None else normalize
         if mode not in ("auto", "off"):
             raise ValueError("normalize must be 'auto' or 'off' (got %r)" % (normalize,))
-        plan, sigma = self._fitted(fit, mode)
+        plan, sigma, measured = self._fit_entry(fit, mode)
         # an anchor whose grain cannot be measured (a blank first frame) says nothing about the clip: then each
         # frame is fitted on its own
-        fits = [(plan, sigma)] * len(arr) if self._measured(fit, mode) else [self._fitted(f, mode) for f in arr]
+        fits = [(plan, sigma)] * len(arr) if measured else [self._fitted(f, mode) for f in arr]
         total = sum(len(self._tiles(*(p.work_shape if p is not None else arr.shape[1:])))
                     for p, _ in fits) * steps
         done = [0]
@@ -358,33 +358,29 @@ class Ensemble:
         keeps consecutive frames consistent (no flicker).  The grain is measured once for both.  The last
         few fits are kept by the frame's content, so a cine despeckled call by call against one anchor frame
         (the app, the CLI's chunks) measures it once (15–30 ms of a 480 × 640 frame)."""
-        key = self._fit_key(fit, mode)
+        plan, sigma, _ = self._fit_entry(fit, mode)
+        return plan, sigma
+
+    def _fit_entry(self, fit: np.ndarray, mode: str) -> tuple[Any, float | None, bool]:
+        """:meth:`_fitted`'s plan and window, and whether ``fit``'s speckle grain could be measured where the fit
+        needs it (False for a blank frame)."""
+        key = (hashlib.sha1(fit.tobytes(), usedforsecurity=False).digest(), fit.shape, str(fit.dtype), mode,
+               self.keep_brightness, json.dumps(self.reference, sort_keys=True, default=str))
         with self._fits_lock:
             hit = self._fits.get(key)
         if hit is not None:
-            return hit[0], hit[1]
+            return hit
         ref = self.reference if mode == "auto" else None
         grains = _norm.grain_size(fit) if ref or self.keep_brightness else None
         plan0 = _norm.fit(fit, ref, grains=grains) if ref else None
         plan = None if plan0 is None or plan0.identity else plan0
         sigma = window_sigma(fit, grains) if self.keep_brightness else None
-        measured = grains is None or bool(np.all(np.isfinite(grains)))
+        entry = (plan, sigma, grains is None or bool(np.all(np.isfinite(grains))))
         with self._fits_lock:
             while len(self._fits) >= 4:
                 self._fits.pop(next(iter(self._fits)))
-            self._fits[key] = (plan, sigma, measured)
-        return plan, sigma
-
-    def _fit_key(self, fit: np.ndarray, mode: str) -> tuple:
-        return (hashlib.sha1(fit.tobytes(), usedforsecurity=False).digest(), fit.shape, str(fit.dtype), mode,
-                self.keep_brightness, json.dumps(self.reference, sort_keys=True, default=str))
-
-    def _measured(self, fit: np.ndarray, mode: str) -> bool:
-        """Whether ``fit``'s speckle grain could be measured (False for a blank frame), where the fit needs it."""
-        self._fitted(fit, mode)
-        with self._fits_lock:
-            hit = self._fits.get(self._fit_key(fit, mode))
-        return True if hit is None else bool(hit[2])
+            self._fits[key] = entry
+        return entry
 
     def _frame(self, net, frame: np.ndarray, plan, steps: int, sampler: str, seed: int, fi: int,
                tick: Callable[[], None], sigma: float | None = None) -> DespeckleResult:

@@ -61,6 +61,16 @@ def active_panes(clip) -> list[int]:
     return out
 
 
+def require_panes(clip) -> list[int]:
+    """:func:`active_panes`, or ValueError naming the file when there is none."""
+    panes = active_panes(clip)
+    if not panes:
+        x0, y0, x1, y1 = clip.bmode_region
+        raise ValueError("no B-mode pane of %s is enabled and at least %dx%d pixels (the region is %dx%d)"
+                         % (clip.path.name, MIN_PANE_SIDE, MIN_PANE_SIDE, x1 - x0, y1 - y0))
+    return panes
+
+
 def box_input(clip, i: int, box: tuple[int, int, int, int]) -> np.ndarray:
     """Float32 (h, w) displayed grey of ``frame[y0:y1, x0:x1]`` with its marks, colour pixels and
     kept regions (inside the fields of view) inpainted: what the despeckler sees of that box."""
@@ -140,11 +150,7 @@ def despeckle_frames(clip, hook: Hook, indices: Sequence[int], strength: float =
     """
     s = check_strength(strength)
     indices = [int(i) for i in indices]
-    panes = active_panes(clip)
-    if not panes:
-        x0, y0, x1, y1 = clip.bmode_region
-        raise ValueError("no B-mode pane of %s is enabled and at least %dx%d pixels (the region is %dx%d)"
-                         % (clip.path.name, MIN_PANE_SIDE, MIN_PANE_SIDE, x1 - x0, y1 - y0))
+    panes = require_panes(clip)
     step = chunk_frames or chunk_size(clip, panes)
     done = 0
     for c0 in range(0, len(indices), step):

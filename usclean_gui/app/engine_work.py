@@ -172,9 +172,9 @@ def next_task(n: int, focus: Focus, previews: set[int], ensembles: set[int], use
 def _run(ens: Any, frame: np.ndarray, settings: EngineSettings, members: int | str | None, seed: int,
          aborted: Callable[[], bool], fit_frame: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     s = settings
-    extra = {} if fit_frame is None else {"fit_frame": fit_frame}
     for _, mean, std in ens.iter_despeckle(np.asarray(frame, dtype=np.float32)[None], steps=s.steps,
-                                           sampler=s.sampler, members=members, seed=seed, cancel=aborted, **extra):
+                                           sampler=s.sampler, members=members, seed=seed, cancel=aborted,
+                                           fit_frame=fit_frame):
         return np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
     raise EngineError("the engine returned no frame")
 

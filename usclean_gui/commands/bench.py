@@ -52,11 +52,9 @@ def pipeline_stages(clip, ensemble: Any, frames: int) -> dict[str, float]:
     mean and uncertainty, brightness), composite (blend and write the stored values back) and write (append to a
     derived series, discarded at the end)."""
     from usclean_gui.dicomio import DerivedWriter
-    from usclean_gui.pipeline import active_panes, box_input, compose, ensemble_hook
+    from usclean_gui.pipeline import box_input, compose, ensemble_hook, require_panes
 
-    panes = active_panes(clip)
-    if not panes:
-        raise ValueError("%s: no B-mode pane of at least 16x16 pixels to despeckle" % clip.path)
+    panes = require_panes(clip)
     hook = ensemble_hook(ensemble)
     indices = [i % clip.n_frames for i in range(frames + 1)]
     times: dict[str, list[float]] = {k: [] for k in STAGES}
@@ -112,14 +110,13 @@ def run(args: argparse.Namespace) -> int:
     clip = None
     if args.device == "cpu":  # the clip is opened first: a bad file is reported before the long run
         from usclean_gui.dicomio import open_image
-        from usclean_gui.pipeline import active_panes
+        from usclean_gui.pipeline import require_panes
 
         frames = args.clip_frames if args.clip_frames is not None else (3 if args.quick else 20)
         if frames < 1:
             raise ValueError("--clip-frames must be at least 1 (got %d)" % frames)
         clip = open_image(args.clip)
-        if not active_panes(clip):
-            raise ValueError("--clip %s: no B-mode pane of at least 16x16 pixels to despeckle" % args.clip)
+        require_panes(clip)
     run_bench(sizes=sizes, quick=args.quick, model=args.model, backends=args.backend or ("openvino", "onnx", "torch"),
               threads=args.threads or "auto", device=args.device)
     if clip is not None:

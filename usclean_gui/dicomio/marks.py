@@ -100,7 +100,7 @@ def _plateaus(q: np.ndarray, cand: np.ndarray, tol: int, min_size: int = 0) -> n
 
     Worked on the candidate pixels only (a few % of a frame): the graph of linked candidates, its
     connected components, and each large group's ring of 8-neighbours (a ring pixel between two
-    groups counts for the one found first in raster order's last, as a 3x3 maximum of labels would).
+    groups counts for the group whose first pixel comes last in raster order, as a 3x3 maximum of labels would).
     """
     h, w = q.shape
     ys, xs = np.nonzero(cand)
@@ -165,20 +165,17 @@ def _window(a: np.ndarray, dy: int, dx: int, length: int, op) -> np.ndarray:
     return r
 
 
-def windowed_sum(a: np.ndarray, dy: int, dx: int, length: int) -> np.ndarray:
+def _window_sum(a: np.ndarray, dy: int, dx: int, length: int) -> np.ndarray:
     """``r[i, j] = sum(a[i + k*dy, j + k*dx] for k < length)`` for ``dy, dx`` in {0, 1}, the shape of
-    :func:`_window`'s result, from windows of 1, 2, 4, ... that do not overlap (in ``a``'s dtype: it must
-    hold ``length`` times its largest value)."""
-    a = np.ascontiguousarray(a)
+    :func:`_window`'s result: the windows of 1, 2, 4, ... pixels that the bits of ``length`` name, laid end to
+    end (in ``a``'s dtype: it must hold ``length`` times its largest value)."""
     hh, ww = a.shape[0] - (length - 1) * dy, a.shape[1] - (length - 1) * dx
     out = np.zeros((hh, ww), a.dtype)
-    r, span, done = a, 1, 0
-    while done < length:
-        if length - done >= span and (length - done) & span:
+    r, span, done = np.ascontiguousarray(a), 1, 0
+    while span <= length:
+        if length & span:
             out += r[done * dy:done * dy + hh, done * dx:done * dx + ww]
             done += span
-        if done >= length:
-            break
         nh, nw = r.shape[0] - span * dy, r.shape[1] - span * dx
         r = r[:nh, :nw] + r[span * dy:span * dy + nh, span * dx:span * dx + nw]
         span *= 2
@@ -227,7 +224,7 @@ def _line_starts(padded: tuple[np.ndarray, np.ndarray, np.ndarray], shape: tuple
     sides = ((dx * LINE_SIDE, -dy * LINE_SIDE), (-dx * LINE_SIDE, dy * LINE_SIDE))
     if run.any():
         # a side's mean |level - v| is at most |level - its mean| + half its range (in sums: x length)
-        total = windowed_sum(qi[:, ::-1] if flip else qi, dy, ddx, length)
+        total = _window_sum(qi[:, ::-1] if flip else qi, dy, ddx, length)
         for sy, sx in sides:
             side = at(bottom, sy, sx).astype(np.int16)
             bound = 2 * np.abs(at(total) - at(total, sy, sx)) + length * (at(top, sy, sx) - side)
