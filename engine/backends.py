@@ -32,6 +32,14 @@ OPSET = 17
 PAD_MULTIPLE = 4  # a two-level UNet's down-samplings: inputs are padded to a multiple of 4 (as the network does)
 
 
+def pad_multiple(config: dict) -> int:
+    """What a network's input sides must be a multiple of (the torch network pads to it itself; a graph
+    traced on such sizes does not): 2^levels × unshuffle for the UNet, 1 for DnCNN."""
+    if config.get("arch") != "unet":
+        return 1
+    return 2 ** int(config.get("levels", 2)) * int(config.get("unshuffle", 1))
+
+
 def onnx_name(k: int) -> str:
     return "member%d.onnx" % k
 
@@ -224,7 +232,8 @@ def export_onnx(net, folder: str | os.PathLike, in_ch: int) -> dict[str, str]:
             def forward(self, x, t):
                 return self.m(x[:, None], t)[:, 0]
 
-        x = torch.rand(1, in_ch, 64, 80)  # multiples of 8: no padding branch is traced
+        m = pad_multiple(net.config())  # sides its multiples: no padding branch is traced
+        x = torch.rand(1, in_ch, 64, 80 if 80 % m == 0 else 96)
         t = torch.zeros(1, dtype=torch.long)
         tmp = folder / (onnx_name(k) + ".tmp")
         with warnings.catch_warnings():  # the tracer's notes on shape-dependent branches: inputs are padded

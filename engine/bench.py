@@ -174,12 +174,14 @@ def stage_breakdown(ens: Ensemble, frame: np.ndarray, repeat: int = 3) -> dict[s
 
 
 def preview_text(ens: Ensemble) -> str:
-    """What the preview network is, e.g. "base 8, 3 levels, 50 k parameters"."""
+    """What the preview network is, e.g. "base 16, 3 levels at 1/2 resolution, 394 k parameters"."""
     card = ens.preview_card
     torch_net = getattr(ens.preview_network, "net", None)
     cfg = card.get("network") or (torch_net.config() if torch_net is not None else {})
     bits = ["base %s" % cfg["base"]] if "base" in cfg else []
-    bits += ["%s levels" % cfg.get("levels", 2)] if cfg.get("arch") == "unet" else []
+    if cfg.get("arch") == "unet":
+        s = int(cfg.get("unshuffle", 1))
+        bits.append("%s levels%s" % (cfg.get("levels", 2), " at 1/%d resolution" % s if s > 1 else ""))
     if card.get("params_per_member"):
         bits.append("%.0f k parameters" % (card["params_per_member"] / 1000))
     return ", ".join(bits) or "one member"

@@ -457,7 +457,7 @@ def _runtime_network(folder, kind: str, threads: int | None):
     """The verified ONNX graphs of a model folder on ONNX Runtime or OpenVINO, and the folder's card."""
     paths, card, _ = onnx_files(folder)
     out_ch = int(card["network"].get("out_ch", 1))
-    pad = 2 ** int(card["network"].get("levels", 2)) if card["network"].get("arch") == "unet" else 1
+    pad = backends.pad_multiple(card["network"])
     cls = backends.OpenVinoNetwork if kind == "openvino" else backends.OnnxNetwork
     return cls(paths, out_ch, threads=threads, pad=pad), card
 

@@ -57,24 +57,34 @@ class UNet(nn.Module):
     ``base`` = channels at full resolution (×1, ×2, ×3 (, ×4) at the levels), ``in_ch`` = 2
     (x_t − μ and μ).  With base = 32 one two-level member has ≈ 0.5 M parameters.  A third level quadruples
     the receptive field's reach at little cost (its convolutions run at 1/8 of the resolution).
+
+    ``unshuffle`` = s > 1 runs the whole UNet at 1/s of the resolution: each s × s block of the input
+    becomes s² channels (``pixel_unshuffle``) and the output's s² channels per output channel are put
+    back as the block (``pixel_shuffle``).  With s = 2 and twice the base a member has the same
+    multiply-adds as a full-resolution one at that base, but its convolutions are 2× wider: on AMX / bf16
+    matrix units, which need 32 channels to fill a tile, it runs 1.8× faster, and 1.5× in fp32
+    (``docs/experiments/half_resolution.md``).
     """
 
     arch = "unet"
 
     def __init__(self, members: int = 1, base: int = 32, in_ch: int = 2, emb: int = 32, out_ch: int = 1,
-                 levels: int = 2):
+                 levels: int = 2, unshuffle: int = 1):
         super().__init__()
         if out_ch not in (1, 2):
             raise ValueError("out_ch must be 1 (x0) or 2 (x0 and its log-variance), got %r" % (out_ch,))
         if levels not in (2, 3):
             raise ValueError("levels must be 2 or 3, got %r" % (levels,))
-        k, c = members, base
+        if unshuffle not in (1, 2, 4):
+            raise ValueError("unshuffle must be 1, 2 or 4, got %r" % (unshuffle,))
+        k, c, s2 = members, base, unshuffle * unshuffle
+        self.unshuffle = unshuffle
         self.members, self.base, self.in_ch, self.emb, self.out_ch = members, base, in_ch, emb, out_ch
         self.levels = levels
         top = 3 if levels == 2 else 4  # channels (x base) at the lowest resolution
         self.t_mlp1 = nn.Conv2d(k * emb, k * emb * 2, 1, groups=k)
         self.t_mlp2 = nn.Conv2d(k * emb * 2, k * emb, 1, groups=k)
-        self.inc = _conv(k, in_ch, c)
+        self.inc = _conv(k, in_ch * s2, c)
         self.enc1 = _ResBlock(k, c, emb)
         self.down1 = _conv(k, c, 2 * c, stride=2)
         self.enc2 = _ResBlock(k, 2 * c, emb)
@@ -93,14 +103,14 @@ class UNet(nn.Module):
         self.up1 = _conv(k, 2 * c, c)
         self.fuse1 = _conv(k, 2 * c, c, size=1)
         self.dec1 = _ResBlock(k, c, emb)
-        self.out = _conv(k, c, out_ch)
+        self.out = _conv(k, c, out_ch * s2)
         bias = self.out.bias
         assert bias is not None  # _conv's convolutions have a bias
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(bias)
         if out_ch == 2:  # start the log-variance at that of a typical error (std 0.05)
             with torch.no_grad():
-                bias.view(k, 2)[:, 1] = 2 * math.log(0.05)
+                bias.view(k, 2, s2)[:, 1] = 2 * math.log(0.05)
 
     def config(self) -> dict:
         cfg = {"arch": self.arch, "base": self.base, "in_ch": self.in_ch, "emb": self.emb}
@@ -108,6 +118,8 @@ class UNet(nn.Module):
             cfg["out_ch"] = self.out_ch
         if self.levels != 2:
             cfg["levels"] = self.levels
+        if self.unshuffle != 1:
+            cfg["unshuffle"] = self.unshuffle
         return cfg
 
     def _time(self, t: torch.Tensor, b: int) -> torch.Tensor:
@@ -132,11 +144,13 @@ class UNet(nn.Module):
         b, k, _, hh, ww = x.shape
         mu = x[:, :, -1:]
         e = self._time(t, b)
-        m = 2 ** self.levels
+        m = 2 ** self.levels * self.unshuffle
         pad_h, pad_w = (-hh) % m, (-ww) % m
         h = x.reshape(b, k * self.in_ch, hh, ww)
         if pad_h or pad_w:
             h = F.pad(h, (0, pad_w, 0, pad_h), mode="replicate")
+        if self.unshuffle > 1:  # member k's channels stay one contiguous block: the grouped layout holds
+            h = F.pixel_unshuffle(h, self.unshuffle)
         h1 = self.enc1(self.inc(h), e)
         h2 = self.enc2(self.down1(h1), e)
         if self.levels == 2:
@@ -150,7 +164,10 @@ class UNet(nn.Module):
         u2 = self.dec2(self.fuse2(self._cat(k, u2, h2)), e)
         u1 = self.up1(F.interpolate(u2, size=h1.shape[-2:], mode="nearest"))
         u1 = self.dec1(self.fuse1(self._cat(k, u1, h1)), e)
-        r = self.out(F.silu(u1))[:, :, :hh, :ww].reshape(b, k, self.out_ch, hh, ww)
+        r = self.out(F.silu(u1))
+        if self.unshuffle > 1:
+            r = F.pixel_shuffle(r, self.unshuffle)
+        r = r[:, :, :hh, :ww].reshape(b, k, self.out_ch, hh, ww)
         if self.out_ch == 1:
             return mu + r
         return torch.cat([mu + r[:, :, :1], r[:, :, 1:]], dim=2)

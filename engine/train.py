@@ -91,6 +91,9 @@ class TrainConfig:
     uncertainty_weight: float = 0.1
     analytic_share: float = 0.5  # randomized data: share of analytic PSFs (0: the probes' measured banks only)
     levels: int = 2  # UNet down-sampling levels (2 or 3)
+    warmup: int = 100  # optimiser steps of linear learning-rate warm-up before the cosine decay
+    logvar_floor: float = -14.0  # uncertainty head: the least log-variance the likelihood sees
+    unshuffle: int = 1  # UNet run at 1/unshuffle of the resolution, s x s pixel blocks as channels (1, 2 or 4)
 
     #: fields that may change when a run is resumed (a t_focus change is recorded in ``RunState.stages``)
     RESUMABLE = ("minutes", "threads", "device", "name", "t_focus", "max_steps")
@@ -141,7 +144,8 @@ def make_network(cfg: TrainConfig) -> UNet | DnCNN:
     if cfg.arch == "dncnn":
         config = DnCNN(1, width=2 * cfg.base).config()
     else:
-        config = UNet(1, base=cfg.base, out_ch=2 if cfg.uncertainty else 1, levels=cfg.levels).config()
+        config = UNet(1, base=cfg.base, out_ch=2 if cfg.uncertainty else 1, levels=cfg.levels,
+                      unshuffle=cfg.unshuffle).config()
     return init_members(config, cfg.member_seeds())
 
 
@@ -272,7 +276,7 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
     else:
         loss = penalty(x0_hat - x0, cfg.norm)
     if cfg.uncertainty:
-        logvar = pred[:, :, 1:].clamp(-14.0, 2.0)
+        logvar = pred[:, :, 1:].clamp(cfg.logvar_floor, 2.0)
         e2 = (x0_hat - x0).detach() ** 2
         loss = loss + cfg.uncertainty_weight * 0.5 * (e2 * torch.exp(-logvar) + logvar).mean()
     return loss
@@ -499,7 +503,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
     while (state.elapsed < budget and (max_steps is None or state.step - step0 < max_steps)
            and (cfg.max_steps is None or state.step < cfg.max_steps)):
         for g in opt.param_groups:  # short warm-up, then cosine decay to 10 % over the budget
-            g["lr"] = cfg.lr * min(1.0, (state.step + 1) / 100) * (
+            g["lr"] = cfg.lr * min(1.0, (state.step + 1) / max(cfg.warmup, 1)) * (
                 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * _progress(cfg, state, budget, step0, max_steps))))
         lv = _optimizer_step(net, opt, cfg, pool, rngs, gen, dev)
         state.step += 1

@@ -97,7 +97,8 @@ def test_serving_needs_no_torch(model_folder):
     subprocess.run([sys.executable, "-c", code, str(model_folder)], check=True)
 
 
-def test_three_level_network_pads_to_its_own_multiple(tmp_path, real_frames):
+@pytest.mark.parametrize("unshuffle", [1, 2])
+def test_three_level_network_pads_to_its_own_multiple(tmp_path, real_frames, unshuffle):
     if not RUNTIMES:
         pytest.skip("no torch-free runtime installed")
     import torch
@@ -105,7 +106,8 @@ def test_three_level_network_pads_to_its_own_multiple(tmp_path, real_frames):
     from engine.network import UNet, init_members
     from engine.schedule import make_schedule
 
-    net = init_members(UNet(1, base=4, emb=4, levels=3).config(), [1, 2])
+    net = init_members(UNet(1, base=4, emb=4, levels=3, unshuffle=unshuffle).config(), [1, 2])
+    assert backends.pad_multiple(net.config()) == 8 * unshuffle
     with torch.no_grad():
         net.out.weight.copy_(0.05 * torch.randn(net.out.weight.shape, generator=torch.Generator().manual_seed(0)))
     save_model(tmp_path, net, {"name": "three", "mode": "irsde", "schedule": make_schedule().as_dict(),

@@ -277,3 +277,29 @@ def test_mark_detectors_match_their_definitions(seed):
         flat = M._plateaus(q, flat_cand, 0, least)
         assert flat.any()
         np.testing.assert_array_equal(flat, _plateaus_by_definition(q, flat_cand, least))
+
+
+@pytest.mark.parametrize("name", ["ybr_color", "palette_color"])
+def test_marks_read_only_the_search_box_and_match_the_whole_frame(name):
+    """frame_marks looks inside the bounding box of ``where`` grown by REACH; the mask equals the detector
+    run on the whole frame, for the clip's field of view and for boxes that touch the frame's edges or not."""
+    from usclean_gui.dicomio import marks as M
+
+    clip = open_image(examples.get_path(name))
+    d = clip.masks.display(0)
+    h, w = d.shape
+    rng = np.random.default_rng(7)
+    wheres = [clip.masks.fov()]
+    for y0, y1, x0, x1 in ((0, h // 2, 0, w // 3), (h // 4, h, w // 2, w), (20, h - 30, 15, w - 25)):
+        box = np.zeros(d.shape, bool)
+        box[y0:y1, x0:x1] = True
+        wheres += [box, box & (rng.random(d.shape) < 0.9)]
+    found = 0
+    for where in wheres:
+        for lossy, least in ((False, M.MIN_PLATEAU), (True, M.CINE_MIN_PLATEAU)):
+            got = M.frame_marks(d, where, lossy, least)
+            want = M._frame_marks(d, where, lossy, least)
+            np.testing.assert_array_equal(got, want)
+            found += int(want.sum())
+    assert found > 0  # the frames' labels and outlines are found: the comparison is not between two empty masks
+    assert not M.frame_marks(d, np.zeros(d.shape, bool)).any()

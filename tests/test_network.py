@@ -58,3 +58,33 @@ def test_three_level_unet_and_uncertainty_head():
     # the zero-initialised output layer: x̂0 = μ (the last input channel), the log-variance at its start value
     torch.testing.assert_close(out[:, :, 0], x[:, :, 1])
     assert torch.allclose(out[:, :, 1], torch.full((1, 2, 24, 24), 2 * math.log(0.05)))
+
+
+def test_unshuffled_unet_runs_at_half_resolution_member_by_member():
+    cfg = UNet(1, base=8, levels=3, out_ch=2, unshuffle=2).config()
+    assert cfg["unshuffle"] == 2 and "unshuffle" not in UNet(1, base=8).config()
+    net = init_members(cfg, [3, 4])
+    for p in net.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    seen = []
+    net.enc1.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    x = torch.rand(1, 2, 2, 37, 53)  # padded internally to a multiple of 16
+    t = torch.tensor([12])
+    out = net(x, t)
+    assert out.shape == (1, 2, 2, 37, 53)
+    assert tuple(seen[0][-2:]) == (24, 32) and seen[0][1] == 2 * 8  # 48 x 64 padded, halved; 8 channels a member
+    for k in range(2):  # the unshuffle keeps each member's channels one block: grouped == single
+        single = UNet(1, base=8, levels=3, out_ch=2, unshuffle=2)
+        single.load_state_dict(select_members(net.state_dict(), 2, [k]))
+        torch.testing.assert_close(single(x[:, k:k + 1], t)[:, 0], out[:, k], atol=1e-5, rtol=1e-4)
+    # the zero-initialised output layer still gives x̂0 = μ and the start log-variance on every pixel of a block
+    fresh = init_members(cfg, [5])
+    y = fresh(x[:, :1], t)
+    torch.testing.assert_close(y[:, 0, 0], x[:, 0, 1])
+    assert torch.allclose(y[:, 0, 1], torch.full((1, 37, 53), 2 * math.log(0.05)))
+    try:
+        UNet(1, unshuffle=3)
+    except ValueError as exc:
+        assert "unshuffle" in str(exc)
+    else:
+        raise AssertionError("unshuffle=3 accepted")

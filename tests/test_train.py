@@ -221,3 +221,27 @@ def test_usclean_train_cli_trains_and_writes_a_model(tmp_path, capsys):
     assert "loss" in capsys.readouterr().err
     assert load_ensemble(out, device="cpu").members == 2
     assert main(["train", "--probe", "L99", "-o", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("warmup", [100, 20])
+def test_learning_rate_warms_up_over_the_configured_steps(synthetic, tmp_path, warmup):
+    cfg = _cfg(members=1, lr=1e-3, warmup=warmup, max_steps=10, minutes=60.0)
+    train(cfg, tmp_path / "run", log=lambda m: None)
+    lr = json.loads((tmp_path / "run" / STATE).read_text())["param_groups"][0]["lr"]
+    decay = 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 9 / 10))  # the cosine where step 10's update was made
+    assert lr == pytest.approx(1e-3 * 10 / warmup * decay, rel=1e-3)
+
+
+def test_uncertainty_likelihood_sees_the_configured_log_variance_floor():
+    """A head predicting a log-variance below the floor is scored at the floor (e² e^-floor + floor)."""
+    mu = torch.full((2, 1, 1, 8, 8), 0.4)
+    x0 = torch.full((2, 1, 1, 8, 8), 0.5)
+
+    def net(x, t):  # x̂0 off by 0.1 everywhere, a log-variance of -20 (far below any floor)
+        return torch.cat([x0 + 0.1, torch.full_like(x0, -20.0)], dim=2)
+
+    loss = {f: float(loss_fn(net, _cfg(arch="regression", uncertainty=True, logvar_floor=f), mu, x0,
+                             torch.Generator().manual_seed(0))) for f in (-14.0, -9.0)}
+    w = _cfg().uncertainty_weight
+    want = w * 0.5 * (0.01 * (np.exp(9.0) - np.exp(14.0)) + 5.0)
+    assert loss[-9.0] - loss[-14.0] == pytest.approx(want, rel=1e-3)

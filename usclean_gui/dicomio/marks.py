@@ -244,6 +244,10 @@ def _line_starts(padded: tuple[np.ndarray, np.ndarray, np.ndarray], shape: tuple
     return ys[keep], xs[keep]
 
 
+#: how far outside ``where`` the detectors read: the median's radius, the lines' side offset, the groups' ring
+REACH = max(MEDIAN // 2, LINE_SIDE, 1)
+
+
 def frame_marks(q: np.ndarray, where: np.ndarray | None = None, lossy: bool = False,
                 min_plateau: int = MIN_PLATEAU) -> np.ndarray:
     """Bool mask of the burned-in graphics of one displayed frame (see the module docstring).
@@ -253,11 +257,27 @@ def frame_marks(q: np.ndarray, where: np.ndarray | None = None, lossy: bool = Fa
         where: bool (H, W), where to look (default: everywhere).
         lossy: the frame went through lossy compression (flat values are only nearly flat).
         min_plateau: the smallest flat group taken as a mark (lossy data: two more).
+
+    Only the bounding box of ``where`` grown by :data:`REACH` pixels is read: no detector looks further
+    from a pixel of ``where`` than that, so the mask is the one the whole frame gives.
     """
+    q = np.ascontiguousarray(q, dtype=np.uint8)
+    if where is None:
+        return _frame_marks(q, np.ones(q.shape, bool), lossy, min_plateau)
+    rows, cols = np.flatnonzero(where.any(axis=1)), np.flatnonzero(where.any(axis=0))
+    out = np.zeros(q.shape, bool)
+    if not len(rows):
+        return out
+    y0, y1 = max(rows[0] - REACH, 0), min(rows[-1] + 1 + REACH, q.shape[0])
+    x0, x1 = max(cols[0] - REACH, 0), min(cols[-1] + 1 + REACH, q.shape[1])
+    out[y0:y1, x0:x1] = _frame_marks(np.ascontiguousarray(q[y0:y1, x0:x1]), where[y0:y1, x0:x1], lossy, min_plateau)
+    return out
+
+
+def _frame_marks(q: np.ndarray, where: np.ndarray, lossy: bool, min_plateau: int) -> np.ndarray:
+    """:func:`frame_marks` computed on the whole of ``q``."""
     import cv2
 
-    q = np.ascontiguousarray(q, dtype=np.uint8)
-    where = np.ones(q.shape, bool) if where is None else where
     rel = q.astype(np.int16) - cv2.medianBlur(q, MEDIAN).astype(np.int16)
     above = rel >= CONTRAST
     floor = max(BLACK, int(np.percentile(q[where], 0.5))) if where.any() else BLACK  # a grey map's lowest level
