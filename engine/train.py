@@ -93,6 +93,7 @@ class TrainConfig:
     levels: int = 2  # UNet down-sampling levels (2 or 3)
     warmup: int = 100  # optimiser steps of linear learning-rate warm-up before the cosine decay
     logvar_floor: float = -14.0  # uncertainty head: the least log-variance the likelihood sees
+    nll_beta: float = 0.0  # uncertainty head: beta-NLL, the likelihood weighted by the detached variance^beta
     unshuffle: int = 1  # UNet run at 1/unshuffle of the resolution, s x s pixel blocks as channels (1, 2 or 4)
 
     #: fields that may change when a run is resumed (a t_focus change is recorded in ``RunState.stages``)
@@ -278,7 +279,10 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
     if cfg.uncertainty:
         logvar = pred[:, :, 1:].clamp(cfg.logvar_floor, 2.0)
         e2 = (x0_hat - x0).detach() ** 2
-        loss = loss + cfg.uncertainty_weight * 0.5 * (e2 * torch.exp(-logvar) + logvar).mean()
+        nll = 0.5 * (e2 * torch.exp(-logvar) + logvar)
+        if cfg.nll_beta:  # beta-NLL (Seitzer et al. 2022): a confident pixel's huge weight is scaled back
+            nll = nll * torch.exp(cfg.nll_beta * logvar.detach())
+        loss = loss + cfg.uncertainty_weight * nll.mean()
     return loss
 
 

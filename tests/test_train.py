@@ -245,3 +245,22 @@ def test_uncertainty_likelihood_sees_the_configured_log_variance_floor():
     w = _cfg().uncertainty_weight
     want = w * 0.5 * (0.01 * (np.exp(9.0) - np.exp(14.0)) + 5.0)
     assert loss[-9.0] - loss[-14.0] == pytest.approx(want, rel=1e-3)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_beta_nll_weights_the_likelihood_by_the_detached_variance(beta):
+    mu = torch.full((2, 1, 1, 8, 8), 0.4)
+    x0 = torch.full((2, 1, 1, 8, 8), 0.5)
+    logvar = torch.full_like(x0, -6.0, requires_grad=True)
+
+    def net(x, t):  # x̂0 off by 0.1 everywhere, a log-variance of -6
+        return torch.cat([x0 + 0.1, logvar], dim=2)
+
+    gen = torch.Generator().manual_seed(0)
+    plain = float(loss_fn(net, _cfg(arch="regression", uncertainty=False), mu, x0, gen).detach())
+    loss = loss_fn(net, _cfg(arch="regression", uncertainty=True, nll_beta=beta), mu, x0, gen)
+    w, nll = _cfg().uncertainty_weight, 0.5 * (0.01 * np.exp(6.0) - 6.0)
+    assert float(loss.detach()) - plain == pytest.approx(w * nll * np.exp(-6.0 * beta), rel=1e-4)
+    loss.backward()  # the weight is detached: the gradient is the plain one's, scaled by the weight
+    grad = float(logvar.grad.sum())
+    assert grad == pytest.approx(w * 0.5 * (1 - 0.01 * np.exp(6.0)) * np.exp(-6.0 * beta), rel=1e-4)
