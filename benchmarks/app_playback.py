@@ -21,25 +21,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
 def cardiac_cine(folder: Path, frames: int = 90) -> Path:
-    """A 480 × 640 cine at 30 fps made from pydicom's bundled cardiac frame (see ``realtime.py``)."""
-    from realtime import real_frame
+    """A 480 × 640 cine at 30 fps made from pydicom's bundled cardiac frame (``realtime.sliding_cine``)."""
+    from realtime import real_frame, sliding_cine
 
     from usclean_gui.dicomio import write_cine
 
-    frame = real_frame()
-    cine = np.empty((frames,) + frame.shape, np.uint8)
-    for i in range(frames):
-        shift = i % 16 if (i // 16) % 2 == 0 else 16 - i % 16
-        cine[i] = np.clip(np.roll(frame, (shift // 2, shift), axis=(0, 1)) * 255, 0, 255).astype(np.uint8)
     path = folder / "cardiac_480x640.dcm"
-    write_cine(cine, (0.2, 0.2), 1000 / 30, path)
+    write_cine(sliding_cine(real_frame(), frames), (0.2, 0.2), 1000 / 30, path)
     return path
 
 

@@ -99,19 +99,23 @@ def floor(ens, frame: np.ndarray, t_bm3d: float, ensemble_ms: float) -> list[str
     return lines
 
 
+def sliding_cine(frame: np.ndarray, frames: int) -> np.ndarray:
+    """A ``frames``-frame uint8 cine of ``frame`` in tissue motion: the real frame (anatomy and speckle) slides a
+    pixel per frame, back and forth, so every frame keeps the real frame's grain (white noise added per frame
+    would shrink the measured grain and change the work: no lateral resampling, 1.7x the network pixels)."""
+    cine = np.empty((frames,) + frame.shape, np.uint8)
+    for i in range(frames):
+        shift = i % 16 if (i // 16) % 2 == 0 else 16 - i % 16
+        cine[i] = np.clip(np.roll(frame, (shift // 2, shift), axis=(0, 1)) * 255, 0, 255).astype(np.uint8)
+    return cine
+
+
 def clip_run(frames: int, frame: np.ndarray, folder: Path) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of ``usclean despeckle`` on a ``frames``-frame clip made from ``frame``."""
     from usclean_gui.dicomio import write_cine
 
     src = folder / ("clip_%d.dcm" % frames)
-    cine = np.empty((frames,) + frame.shape, np.uint8)
-    # tissue motion: the real frame (anatomy and speckle) slides a pixel per frame, back and forth, so every
-    # frame keeps the real frame's grain (white noise added per frame would shrink the measured grain and
-    # change the work: no lateral resampling, 1.7x the network pixels)
-    for i in range(frames):
-        shift = i % 16 if (i // 16) % 2 == 0 else 16 - i % 16
-        cine[i] = np.clip(np.roll(frame, (shift // 2, shift), axis=(0, 1)) * 255, 0, 255).astype(np.uint8)
-    write_cine(cine, (0.2, 0.2), 33.3, src)
+    write_cine(sliding_cine(frame, frames), (0.2, 0.2), 33.3, src)
     out = folder / ("clean_%d.dcm" % frames)
     # the child's own peak (VmHWM): its ru_maxrss would include this large parent's memory, copied at fork
     code = ("import sys, time; from engine.bench import peak_memory_mb; from usclean_gui.cli import main; "

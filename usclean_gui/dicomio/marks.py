@@ -262,8 +262,7 @@ def frame_marks(q: np.ndarray, where: np.ndarray | None = None, lossy: bool = Fa
     from a pixel of ``where`` than that, so the mask is the one the whole frame gives.
     """
     q = np.ascontiguousarray(q, dtype=np.uint8)
-    if where is None:
-        return _frame_marks(q, np.ones(q.shape, bool), lossy, min_plateau)
+    where = np.ones(q.shape, bool) if where is None else where
     rows, cols = np.flatnonzero(where.any(axis=1)), np.flatnonzero(where.any(axis=0))
     out = np.zeros(q.shape, bool)
     if not len(rows):
