@@ -55,12 +55,32 @@ def best_ms(fn, n: int = 5) -> float:
     return 1000 * float(np.median(times))
 
 
-def parity(n_images: int) -> list[str]:
+def frame_times(ens, label: str, frame: np.ndarray, t_bm3d: float, preview_text) -> dict:
+    """Print the ensemble's, one member's and the preview's time on ``frame`` (a new clip's frame and a cine
+    frame) against BM3D's ``t_bm3d``; returns the cine-frame times by ``members``."""
+    def fresh(members=None):  # a frame of a new clip: its grain and normalisation are measured in the call
+        ens.clear_fits()
+        return ens.despeckle(frame, members=members)
+
+    rows = [("ensemble  ", None), ("one member", 1)] + ([("preview   ", "preview")] if ens.has_preview else [])
+    times = [(what, best_ms(partial(fresh, m)), m) for what, m in rows]
+    print("%s, backend %s, %d members%s:" % (
+        label, ens.backend, ens.members, "; preview network %s" % preview_text(ens) if ens.has_preview else ""))
+    in_cine = {}
+    for what, t, m in times:
+        # a cine frame: the fit is the clip's (its anchor frame's, measured once), as in the app and the CLI
+        tc = in_cine[m] = best_ms(partial(ens.despeckle, frame, members=m))
+        print("  %s      %8.1f ms = %.4f x BM3D (%.1f frames/s); in a cine (fit shared): %.1f ms = %.4f x BM3D"
+              % (what, t, t / t_bm3d, 1000 / t, tc, tc / t_bm3d))
+    return in_cine
+
+
+def parity(n_images: int, name: str) -> list[str]:
     from engine import load_ensemble
     from engine.metrics import psnr
     from simulator.datasets import load_test_set
 
-    fast, ref = load_ensemble(), load_ensemble(backend="torch")
+    fast, ref = load_ensemble(name), load_ensemble(name, backend="torch")
     lines = ["PSNR (dB) against the echogenicity, %s vs torch fp32, first %d images:" % (fast.backend, n_images)]
     for kind in ("fast", "full"):
         for probe in ("L11-5v", "L12-3v", "C5-2v", "P4-2v"):
@@ -133,32 +153,26 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--clip", action="store_true", help="also time usclean despeckle on 120 / 300-frame clips")
+    ap.add_argument("--model", action="append", help="a shipped name or a model folder; repeat to compare models "
+                    "in one run (default: the app's default; parity, floor and clips use the first)")
     a = ap.parse_args(argv)
     from engine import load_ensemble
     from engine.bench import preview_text
     from engine.classical import bm3d
+    from engine.ensemble import DEFAULT_MODEL
 
     frame = real_frame()
-    ens = load_ensemble()
     t_bm3d = best_ms(lambda: bm3d(frame, 0.3), 2)
-
-    def fresh(members=None):  # a frame of a new clip: its grain and normalisation are measured in the call
-        ens.clear_fits()
-        return ens.despeckle(frame, members=members)
-
-    rows = [("ensemble  ", None), ("one member", 1)] + ([("preview   ", "preview")] if ens.has_preview else [])
-    times = [(what, best_ms(partial(fresh, m)), m) for what, m in rows]
-    print("real 480x640 frame, backend %s, %d members%s:" % (
-        ens.backend, ens.members, "; preview network %s" % preview_text(ens) if ens.has_preview else ""))
-    print("  BM3D            %8.1f ms" % t_bm3d)
-    in_cine = {}
-    for what, t, m in times:
-        # a cine frame: the fit is the clip's (its anchor frame's, measured once), as in the app and the CLI
-        tc = in_cine[m] = best_ms(partial(ens.despeckle, frame, members=m))
-        print("  %s      %8.1f ms = %.4f x BM3D (%.1f frames/s); in a cine (fit shared): %.1f ms = %.4f x BM3D"
-              % (what, t, t / t_bm3d, 1000 / t, tc, tc / t_bm3d))
-    print("\n".join(floor(ens, frame, t_bm3d, in_cine[None])))
-    print("\n".join(parity(a.images)))
+    print("real 480x640 frame; BM3D %.1f ms" % t_bm3d)
+    names = a.model or [DEFAULT_MODEL]
+    first = {}
+    for name in names:
+        one = load_ensemble(name)
+        in_cine = frame_times(one, name, frame, t_bm3d, preview_text)
+        if not first:
+            ens, first = one, in_cine
+    print("\n".join(floor(ens, frame, t_bm3d, first[None])))
+    print("\n".join(parity(a.images, names[0])))
     if a.clip:
         with tempfile.TemporaryDirectory() as tmp:
             for n in (120, 300):

@@ -89,12 +89,12 @@ def finetune_config(rec: dict, k: int, seed: int, stage1: Path, data: Path, thre
 
 def preview_recipe(rec: dict) -> dict:
     """The preview network's own declarative recipe: the model's data and configuration with the preview
-    stage's overrides (``base``, ``levels``, ``unshuffle``, ``max_steps``, ``lr``, ``warmup``, ``precision``),
-    one member (its ``seed``)."""
+    stage's overrides (``base``, ``levels``, ``unshuffle``, ``max_steps``, ``lr``, ``warmup``, ``precision``,
+    ``nll_beta``), one member (its ``seed``)."""
     pv = rec["preview"]
     cfg = dict(rec["config"])
-    cfg.update({k: pv[k] for k in ("base", "levels", "unshuffle", "max_steps", "lr", "warmup", "precision")
-                if k in pv})
+    keys = ("base", "levels", "unshuffle", "max_steps", "lr", "warmup", "precision", "nll_beta")
+    cfg.update({k: pv[k] for k in keys if k in pv})
     return {"name": "%s-preview" % rec["name"], "preview_of": rec["name"], "description": pv.get("description", ""),
             "dataset": rec["dataset"],
             "config": cfg, "members": [int(pv["seed"])], "card": {"notes": [pv["why"]]} if "why" in pv else {}}

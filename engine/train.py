@@ -405,7 +405,11 @@ def hardware_text(devices: Sequence[dict], threads: int | None) -> str:
 def loss_text(cfg: TrainConfig) -> str:
     """The model card's description of the training loss."""
     norm = {"l1": "L1", "l2": "L2 (squared error)"}[cfg.norm]
-    return ("%s on x0" % norm) if cfg.loss == "x0" or cfg.arch != "irsde" else ("IR-SDE maximum-likelihood %s" % norm)
+    text = ("%s on x0" % norm) if cfg.loss == "x0" or cfg.arch != "irsde" else ("IR-SDE maximum-likelihood %s" % norm)
+    if cfg.uncertainty:
+        text += (" + beta-NLL (beta %g) of the error (uncertainty head)" % cfg.nll_beta if cfg.nll_beta
+                 else " + Gaussian NLL of the error (uncertainty head)")
+    return text
 
 
 def _load_checkpoint(run: Path, net, opt: torch.optim.Optimizer | None) -> tuple[RunState, dict]:
@@ -773,7 +777,7 @@ def export_members(run_dirs: Sequence[str | os.PathLike], dest: str | os.PathLik
     card["training"] = {
         "probes": list(cfg0.probes), "data": ("%s pairs, dataset %s" % (cfg0.data, Path(cfg0.data_dir).name))
         if cfg0.data_dir else "%s pairs on the fly" % cfg0.data, "target": cfg0.target,
-        "loss": loss_text(cfg0) + (" + Gaussian NLL of the error (uncertainty head)" if cfg0.uncertainty else ""),
+        "loss": loss_text(cfg0),
         "members": [{"seed": cfg.seed, "steps": int(st.step), "wall_minutes": round(st.elapsed / 60, 2),
                      "hardware": hardware_text(st.devices, cfg.threads), "final_loss": st.final_loss,
                      "val_history": st.val[-3:]} for cfg, st, _ in parts],

@@ -72,7 +72,7 @@ def save_model(folder: str | os.PathLike, net, card: dict, onnx: bool = True) ->
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in net.state_dict().items()}
     tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "members": str(net.members)})
+    save_file(state, str(tmp), metadata={"format": "pt"})  # one key: the header is byte-for-byte reproducible
     os.chmod(tmp, 0o644)
     os.replace(tmp, folder / WEIGHTS_FILE)
     card = dict(card)
@@ -172,9 +172,9 @@ def card_markdown(card: dict) -> str:
              card.get("description", ""), "",
              "| field | value |", "|---|---|",
              "| mode | %s |" % card.get("mode"),
-             "| network | %s |" % json.dumps(card.get("network")),
+             "| network | %s |" % json.dumps(card.get("network"), sort_keys=True),
              "| members | %s (%s parameters each) |" % (card.get("members"), card.get("params_per_member")),
-             "| schedule | %s |" % json.dumps(card.get("schedule")),
+             "| schedule | %s |" % json.dumps(card.get("schedule"), sort_keys=True),
              "| default sampler / steps | %s / %s |" % (card.get("default_sampler"), card.get("default_steps")),
              "| probes | %s |" % ", ".join(tr.get("probes", [])),
              "| data | %s |" % tr.get("data", ""),
@@ -204,8 +204,8 @@ def card_markdown(card: dict) -> str:
     if tr.get("init"):
         ini = tr["init"]
         lines.append("| initialised from | %s (%s optimiser steps, %s min before this run; schedule %s%s) |" % (
-            ini.get("model"), ini.get("steps"), ini.get("wall_minutes"), json.dumps(ini.get("schedule")),
-            "; loss %s" % ini["loss"] if ini.get("loss") else ""))
+            ini.get("model"), ini.get("steps"), ini.get("wall_minutes"),
+            json.dumps(ini.get("schedule"), sort_keys=True), "; loss %s" % ini["loss"] if ini.get("loss") else ""))
     lines.append("")
     if isinstance(tr.get("members"), list):
         lines += ["## Members", "", "| seed | steps | wall time | hardware | final loss |", "|---|---|---|---|---|"]
@@ -223,7 +223,7 @@ def card_markdown(card: dict) -> str:
                   "(%s)." % (parent or card.get("name"), where), ""]
     metrics = card.get("metrics") or {}
     if metrics:
-        lines += ["## Measured metrics", "", "```", json.dumps(metrics, indent=2), "```", ""]
+        lines += ["## Measured metrics", "", "```", json.dumps(metrics, indent=2, sort_keys=True), "```", ""]
     lines += ["## Files (SHA-256)", ""]
     for fname, info in card.get("files", {}).items():
         lines.append("- `%s` %s (%d bytes, %s)" % (fname, info["sha256"], info["bytes"], info.get("dtype", "")))

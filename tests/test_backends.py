@@ -37,6 +37,29 @@ def test_card_lists_verified_onnx_graphs(model_folder):
     assert card["onnx"]["from"] == card["files"]["model.safetensors"]["sha256"]
 
 
+def test_graphs_store_the_fp16_weights_and_saving_is_reproducible(model_folder, tmp_path):
+    """The graphs hold the weights as fp16 (the safetensors' values, exactly), each cast to fp32 once; a model
+    saved again is the same bytes (weights, graphs, card)."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+    from safetensors.numpy import load_file
+
+    graph = onnx.load(str(model_folder / "member0.onnx")).graph
+    halves = {i.name[: -len("__fp16")]: numpy_helper.to_array(i) for i in graph.initializer
+              if i.data_type == TensorProto.FLOAT16}
+    weights = load_file(str(model_folder / "model.safetensors"))
+    assert len(halves) >= len(weights) // 2  # every convolution's weights and biases (member 0 of 2)
+    assert sum(n.op_type == "Cast" for n in graph.node) >= len(halves)
+    assert not [i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT and len(i.dims) >= 2]
+    stored = {v.tobytes() for v in weights.values()}
+    assert all(any(h.tobytes() in w for w in stored) for h in halves.values() if h.size > 16)
+    again = tmp_path / "again"
+    net, card, _ = __import__("engine.weights", fromlist=["read_model"]).read_model(model_folder)
+    save_model(again, net, card)
+    for f in ("model.safetensors", "member0.onnx", "member1.onnx", "model.json", "MODEL_CARD.md"):
+        assert (again / f).read_bytes() == (model_folder / f).read_bytes(), f
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_runtime_matches_torch_on_real_frames(model_folder, real_frames, runtime):
     ref = load_ensemble(model_folder, backend="torch").despeckle(real_frames, seed=0)

@@ -1,0 +1,70 @@
+"""The shipped recipes (``resources/weights/<name>/train.json``) reproduce the shipped models: the training
+configuration each recipe gives a member is the one its model card records, field for field."""
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import train_shipped as ts  # noqa: E402
+
+from engine.train import TrainConfig  # noqa: E402
+from engine.weights import read_card  # noqa: E402
+
+# what a run has of its own, not of its recipe: where it ran, what it was called, where its data and warm start lay
+OWN = {"seed", "name", "threads", "device", "minutes", "data_dir", "members", "checkpoint_minutes", "init",
+       "init_member"}
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
+def _compare(cfg: TrainConfig, recorded: dict) -> dict:
+    """Fields where the recipe's configuration differs from the card's record (a field the card lacks was
+    added after that run, with a default that keeps the earlier behaviour)."""
+    mine = asdict(cfg)
+    diff = {}
+    for k, v in mine.items():
+        if k in OWN:
+            continue
+        was = recorded.get(k, DEFAULTS[k])
+        if isinstance(v, tuple):
+            v = list(v)
+        if v != was:
+            diff[k] = (v, was)
+    return diff
+
+
+@pytest.mark.parametrize("name", ts.ORDER)
+def test_recipe_gives_the_configuration_its_card_records(name, tmp_path):
+    rec = ts.recipe(name)
+    card = read_card(ROOT / "resources" / "weights" / name)
+    tr = card["training"]
+    if "finetune" in rec:
+        seeds = rec["finetune"]["members"]
+        cfg = ts.finetune_config(rec, 0, seeds[0], tmp_path, tmp_path, 1, "cpu")
+    else:
+        seeds = rec["members"]
+        cfg = ts.member_config(rec, seeds[0], tmp_path, 1, "cpu")
+    assert tr["member_seeds"] == seeds
+    assert _compare(cfg, tr["config"]) == {}
+    assert tr["recipe"] == rec  # the card carries the recipe it was exported with
+
+
+def test_preview_recipe_gives_the_configuration_its_card_records(tmp_path):
+    rec = ts.recipe("multiprobe")
+    prec = ts.preview_recipe(rec)
+    card = read_card(ROOT / "resources" / "weights" / "multiprobe" / "preview")
+    assert card["training"]["member_seeds"] == prec["members"]
+    cfg = ts.member_config(prec, prec["members"][0], tmp_path, 1, "cpu")
+    assert _compare(cfg, card["training"]["config"]) == {}
+
+
+def test_a_changed_recipe_is_caught(tmp_path):
+    """The comparison sees a change of one field (the check above can fail)."""
+    rec = ts.recipe("multiprobe")
+    rec["config"]["nll_beta"] = 0.25
+    cfg = ts.member_config(rec, rec["members"][0], tmp_path, 1, "cpu")
+    recorded = read_card(ROOT / "resources" / "weights" / "multiprobe")["training"]["config"]
+    assert _compare(cfg, recorded) == {"nll_beta": (0.25, 0.5)}
