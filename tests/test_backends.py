@@ -6,7 +6,7 @@ import pytest
 
 from engine import backends, load_ensemble
 from engine.testing import tiny_ensemble
-from engine.weights import save_model
+from engine.weights import read_model, save_model
 
 RUNTIMES = [b for b in ("onnx", "openvino") if backends.installed(b)]
 
@@ -54,7 +54,7 @@ def test_graphs_store_the_fp16_weights_and_saving_is_reproducible(model_folder, 
     stored = {v.tobytes() for v in weights.values()}
     assert all(any(h.tobytes() in w for w in stored) for h in halves.values() if h.size > 16)
     again = tmp_path / "again"
-    net, card, _ = __import__("engine.weights", fromlist=["read_model"]).read_model(model_folder)
+    net, card, _ = read_model(model_folder)
     save_model(again, net, card)
     for f in ("model.safetensors", "member0.onnx", "member1.onnx", "model.json", "MODEL_CARD.md"):
         assert (again / f).read_bytes() == (model_folder / f).read_bytes(), f
