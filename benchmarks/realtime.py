@@ -17,7 +17,7 @@ Measured in one run (timings vary between runs; the ratios are what to compare):
    pixel per frame (tissue motion), wall time and peak memory, and a 300-frame clip's peak memory (flat
    with clip length).
 
-    python benchmarks/realtime.py [--images 16] [--clip]
+    python benchmarks/realtime.py [--images 16] [--clip] [--model NAME_OR_FOLDER ...]
 """
 from __future__ import annotations
 
@@ -55,9 +55,11 @@ def best_ms(fn, n: int = 5) -> float:
     return 1000 * float(np.median(times))
 
 
-def frame_times(ens, label: str, frame: np.ndarray, t_bm3d: float, preview_text) -> dict:
+def frame_times(ens, label: str, frame: np.ndarray, t_bm3d: float) -> dict:
     """Print the ensemble's, one member's and the preview's time on ``frame`` (a new clip's frame and a cine
     frame) against BM3D's ``t_bm3d``; returns the cine-frame times by ``members``."""
+    from engine.bench import preview_text
+
     def fresh(members=None):  # a frame of a new clip: its grain and normalisation are measured in the call
         ens.clear_fits()
         return ens.despeckle(frame, members=members)
@@ -130,8 +132,9 @@ def sliding_cine(frame: np.ndarray, frames: int) -> np.ndarray:
     return cine
 
 
-def clip_run(frames: int, frame: np.ndarray, folder: Path) -> tuple[float, float]:
-    """Seconds and peak RSS (MB) of ``usclean despeckle`` on a ``frames``-frame clip made from ``frame``."""
+def clip_run(frames: int, frame: np.ndarray, folder: Path, model: str) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of ``usclean despeckle --model model`` on a ``frames``-frame clip made from
+    ``frame``."""
     from usclean_gui.dicomio import write_cine
 
     src = folder / ("clip_%d.dcm" % frames)
@@ -140,8 +143,8 @@ def clip_run(frames: int, frame: np.ndarray, folder: Path) -> tuple[float, float
     # the child's own peak (VmHWM): its ru_maxrss would include this large parent's memory, copied at fork
     code = ("import sys, time; from engine.bench import peak_memory_mb; from usclean_gui.cli import main; "
             "t = time.time(); rc = main(sys.argv[1:]); print('RESULT', time.time() - t, peak_memory_mb(), rc)")
-    r = subprocess.run([sys.executable, "-c", code, "despeckle", str(src), "-o", str(out)], capture_output=True,
-                       text=True, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-c", code, "despeckle", str(src), "-o", str(out), "--model", model],
+                       capture_output=True, text=True, cwd=ROOT)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")]
     if not line:
         raise RuntimeError(r.stdout + r.stderr)
@@ -157,7 +160,6 @@ def main(argv=None) -> int:
                     "in one run (default: the app's default; parity, floor and clips use the first)")
     a = ap.parse_args(argv)
     from engine import load_ensemble
-    from engine.bench import preview_text
     from engine.classical import bm3d
     from engine.ensemble import DEFAULT_MODEL
 
@@ -165,18 +167,16 @@ def main(argv=None) -> int:
     t_bm3d = best_ms(lambda: bm3d(frame, 0.3), 2)
     print("real 480x640 frame; BM3D %.1f ms" % t_bm3d)
     names = a.model or [DEFAULT_MODEL]
-    first = {}
-    for name in names:
-        one = load_ensemble(name)
-        in_cine = frame_times(one, name, frame, t_bm3d, preview_text)
-        if not first:
-            ens, first = one, in_cine
+    ens = load_ensemble(names[0])
+    first = frame_times(ens, names[0], frame, t_bm3d)
+    for name in names[1:]:
+        frame_times(load_ensemble(name), name, frame, t_bm3d)
     print("\n".join(floor(ens, frame, t_bm3d, first[None])))
     print("\n".join(parity(a.images, names[0])))
     if a.clip:
         with tempfile.TemporaryDirectory() as tmp:
             for n in (120, 300):
-                secs, rss = clip_run(n, frame, Path(tmp))
+                secs, rss = clip_run(n, frame, Path(tmp), names[0])
                 print("usclean despeckle, %d frames of 480x640: %.1f s wall, peak RSS %.0f MB" % (n, secs, rss))
     return 0
 
