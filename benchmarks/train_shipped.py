@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ORDER = ("multiprobe", "baseline", "l11-5v")
+#: what a fine-tune stage may set for itself (a head-only stage: train_only, its own likelihood and precision)
+FINETUNE_KEYS = ("lr", "warmup", "train_only", "head", "nll_beta", "precision", "uncertainty_weight")
 
 
 def recipe(name: str) -> dict:
@@ -78,13 +80,14 @@ def member_config(rec: dict, seed: int, data: Path, threads: int, device: str):
 
 def finetune_config(rec: dict, k: int, seed: int, stage1: Path, data: Path, threads: int, device: str):
     """Member ``k`` of the recipe's fine-tune stage: the first stage's configuration with the stage's
-    overrides (``lr``, ``max_steps``), its own ``seed``, warm-started from member ``k`` of ``stage1``."""
+    overrides (``max_steps`` and any of ``FINETUNE_KEYS``), its own ``seed``, warm-started from member ``k``
+    of ``stage1``."""
     from dataclasses import replace
 
     ft = rec["finetune"]
     cfg = member_config(rec, seed, data, threads, device)
-    return replace(cfg, lr=float(ft.get("lr", cfg.lr)), max_steps=int(ft["max_steps"]), init=str(stage1),
-                   init_member=int(k), name=f"{rec['name']}-ft-seed{seed}")
+    return replace(cfg, **{key: ft[key] for key in FINETUNE_KEYS if key in ft}, max_steps=int(ft["max_steps"]),
+                   init=str(stage1), init_member=int(k), name=f"{rec['name']}-ft-seed{seed}")
 
 
 def preview_recipe(rec: dict) -> dict:

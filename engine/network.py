@@ -8,7 +8,8 @@ Tensor layout: input ``(B, K, C, H, W)``, output ``(B, K, 1, H, W)``; steps ``t`
 
 The UNet takes ``concat(x_t − μ, μ)`` and a sinusoidal embedding of the integer step t and predicts
 x̂_0 as μ + residual (channel 0 of the output; with ``out_ch=2`` channel 1 is the log-variance of the
-member's own error, an aleatoric uncertainty head trained with a Gaussian likelihood, :mod:`engine.train`)
+member's own error, an aleatoric uncertainty head trained with a Gaussian likelihood, :mod:`engine.train`;
+with ``head`` > 0 a few layers of its own on the last features add a correction to it)
 (an x_0 head: at few sampling steps it is far more stable than a noise head, whose
 x̂_0 = μ + (x_t − μ − σ̄_t ε̂)/a_t amplifies errors by 1/a_T = 200).  The direct-regression
 baseline is the same UNet fed ``(0, μ)`` at a fixed t = 0.
@@ -69,10 +70,12 @@ class UNet(nn.Module):
     arch = "unet"
 
     def __init__(self, members: int = 1, base: int = 32, in_ch: int = 2, emb: int = 32, out_ch: int = 1,
-                 levels: int = 2, unshuffle: int = 1):
+                 levels: int = 2, unshuffle: int = 1, head: int = 0):
         super().__init__()
         if out_ch not in (1, 2):
             raise ValueError("out_ch must be 1 (x0) or 2 (x0 and its log-variance), got %r" % (out_ch,))
+        if head < 0 or (head and out_ch != 2):
+            raise ValueError("head (the uncertainty head's own width) needs out_ch=2 and head >= 0, got %r" % (head,))
         if levels not in (2, 3):
             raise ValueError("levels must be 2 or 3, got %r" % (levels,))
         if unshuffle not in (1, 2, 4):
@@ -80,7 +83,7 @@ class UNet(nn.Module):
         k, c, s2 = members, base, unshuffle * unshuffle
         self.unshuffle = unshuffle
         self.members, self.base, self.in_ch, self.emb, self.out_ch = members, base, in_ch, emb, out_ch
-        self.levels = levels
+        self.levels, self.head = levels, head
         top = 3 if levels == 2 else 4  # channels (x base) at the lowest resolution
         self.t_mlp1 = nn.Conv2d(k * emb, k * emb * 2, 1, groups=k)
         self.t_mlp2 = nn.Conv2d(k * emb * 2, k * emb, 1, groups=k)
@@ -111,6 +114,13 @@ class UNet(nn.Module):
         if out_ch == 2:  # start the log-variance at that of a typical error (std 0.05)
             with torch.no_grad():
                 bias.view(k, 2, s2)[:, 1] = 2 * math.log(0.05)
+        if head:  # the uncertainty head's own layers: a correction to the last layer's log-variance, zero at first
+            self.var1 = _conv(k, c, head)
+            self.var2 = _conv(k, head, head)
+            self.var_out = _conv(k, head, s2)
+            nn.init.zeros_(self.var_out.weight)
+            assert self.var_out.bias is not None
+            nn.init.zeros_(self.var_out.bias)
 
     def config(self) -> dict:
         cfg = {"arch": self.arch, "base": self.base, "in_ch": self.in_ch, "emb": self.emb}
@@ -120,6 +130,8 @@ class UNet(nn.Module):
             cfg["levels"] = self.levels
         if self.unshuffle != 1:
             cfg["unshuffle"] = self.unshuffle
+        if self.head:
+            cfg["head"] = self.head
         return cfg
 
     def _time(self, t: torch.Tensor, b: int) -> torch.Tensor:
@@ -164,7 +176,14 @@ class UNet(nn.Module):
         u2 = self.dec2(self.fuse2(self._cat(k, u2, h2)), e)
         u1 = self.up1(F.interpolate(u2, size=h1.shape[-2:], mode="nearest"))
         u1 = self.dec1(self.fuse1(self._cat(k, u1, h1)), e)
-        r = self.out(F.silu(u1))
+        f = F.silu(u1)
+        r = self.out(f)
+        if self.head:  # add the head's correction to each member's log-variance rows
+            dv = self.var_out(F.silu(self.var2(F.silu(self.var1(f)))))
+            s2 = self.unshuffle ** 2
+            n, _, fh, fw = r.shape
+            r = r.reshape(n, k, 2, s2, fh, fw)
+            r = torch.stack([r[:, :, 0], r[:, :, 1] + dv.reshape(n, k, s2, fh, fw)], dim=2).reshape(n, -1, fh, fw)
         if self.unshuffle > 1:
             r = F.pixel_shuffle(r, self.unshuffle)
         r = r[:, :, :hh, :ww].reshape(b, k, self.out_ch, hh, ww)

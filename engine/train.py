@@ -95,6 +95,8 @@ class TrainConfig:
     logvar_floor: float = -14.0  # uncertainty head: the least log-variance the likelihood sees
     nll_beta: float = 0.0  # uncertainty head: beta-NLL, the likelihood weighted by the detached variance^beta
     unshuffle: int = 1  # UNet run at 1/unshuffle of the resolution, s x s pixel blocks as channels (1, 2 or 4)
+    train_only: str = ""  # "uncertainty_head": with init, only the head learns; the image output stays bit for bit
+    head: int = 0  # the uncertainty head's own layers (their width; 0: the head is the last convolution's channel 1)
 
     #: fields that may change when a run is resumed (a t_focus change is recorded in ``RunState.stages``)
     RESUMABLE = ("minutes", "threads", "device", "name", "t_focus", "max_steps")
@@ -126,6 +128,11 @@ class TrainConfig:
             raise ValueError("the speckle-free B-mode target needs randomized data (--data-kind randomized)")
         if self.uncertainty and self.arch == "dncnn":
             raise ValueError("the uncertainty head needs the UNet (arch irsde or regression)")
+        if self.train_only not in ("", "uncertainty_head"):
+            raise ValueError("unknown train_only %r (choose from uncertainty_head)" % (self.train_only,))
+        if self.train_only and not (self.uncertainty and self.init):
+            raise ValueError("train_only uncertainty_head needs a model with an uncertainty head to start from "
+                             "(uncertainty and --init)")
         if self.data == "randomized":
             from simulator.randomized import FACTORS
             bad = sorted(set(self.disable) - set(FACTORS))
@@ -146,8 +153,38 @@ def make_network(cfg: TrainConfig) -> UNet | DnCNN:
         config = DnCNN(1, width=2 * cfg.base).config()
     else:
         config = UNet(1, base=cfg.base, out_ch=2 if cfg.uncertainty else 1, levels=cfg.levels,
-                      unshuffle=cfg.unshuffle).config()
+                      unshuffle=cfg.unshuffle, head=cfg.head if cfg.uncertainty else 0).config()
     return init_members(config, cfg.member_seeds())
+
+
+HEAD_LAYERS = ("var1.", "var2.", "var_out.")  # the uncertainty head's own layers (UNet with head > 0)
+
+
+def head_rows(net: UNet) -> dict[str, torch.Tensor]:
+    """The uncertainty head's share of the network, as row masks: for the last convolution's weight and bias
+    the output rows that give the log-variance (channel 1 of every member, all its s × s block positions),
+    and all of the head's own layers.  Nothing else feeds the log-variance alone."""
+    k, s2 = net.members, net.unshuffle ** 2
+    rows = torch.zeros(k, net.out_ch, s2, dtype=torch.bool)
+    rows[:, 1:] = True
+    rows = rows.reshape(-1)
+    masks = {"out.weight": rows, "out.bias": rows}
+    for name, p in net.named_parameters():
+        if name.startswith(HEAD_LAYERS):
+            masks[name] = torch.ones(p.shape[0], dtype=torch.bool)
+    return masks
+
+
+def trainable(net: torch.nn.Module, cfg: TrainConfig) -> tuple[list[torch.nn.Parameter], dict | None]:
+    """The parameters the optimiser updates and, with ``train_only``, the row masks of the tensors that
+    hold the trained part (everything else is frozen: no gradient, no EMA drift)."""
+    if not cfg.train_only:
+        return list(net.parameters()), None
+    assert isinstance(net, UNet)  # validate() refuses an uncertainty head on another network
+    masks = head_rows(net)
+    for name, p in net.named_parameters():
+        p.requires_grad_(name in masks)
+    return [p for name, p in net.named_parameters() if name in masks], masks
 
 
 def ensemble_for(net: torch.nn.Module, cfg: TrainConfig, default_steps: int = 1,
@@ -266,12 +303,15 @@ def loss_fn(net: torch.nn.Module, cfg: TrainConfig, mu: torch.Tensor, x0: torch.
     """The training loss of one joint batch (B, K, 1, p, p) (under bf16 autocast when ``cfg.precision``
     says so).  With the uncertainty head, ``uncertainty_weight`` × the Gaussian negative log-likelihood
     of the (detached) error under the predicted log-variance is added: the head learns the expected
-    squared error, the image head keeps its own penalty."""
+    squared error, the image head keeps its own penalty.  With ``train_only`` the likelihood is the whole
+    loss (the image output is frozen)."""
     with torch.autocast(mu.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         pred, err_target = _predict(net, cfg, mu, x0, gen)
     pred = pred.float()
     x0_hat = pred[:, :, :1]
-    if cfg.arch == "irsde" and cfg.loss == "ml":
+    if cfg.train_only:  # the image output is frozen: its penalty would only move the last layer's image rows
+        loss = x0_hat.new_zeros(())
+    elif cfg.arch == "irsde" and cfg.loss == "ml":
         sched, xt, t = err_target
         loss = ml_loss(sched, xt, x0, mu, t, x0_to_eps(sched, xt, mu, x0_hat, t), norm=cfg.norm)
     else:
@@ -361,13 +401,17 @@ def warm_start(net: UNet | DnCNN, cfg: TrainConfig) -> dict:
     src, card, folder = read_model(cfg.init)
     if card["mode"] != cfg.arch:
         raise ValueError("--init %s is a %s model; this run trains %s" % (cfg.init, card["mode"], cfg.arch))
-    if card["network"] != net.config():
+    grown = cfg.head and card["network"] == {k: v for k, v in net.config().items() if k != "head"}
+    if card["network"] != net.config() and not grown:
         raise ValueError("--init %s has network %s; this run builds %s" % (cfg.init, card["network"], net.config()))
     first = int(cfg.init_member)
     if first < 0 or int(card["members"]) < first + cfg.members:
         raise ValueError("--init %s has %d members; this run needs %d from member %d"
                          % (cfg.init, card["members"], cfg.members, first))
-    net.load_state_dict(select_members(src.state_dict(), int(card["members"]), range(first, first + cfg.members)))
+    state = select_members(src.state_dict(), int(card["members"]), range(first, first + cfg.members))
+    if grown:  # a model without the head's own layers: they start as this network made them (a zero correction)
+        state |= {k: v for k, v in net.state_dict().items() if k.startswith(HEAD_LAYERS)}
+    net.load_state_dict(state)
     tr = card.get("training") or {}
     prior = tr.get("init") or {}  # a model that was itself fine-tuned: count its whole history
     return {"model": card.get("name", folder.name), "sha256": {f: i.get("sha256") for f, i in card["files"].items()},
@@ -406,10 +450,11 @@ def loss_text(cfg: TrainConfig) -> str:
     """The model card's description of the training loss."""
     norm = {"l1": "L1", "l2": "L2 (squared error)"}[cfg.norm]
     text = ("%s on x0" % norm) if cfg.loss == "x0" or cfg.arch != "irsde" else ("IR-SDE maximum-likelihood %s" % norm)
-    if cfg.uncertainty:
-        text += (" + beta-NLL (beta %g) of the error (uncertainty head)" % cfg.nll_beta if cfg.nll_beta
-                 else " + Gaussian NLL of the error (uncertainty head)")
-    return text
+    head = (" beta-NLL (beta %g) of the error (uncertainty head)" % cfg.nll_beta if cfg.nll_beta
+            else " Gaussian NLL of the error (uncertainty head)")
+    if cfg.uncertainty and cfg.train_only:
+        return "only the" + head + ", the rest of the network frozen"
+    return text + (" +" + head if cfg.uncertainty else "")
 
 
 def _load_checkpoint(run: Path, net, opt: torch.optim.Optimizer | None) -> tuple[RunState, dict]:
@@ -482,7 +527,8 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop shapes: let cuDNN pick its fastest kernels
     net = make_network(cfg).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    params, masks = trainable(net, cfg)
+    opt = torch.optim.Adam(params, lr=cfg.lr)
     state, ema = _open_run(cfg, run, net, opt, dev, log)
     step0 = state.step
     rngs = [np.random.default_rng([s, step0]) for s in cfg.member_seeds()]
@@ -515,7 +561,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, log: Callable[[str], Non
                 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * _progress(cfg, state, budget, step0, max_steps))))
         lv = _optimizer_step(net, opt, cfg, pool, rngs, gen, dev)
         state.step += 1
-        _update_ema(ema, net, min(cfg.ema, (1 + state.step) / (10 + state.step)))
+        _update_ema(ema, net, min(cfg.ema, (1 + state.step) / (10 + state.step)), masks)
         run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
         state.elapsed = elapsed0 + time.time() - t_start
         if state.step % 25 == 0:
@@ -593,10 +639,16 @@ def _optimizer_step(net, opt, cfg: TrainConfig, pool: Pool, rngs, gen, dev) -> f
     return float(loss.detach())
 
 
-def _update_ema(ema: dict, net, decay: float) -> None:
+def _update_ema(ema: dict, net, decay: float, masks: dict | None = None) -> None:
+    """EMA of the weights; with ``masks`` (a head-only run) of the masked rows only, so that the frozen
+    weights keep their values exactly (an average of equal values can move them by rounding)."""
     with torch.no_grad():
         for k, v in net.state_dict().items():
-            ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            if masks is None:
+                ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            elif k in masks:
+                m = masks[k].to(v.device)
+                ema[k][m] = ema[k][m] * decay + v.detach()[m] * (1 - decay)
 
 
 def committed_set_metrics(ens: Ensemble, probes: Sequence[str], steps: int) -> dict:

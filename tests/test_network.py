@@ -1,6 +1,7 @@
 """Grouped UNet / DnCNN: size, shapes, member independence."""
 import math
 
+import pytest
 import torch
 
 from engine.network import DnCNN, UNet, init_members, param_count, select_members, stack_members
@@ -88,3 +89,26 @@ def test_unshuffled_unet_runs_at_half_resolution_member_by_member():
         assert "unshuffle" in str(exc)
     else:
         raise AssertionError("unshuffle=3 accepted")
+
+
+def test_a_head_of_its_own_starts_as_a_zero_correction_to_the_log_variance():
+    """UNet(head=W): two convolutions on the last features add to each member's log-variance; they start at
+    zero (a warm start from a model without them gives its outputs exactly) and leave the image output alone."""
+    cfg = dict(base=8, in_ch=2, emb=8, out_ch=2, unshuffle=2)
+    torch.manual_seed(0)
+    plain = UNet(members=2, **cfg)
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.normal_(0, 0.1)
+    grown = UNet(members=2, head=4, **cfg)
+    grown.load_state_dict(plain.state_dict() | {k: v for k, v in grown.state_dict().items() if k.startswith("var")})
+    x, t = torch.rand(1, 2, 2, 20, 28), torch.tensor([5])
+    with torch.no_grad():
+        assert torch.equal(plain(x, t), grown(x, t))
+        grown.var_out.bias.fill_(0.5)
+        a, b = plain(x, t), grown(x, t)
+    assert torch.equal(a[:, :, 0], b[:, :, 0])
+    torch.testing.assert_close(b[:, :, 1], a[:, :, 1] + 0.5)
+    assert grown.config()["head"] == 4 and "head" not in plain.config()
+    with pytest.raises(ValueError, match="head"):
+        UNet(out_ch=1, head=4)

@@ -68,3 +68,17 @@ def test_a_changed_recipe_is_caught(tmp_path):
     cfg = ts.member_config(rec, rec["members"][0], tmp_path, 1, "cpu")
     recorded = read_card(ROOT / "resources" / "weights" / "multiprobe")["training"]["config"]
     assert _compare(cfg, recorded) == {"nll_beta": (0.25, 0.5)}
+
+
+def test_a_finetune_stage_sets_its_own_fields(tmp_path):
+    """A fine-tune stage's overrides reach the member's configuration (a head-only stage, as
+    benchmarks/head_retrain.py writes it); the first stage's other fields stay."""
+    rec = ts.recipe("multiprobe")
+    rec["finetune"] = {"members": [7, 8], "max_steps": 300, "lr": 3e-4, "train_only": "uncertainty_head",
+                       "head": 16, "nll_beta": 0.0, "precision": "fp32"}
+    cfg = ts.finetune_config(rec, 1, 8, tmp_path, tmp_path, 1, "cpu")
+    assert (cfg.train_only, cfg.head, cfg.nll_beta, cfg.precision, cfg.lr, cfg.max_steps) == (
+        "uncertainty_head", 16, 0.0, "fp32", 3e-4, 300)
+    assert (cfg.seed, cfg.init, cfg.init_member) == (8, str(tmp_path), 1)
+    assert (cfg.base, cfg.unshuffle, cfg.warmup) == (32, 2, rec["config"]["warmup"])
+    cfg.validate()  # a head-only stage with a model to start from is a valid run

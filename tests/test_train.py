@@ -264,3 +264,42 @@ def test_beta_nll_weights_the_likelihood_by_the_detached_variance(beta):
     loss.backward()  # the weight is detached: the gradient is the plain one's, scaled by the weight
     grad = float(logvar.grad.sum())
     assert grad == pytest.approx(w * 0.5 * (1 - 0.01 * np.exp(6.0)) * np.exp(-6.0 * beta), rel=1e-4)
+
+
+@pytest.mark.parametrize("head", [0, 4])
+def test_head_only_training_keeps_the_image_output_bit_for_bit(synthetic, tmp_path, head):
+    """train_only uncertainty_head (warm-started, optionally with a head of its own grown on the model):
+    the log-variance learns, every weight that feeds the image output keeps its value exactly."""
+    src = tmp_path / "src"
+    unc = dict(uncertainty=True, unshuffle=2, arch="regression")
+    train(_cfg(members=1, **unc), src, log=lambda m: None, max_steps=3)
+    export(src, name="src", n_eval=2, log=lambda m: None, test_sets=False)
+    from engine.weights import read_model
+    ref, _, _ = read_model(src)
+    cfg = _cfg(members=1, init=str(src), train_only="uncertainty_head", head=head, lr=1e-2, **unc)
+    train(cfg, tmp_path / "head", log=lambda m: None, max_steps=8)
+    net = make_network(cfg)
+    _, ema = tr._load_checkpoint(tmp_path / "head", net, None)
+    net.load_state_dict(ema)
+    masks = tr.head_rows(net)
+    want = ref.state_dict()
+    for name, v in net.state_dict().items():
+        if name not in masks:
+            assert torch.equal(v, want[name]), name
+        elif name in want:  # the last convolution: its image rows as they were, its log-variance rows trained
+            assert torch.equal(v[~masks[name]], want[name][~masks[name]])
+    moved = [name for name in masks if name not in want or not torch.equal(net.state_dict()[name], want[name])]
+    assert moved
+    x = torch.rand(1, 1, 2, 24, 32)
+    t = torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        a, b = ref(x, t), net(x, t)
+    assert torch.equal(a[:, :, 0], b[:, :, 0]) and not torch.equal(a[:, :, 1], b[:, :, 1])
+    card = export(tmp_path / "head", name="head", n_eval=2, log=lambda m: None, test_sets=False)
+    assert card["training"]["loss"].startswith("only the Gaussian NLL") and card["network"].get("head", 0) == head
+    frame = np.random.default_rng(0).random((40, 56), dtype=np.float32)
+    runs = {b: load_ensemble(tmp_path / "head", backend=b).despeckle(frame) for b in ("torch", "onnx")}
+    for part in ("mean", "aleatoric"):  # the exported graph carries the head
+        np.testing.assert_allclose(getattr(runs["onnx"], part), getattr(runs["torch"], part), atol=1e-5)
+    with pytest.raises(ValueError, match="uncertainty head to start from"):
+        _cfg(train_only="uncertainty_head").validate()
