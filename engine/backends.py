@@ -15,9 +15,11 @@ slower than separate members in every runtime measured here, pytorch #70954, onn
 :func:`choose` picks the fastest backend present (OpenVINO, then ONNX Runtime, then torch; torch on a GPU),
 ``backend=`` overrides.  The ONNX graphs ship beside the safetensors (their SHA-256 and the SHA-256 of the
 weights they were exported from are in the model card, ``card["onnx"]``); :func:`export_onnx` writes them
-(it needs torch and onnx, the runtimes do not).  The graphs store their weights as fp16 (the safetensors'
+(it needs torch and onnx, the runtimes do not).  The graphs hold their weights as fp16 (the safetensors'
 own values, so nothing is lost) with a Cast to fp32 in front of each, which the runtimes fold when they load
-a graph: half the bytes on disk, the same fp32 arithmetic.
+a graph: the same fp32 arithmetic.  In a model folder the graphs hold no copies: each weight is ONNX external
+data, a byte range of ``model.safetensors`` (:func:`share_weights`), so every weight is on disk once and a
+graph is a few tens of kB.
 """
 from __future__ import annotations
 
@@ -211,9 +213,11 @@ class TorchNetwork:
 
 
 # --------------------------------------------------------------------------- export
-def export_onnx(net, folder: str | os.PathLike, in_ch: int) -> dict[str, str]:
+def export_onnx(net, folder: str | os.PathLike, in_ch: int, weights: str | os.PathLike | None = None) -> dict[str, str]:
     """Write each member of a grouped torch network as ``member<k>.onnx`` (inputs ``x`` (1, in_ch, H, W)
-    with free H, W and ``t`` (1,) int64; output (1, out_ch, H, W)); returns {file name: SHA-256}."""
+    with free H, W and ``t`` (1,) int64; output (1, out_ch, H, W)); returns {file name: SHA-256}.  With
+    ``weights`` (the network's fp16 safetensors, in ``folder``) the graphs read their weights from that file
+    instead of holding copies (:func:`share_weights`)."""
     import torch
 
     from .network import build, select_members
@@ -244,6 +248,8 @@ def export_onnx(net, folder: str | os.PathLike, in_ch: int) -> dict[str, str]:
                               dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}}, opset_version=OPSET,
                               dynamo=False)
         store_fp16(tmp)
+        if weights is not None:
+            share_weights(tmp, weights, k, int(net.members))
         os.chmod(tmp, 0o644)
         os.replace(tmp, folder / onnx_name(k))
         out[onnx_name(k)] = sha256(folder / onnx_name(k))
@@ -280,3 +286,58 @@ def store_fp16(path: str | os.PathLike) -> int:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return len(casts)
+
+
+def safetensors_spans(path: str | os.PathLike) -> dict[str, tuple[str, int, int]]:
+    """{tensor name: (dtype, first byte, end byte)} of a safetensors file, as offsets into the file (the
+    format: an 8-byte little-endian header length, a JSON header whose ``data_offsets`` count from its end,
+    then the tensors' bytes)."""
+    import json
+    import struct
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    start = 8 + n
+    return {name: (info["dtype"], start + info["data_offsets"][0], start + info["data_offsets"][1])
+            for name, info in header.items() if name != "__metadata__"}
+
+
+def share_weights(path: str | os.PathLike, weights: str | os.PathLike, member: int, members: int) -> int:
+    """Make the fp16 initializers of the graph at ``path`` (one member of a grouped network, as
+    :func:`store_fp16` left it) ONNX external data that points into the safetensors file ``weights`` in the
+    same folder: member ``member``'s rows of each grouped tensor are one contiguous byte range there.  Only
+    an initializer whose bytes are exactly that range is shared; the graph computes what it did, and the
+    model folder holds each weight once.  Returns the number of initializers shared."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    path, weights = Path(path), Path(weights)
+    if path.parent.resolve() != weights.parent.resolve():
+        raise ValueError("%s: a graph can only share the weights file of its own folder (%s)" % (path, weights))
+    spans = safetensors_spans(weights)
+    model = onnx.load(str(path))
+    shared = 0
+    with open(weights, "rb") as f:
+        for init in model.graph.initializer:
+            key = init.name.removeprefix("m.").removesuffix("__fp16")
+            if init.data_type != TensorProto.FLOAT16 or not init.name.endswith("__fp16") or key not in spans:
+                continue
+            dtype, begin, end = spans[key]
+            data = numpy_helper.to_array(init).tobytes()
+            size = (end - begin) // members
+            offset = begin + member * size
+            f.seek(offset)
+            if dtype != "F16" or len(data) != size or f.read(size) != data:
+                continue
+            for field in ("raw_data", "int32_data"):
+                init.ClearField(field)
+            init.data_location = TensorProto.EXTERNAL
+            del init.external_data[:]
+            for k, v in (("location", weights.name), ("offset", str(offset)), ("length", str(size))):
+                entry = init.external_data.add()
+                entry.key, entry.value = k, v
+            shared += 1
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path))
+    return shared

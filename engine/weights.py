@@ -62,7 +62,8 @@ def resolve(name_or_folder: str | os.PathLike) -> Path:
 def save_model(folder: str | os.PathLike, net, card: dict, onnx: bool = True) -> dict:
     """Write ``net`` as fp16 safetensors plus the card (JSON + markdown) and, with ``onnx``, its members as
     ONNX graphs for the torch-free runtimes (:func:`engine.backends.export_onnx`, from the fp16 weights
-    as stored); returns the final card."""
+    as stored, which the graphs read from the safetensors file rather than holding copies); returns the
+    final card."""
     import torch
     from safetensors.torch import save_file
 
@@ -86,7 +87,8 @@ def save_model(folder: str | os.PathLike, net, card: dict, onnx: bool = True) ->
 
         stored = build(net.config(), int(net.members))
         stored.load_state_dict({k: v.float() for k, v in state.items()})
-        card["onnx"] = {"files": export_onnx(stored.eval(), folder, int(net.config().get("in_ch", 2))),
+        card["onnx"] = {"files": export_onnx(stored.eval(), folder, int(net.config().get("in_ch", 2)),
+                                             weights=folder / WEIGHTS_FILE),
                         "from": card["files"][WEIGHTS_FILE]["sha256"], "opset": OPSET}
     _atomic_write(folder / CARD_FILE, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     _atomic_write(folder / CARD_MD, card_markdown(card).encode())
@@ -228,6 +230,6 @@ def card_markdown(card: dict) -> str:
     for fname, info in card.get("files", {}).items():
         lines.append("- `%s` %s (%d bytes, %s)" % (fname, info["sha256"], info["bytes"], info.get("dtype", "")))
     for fname, digest in sorted((card.get("onnx") or {}).get("files", {}).items()):
-        lines.append("- `%s` %s (ONNX opset %s, exported from the fp16 weights above)" % (
-            fname, digest, card["onnx"].get("opset")))
+        lines.append("- `%s` %s (ONNX opset %s, exported from the fp16 weights above, which it reads from "
+                     "that file)" % (fname, digest, card["onnx"].get("opset")))
     return "\n".join(lines) + "\n"

@@ -60,6 +60,45 @@ def test_graphs_store_the_fp16_weights_and_saving_is_reproducible(model_folder, 
         assert (again / f).read_bytes() == (model_folder / f).read_bytes(), f
 
 
+def test_graphs_read_their_weights_from_the_safetensors(model_folder):
+    """Every weight is on disk once: each fp16 initializer of a graph is ONNX external data, member k's own
+    byte range of model.safetensors, and the graph holds no copy."""
+    import onnx
+    from onnx import TensorProto
+
+    spans = backends.safetensors_spans(model_folder / "model.safetensors")
+    ranges = []
+    for k in range(2):
+        graph = onnx.load(str(model_folder / ("member%d.onnx" % k)), load_external_data=False).graph
+        halves = [i for i in graph.initializer if i.data_type == TensorProto.FLOAT16]
+        inline = [i for i in graph.initializer if i.data_location != TensorProto.EXTERNAL]
+        assert len(halves) >= len(spans) - len(inline)  # every tensor but single values (kept in the graph)
+        assert all(int(np.prod(i.dims)) <= 1 for i in inline)
+        assert all(i.data_location == TensorProto.EXTERNAL and not i.raw_data for i in halves)
+        for i in halves:
+            where = {e.key: e.value for e in i.external_data}
+            dtype, begin, end = spans[i.name.removeprefix("m.").removesuffix("__fp16")]
+            offset, length = int(where["offset"]), int(where["length"])
+            assert where["location"] == "model.safetensors" and dtype == "F16"
+            assert length == (end - begin) // 2 and offset == begin + k * length
+            ranges.append((offset, offset + length))
+    ranges.sort()
+    assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:]))  # the two members' ranges never overlap
+
+
+def test_graphs_are_refused_when_the_weights_they_read_are_altered(model_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_folder, copy)
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-3] ^= 0x01
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    for runtime in RUNTIMES:
+        with pytest.raises(ValueError, match="model.safetensors"):
+            load_ensemble(copy, backend=runtime)
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_runtime_matches_torch_on_real_frames(model_folder, real_frames, runtime):
     ref = load_ensemble(model_folder, backend="torch").despeckle(real_frames, seed=0)
