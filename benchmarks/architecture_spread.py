@@ -43,16 +43,6 @@ def parts(ens, other, frames: np.ndarray):
                  "preview": (preview - res.mean) ** 2, "other": (alt - res.mean) ** 2}
 
 
-def fit(var: dict, err2: np.ndarray, keys) -> np.ndarray:
-    """Non-negative weights w with err² ≈ Σ w_k var_k over the pixels."""
-    from scipy.optimize import nnls
-
-    A = np.stack([var[k].ravel() for k in keys], axis=1).astype(np.float64)
-    scale = np.maximum(A.mean(axis=0), 1e-20)
-    w, _ = nnls(A / scale, err2.ravel().astype(np.float64))
-    return w / scale
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="the recipes' training-data sets (built if absent)")
@@ -64,7 +54,8 @@ def main(argv=None) -> int:
     from engine import load_ensemble
     from engine import train as tr
     from engine.generalization import load_foreign
-    from engine.scoring import AGREEMENT_LEVELS, uncertainty_agreement
+    from engine.scoring import AGREEMENT_LEVELS, fit_variance_weights, uncertainty_agreement
+    from simulator.foreign import PROBES
 
     ens, other = load_ensemble(a.model), load_ensemble(a.other)
     if not ens.has_preview or ens.mode != "irsde":
@@ -73,11 +64,11 @@ def main(argv=None) -> int:
     cfg = ts.member_config(rec, rec["members"][0], ts.build_data(a.data, rec["dataset"], print), 1, "cpu")
     noisy, clean = tr.val_set(cfg, 64)
     res, var = parts(ens, other, noisy)
-    weights = {name: fit(var, (res.mean - clean) ** 2, keys) for name, keys in COMBOS.items()}
+    weights = {name: fit_variance_weights([var[k] for k in keys], res.mean - clean) for name, keys in COMBOS.items()}
     for name, keys in COMBOS.items():
         print("weights, %s: %s" % (name, ", ".join("%s %.3g" % kw for kw in zip(keys, weights[name]))))
     print("r per pixel / 8x8 patch / image against |error|, 9 inputs per image:")
-    for probe in ("L11-5v", "L12-3v", "C5-2v", "P4-2v"):
+    for probe in PROBES:
         fs = load_foreign(probe, inputs=9)
         res, var = parts(ens, other, fs.bmode)
         err = res.mean - fs.clean

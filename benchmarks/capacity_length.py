@@ -36,13 +36,13 @@ VARIANTS = {
     "ft-4500": {"max_steps": 4500, "lr": 3e-4, "init": str(ROOT / "resources" / "weights" / "baseline"),
                 "init_member": 0},
 }
-PROBES = ("L11-5v", "L12-3v", "C5-2v", "P4-2v")
 
 
 def foreign_psnr(model) -> list[float]:
     """Mean affine-fitted PSNR per probe of a model (name or folder) on the foreign sets, one input per image."""
     from engine import load_ensemble, scoring
     from engine.generalization import load_foreign
+    from simulator.foreign import PROBES
 
     ens = load_ensemble(model)
     scores = []
@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     import train_shipped as ts
 
     from engine.train import export_members, run_steps, train
+    from simulator.foreign import PROBES
 
     rec = ts.recipe("baseline")
     cfg0 = ts.member_config(rec, rec["members"][0], ts.build_data(a.data, rec["dataset"], print), a.threads, "cpu")

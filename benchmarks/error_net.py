@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     from engine.network import UNet, build, init_members, select_members
     from engine.scoring import uncertainty_agreement, uncertainty_ceiling
     from engine.weights import read_model
+    from simulator.foreign import PROBES
 
     torch.set_num_threads(1)
     rec = ts.recipe(a.model)
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     one = {k: v for k, v in card.items() if k not in ("uncertainty",)}  # member 0 with its own head, unscaled
     product = ensemble_from_card(member, one | {"members": 1}, name="member 0")
     print("r per pixel / 8x8 patch / image against |error|, 9 inputs per image:")
-    for probe in ("L11-5v", "L12-3v", "C5-2v", "P4-2v"):
+    for probe in PROBES:
         fs = load_foreign(probe, inputs=9)
         res = product.despeckle(fs.bmode, seed=0)
         err = res.mean - fs.clean

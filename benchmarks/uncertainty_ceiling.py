@@ -31,8 +31,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PROBES = ("L11-5v", "L12-3v", "C5-2v", "P4-2v")
-
 
 def ceiling(err: np.ndarray, std: np.ndarray, mask: np.ndarray, image: np.ndarray) -> dict:
     """The model's r (its own std) next to the oracle's and the ceiling (engine.scoring.uncertainty_ceiling)."""
@@ -61,6 +59,8 @@ def calibration_spread(std, err, mask, floor, image, n_boot: int = 200, seed: in
 
 
 def main(argv=None) -> int:
+    from simulator.foreign import PROBES
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="multiprobe")
     ap.add_argument("--probe", action="append", choices=PROBES)

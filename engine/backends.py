@@ -33,6 +33,7 @@ import numpy as np
 
 BACKENDS = ("auto", "openvino", "onnx", "torch")
 OPSET = 17
+FP16_SUFFIX = "__fp16"  # an fp16 initializer's name: the fp32 tensor's name it is cast to, plus this
 PAD_MULTIPLE = 4  # a two-level UNet's down-samplings: inputs are padded to a multiple of 4 (as the network does)
 
 
@@ -275,8 +276,8 @@ def store_fp16(path: str | os.PathLike) -> int:
         if not np.array_equal(half.astype(np.float32), arr):  # not an fp16 value: kept as it is
             kept.append(init)
             continue
-        kept.append(numpy_helper.from_array(half, init.name + "__fp16"))
-        casts.append(helper.make_node("Cast", [init.name + "__fp16"], [init.name], to=TensorProto.FLOAT,
+        kept.append(numpy_helper.from_array(half, init.name + FP16_SUFFIX))
+        casts.append(helper.make_node("Cast", [init.name + FP16_SUFFIX], [init.name], to=TensorProto.FLOAT,
                                       name=init.name + "__cast"))
     del graph.initializer[:]
     graph.initializer.extend(kept)
@@ -320,8 +321,8 @@ def share_weights(path: str | os.PathLike, weights: str | os.PathLike, member: i
     shared = 0
     with open(weights, "rb") as f:
         for init in model.graph.initializer:
-            key = init.name.removeprefix("m.").removesuffix("__fp16")
-            if init.data_type != TensorProto.FLOAT16 or not init.name.endswith("__fp16") or key not in spans:
+            key = init.name.removeprefix("m.").removesuffix(FP16_SUFFIX)  # "m.": export_onnx's wrapper
+            if init.data_type != TensorProto.FLOAT16 or not init.name.endswith(FP16_SUFFIX) or key not in spans:
                 continue
             dtype, begin, end = spans[key]
             data = numpy_helper.to_array(init).tobytes()

@@ -277,15 +277,21 @@ def _flattest_windows(img: np.ndarray, mask: np.ndarray, size: int, n: int, min_
     return chosen
 
 
+def fit_variance_weights(variances, err: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative weights w with err² ≈ Σ_k w_k · variances[k] over the pixels (least squares, each part
+    normalised by its mean first so that parts of very different size are fitted alike)."""
+    from scipy.optimize import nnls
+
+    A = np.stack([_masked(v, mask) for v in variances], axis=1)
+    y = _masked(err, mask) ** 2
+    scale = np.sqrt(np.maximum(A.mean(axis=0), 1e-20))
+    coef, _ = nnls(A / scale ** 2, y)
+    return coef / scale ** 2
+
+
 def fit_uncertainty_scales(aleatoric: np.ndarray, epistemic: np.ndarray, err: np.ndarray,
                            mask: np.ndarray | None = None) -> tuple[float, float]:
     """Scales (a, e) with err² ≈ a² · aleatoric² + e² · epistemic² (non-negative least squares over the
     pixels): the calibration of the total uncertainty sqrt((a σ_a)² + (e σ_e)²)."""
-    from scipy.optimize import nnls
-
-    A = np.stack([_masked(aleatoric, mask) ** 2, _masked(epistemic, mask) ** 2], axis=1)
-    y = _masked(err, mask) ** 2
-    scale = np.sqrt(np.maximum(A.mean(axis=0), 1e-20))
-    coef, _ = nnls(A / scale ** 2, y)
-    coef = coef / scale ** 2
+    coef = fit_variance_weights([aleatoric ** 2, epistemic ** 2], err, mask)
     return float(np.sqrt(coef[0])), float(np.sqrt(coef[1]))
