@@ -219,6 +219,7 @@ def export_onnx(net, folder: str | os.PathLike, in_ch: int, weights: str | os.Pa
     with free H, W and ``t`` (1,) int64; output (1, out_ch, H, W)); returns {file name: SHA-256}.  With
     ``weights`` (the network's fp16 safetensors, in ``folder``) the graphs read their weights from that file
     instead of holding copies (:func:`share_weights`)."""
+    import onnx
     import torch
 
     from .network import build, select_members
@@ -248,23 +249,24 @@ def export_onnx(net, folder: str | os.PathLike, in_ch: int, weights: str | os.Pa
             torch.onnx.export(Member(one), (x, t), str(tmp), input_names=["x", "t"], output_names=["y"],
                               dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}}, opset_version=OPSET,
                               dynamo=False)
-        store_fp16(tmp)
+        graph = onnx.load(str(tmp))  # fp16 initializers, then (with weights) read from the safetensors: one write
+        store_fp16(graph)
         if weights is not None:
-            share_weights(tmp, weights, k, int(net.members))
+            share_weights(graph, tmp, weights, k, int(net.members))
+        onnx.save(graph, str(tmp))
+        onnx.checker.check_model(str(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, folder / onnx_name(k))
         out[onnx_name(k)] = sha256(folder / onnx_name(k))
     return out
 
 
-def store_fp16(path: str | os.PathLike) -> int:
-    """Rewrite the ONNX graph at ``path`` with every fp32 initializer that fp16 holds exactly (weights exported
-    from fp16 safetensors) stored as fp16 and cast back to fp32 where the graph reads it; the graph computes
-    bit for bit what it did.  Returns the number of initializers converted."""
-    import onnx
+def store_fp16(model) -> int:
+    """Rewrite the loaded ONNX ``model``, in place, with every fp32 initializer that fp16 holds exactly
+    (weights exported from fp16 safetensors) stored as fp16 and cast back to fp32 where the graph reads it; the
+    graph computes bit for bit what it did.  Returns the number of initializers converted."""
     from onnx import TensorProto, helper, numpy_helper
 
-    model = onnx.load(str(path))
     graph = model.graph
     kept, casts = [], []
     for init in graph.initializer:
@@ -284,8 +286,6 @@ def store_fp16(path: str | os.PathLike) -> int:
     nodes = casts + list(graph.node)  # the casts first: the graph stays topologically sorted
     del graph.node[:]
     graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
     return len(casts)
 
 
@@ -304,20 +304,18 @@ def safetensors_spans(path: str | os.PathLike) -> dict[str, tuple[str, int, int]
             for name, info in header.items() if name != "__metadata__"}
 
 
-def share_weights(path: str | os.PathLike, weights: str | os.PathLike, member: int, members: int) -> int:
-    """Make the fp16 initializers of the graph at ``path`` (one member of a grouped network, as
-    :func:`store_fp16` left it) ONNX external data that points into the safetensors file ``weights`` in the
-    same folder: member ``member``'s rows of each grouped tensor are one contiguous byte range there.  Only
-    an initializer whose bytes are exactly that range is shared; the graph computes what it did, and the
-    model folder holds each weight once.  Returns the number of initializers shared."""
-    import onnx
+def share_weights(model, path: str | os.PathLike, weights: str | os.PathLike, member: int, members: int) -> int:
+    """Make the fp16 initializers of the loaded ONNX ``model`` (one member of a grouped network, as
+    :func:`store_fp16` left it; to be saved at ``path``), in place, ONNX external data that points into the
+    safetensors file ``weights`` in the same folder: member ``member``'s rows of each grouped tensor are one
+    contiguous byte range there.  Only an initializer whose bytes are exactly that range is shared; the graph
+    computes what it did, and the model folder holds each weight once.  Returns the number shared."""
     from onnx import TensorProto, numpy_helper
 
     path, weights = Path(path), Path(weights)
     if path.parent.resolve() != weights.parent.resolve():
         raise ValueError("%s: a graph can only share the weights file of its own folder (%s)" % (path, weights))
     spans = safetensors_spans(weights)
-    model = onnx.load(str(path))
     shared = 0
     with open(weights, "rb") as f:
         for init in model.graph.initializer:
@@ -339,6 +337,4 @@ def share_weights(path: str | os.PathLike, weights: str | os.PathLike, member: i
                 entry = init.external_data.add()
                 entry.key, entry.value = k, v
             shared += 1
-    onnx.save(model, str(path))
-    onnx.checker.check_model(str(path))
     return shared
