@@ -273,3 +273,31 @@ def test_foreign_images_are_despeckled_each_on_its_own(tmp_path):
     entry = res["sets"]["L11-5v"]
     assert entry["n_inputs"] == 6 and len(entry["rows"]["spy"]["psnr"]) == 6
     assert "spy" in entry["uncertainty"]
+
+
+def test_clip_measures_read_the_method_output_in_every_roi():
+    """The gCNR pair of a real clip may lie outside its tissue boxes (the demo clip's cyst does): the
+    measure must read what the method returned there, not the input."""
+    from engine.generalization import RealClip, evaluate_clips
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:48, :48]
+    level = np.where(xx < 24, 0.35, 0.6)
+    frames = np.stack([classical.envelope_to_display(classical.display_to_envelope(level) *
+                                                     rng.rayleigh(1 / np.sqrt(2), level.shape))
+                       for _ in range(2)]).astype(np.float32)
+    tissue = np.zeros((48, 48), bool)
+    tissue[30:46, 2:46] = True  # the ROIs below lie above this box
+    clip = RealClip(name="two-level", frames=frames, tissue=tissue,
+                    rois={"target": [2, 2, 20, 20], "background": [28, 2, 46, 20]})
+
+    def oracle(f):
+        return np.broadcast_to(level, f.shape).astype(np.float32), None
+
+    res = evaluate_clips({"oracle": oracle}, [clip], bm3d_sigma=0.4, log=lambda s: None)
+    rows = res["clips"]["two-level"]["rows"]
+    assert rows["input"]["gcnr"] < 0.9
+    assert rows["oracle"]["gcnr"] == pytest.approx(1.0)
+    assert rows["BM3D"]["gcnr"] > rows["input"]["gcnr"]
+    want = np.mean([(level[tissue] - f[tissue]).mean() for f in frames]) * 255
+    assert rows["oracle"]["tissue_shift"] == pytest.approx(want, abs=1e-3)
