@@ -41,14 +41,14 @@ VARIANTS = {
 def foreign_psnr(model) -> list[float]:
     """Mean affine-fitted PSNR per probe of a model (name or folder) on the foreign sets, one input per image."""
     from engine import load_ensemble, scoring
-    from engine.generalization import load_foreign
+    from engine.generalization import each_image, load_foreign, model_method
     from simulator.foreign import PROBES
 
-    ens = load_ensemble(model)
+    fn = model_method(load_ensemble(model))
     scores = []
     for probe in PROBES:
         fs = load_foreign(probe, inputs=1)
-        out = np.concatenate([ens.despeckle(img[None], seed=0).mean for img in fs.bmode])
+        out, _ = each_image(fn, fs.bmode)
         scores.append(float(np.mean([scoring.psnr_affine(o, c, m) for o, c, m in zip(out, fs.clean, fs.mask)])))
     return scores
 

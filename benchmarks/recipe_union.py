@@ -35,17 +35,14 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs=2, default=["multiprobe", "l11-5v"], metavar=("A", "B"))
     a = ap.parse_args(argv)
     from engine import load_ensemble, scoring
-    from engine.generalization import load_foreign
+    from engine.generalization import each_image, load_foreign, model_method
     from simulator.foreign import PROBES
 
-    ens = [load_ensemble(m) for m in a.models]
+    methods = [model_method(load_ensemble(m)) for m in a.models]
     print("| set | model | PSNR (dB) | r pixel | r patch | r image |\n| --- | --- | --- | --- | --- | --- |")
     for probe in PROBES:
         fs = load_foreign(probe, inputs=1)
-        runs = []
-        for e in ens:
-            res = [e.despeckle(img[None], seed=0) for img in fs.bmode]
-            runs.append((np.concatenate([r.mean for r in res]), np.concatenate([r.std for r in res])))
+        runs = [each_image(fn, fs.bmode) for fn in methods]
         rows = dict(zip(a.models, runs)) | {"union": union(*runs[0], *runs[1])}
         for name, (mean, std) in rows.items():
             psnr = np.mean([scoring.psnr_affine(o, c, m) for o, c, m in zip(mean, fs.clean, fs.mask)])

@@ -100,7 +100,7 @@ def _rows(out: np.ndarray, fs: ForeignSet) -> dict:
     return {k: np.asarray(v, float) for k, v in per.items()}
 
 
-def _each(fn: Method, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def each_image(fn: Method, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """``fn`` on every image by itself (unrelated images: nothing is shared between them)."""
     outs = [fn(img[None]) for img in images]
     mean = np.concatenate([m for m, _ in outs])
@@ -131,7 +131,7 @@ def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: 
         log(f"[foreign] {probe}: BM3D sigma {sig} ({time.time() - t:.0f} s)")
         for name, fn in methods.items():
             t = time.time()
-            mean, std = _each(fn, fs.bmode)
+            mean, std = each_image(fn, fs.bmode)
             entry["rows"][name] = _rows(mean, fs)
             if std is not None and float(np.max(std)) > 0:
                 err = mean - fs.clean
