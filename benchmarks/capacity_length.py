@@ -38,19 +38,26 @@ VARIANTS = {
 }
 
 
-def foreign_psnr(model) -> list[float]:
-    """Mean affine-fitted PSNR per probe of a model (name or folder) on the foreign sets, one input per image."""
+def foreign_image_psnr(model, inputs: int = 1) -> dict[str, np.ndarray]:
+    """Affine-fitted PSNR per foreign image of a model (name or folder), per probe: with ``inputs`` > 1 the
+    mean over that many leave-one-out inputs of each image (less speckle noise in a comparison)."""
     from engine import load_ensemble, scoring
     from engine.generalization import each_image, load_foreign, model_method
     from simulator.foreign import PROBES
 
     fn = model_method(load_ensemble(model))
-    scores = []
+    scores = {}
     for probe in PROBES:
-        fs = load_foreign(probe, inputs=1)
+        fs = load_foreign(probe, inputs=inputs)
         out, _ = each_image(fn, fs.bmode)
-        scores.append(float(np.mean([scoring.psnr_affine(o, c, m) for o, c, m in zip(out, fs.clean, fs.mask)])))
+        v = np.array([scoring.psnr_affine(o, c, m) for o, c, m in zip(out, fs.clean, fs.mask)])
+        scores[probe] = np.array([v[fs.image == i].mean() for i in np.unique(fs.image)])
     return scores
+
+
+def foreign_psnr(model) -> list[float]:
+    """Mean affine-fitted PSNR per probe of a model (name or folder) on the foreign sets, one input per image."""
+    return [float(v.mean()) for v in foreign_image_psnr(model).values()]
 
 
 def main(argv=None) -> int:

@@ -14,6 +14,11 @@ With a ground truth (the foreign sets):
   truth's own residual speckle (``floor``, a per-pixel variance) can be subtracted from the squared error
   so that the RMS error is that against the speckle-free image itself.
 
+From two independent speckle draws A, B of one medium, without its truth:
+
+* :func:`paired_draw_error` — the squared error of an output of draw A against the draws' expectation (the
+  speckle-free B-mode), ``mean (fit(out) − B)² − mean (A − B)² / 2`` (B's own speckle variance removed).
+
 Without a ground truth (real clips):
 
 * :func:`enl` — equivalent number of looks of a homogeneous patch in intensity (mean² / variance);
@@ -51,6 +56,18 @@ def psnr_affine(out: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None
     fit = affine_fit(out, ref, mask)
     mse = float(np.mean((_masked(fit, mask) - _masked(ref, mask)) ** 2))
     return float(10 * np.log10(1.0 / max(mse, 1e-12)))
+
+
+def paired_draw_error(out: np.ndarray, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean squared error of ``out`` (made from draw ``a``) against the expectation of two independent,
+    identically distributed draws ``a``, ``b`` of one medium, estimated without it: B's variance,
+    ``mean (a − b)² / 2``, taken off ``out``'s affine-fitted error against ``b``.  Unbiased when ``out``
+    depends on ``a`` alone; noisy per image (the variance is about ten times the errors of a good despeckler),
+    so compare methods on the same draws and average over images."""
+    fit = affine_fit(out, b, mask)
+    d = _masked(fit, mask) - _masked(b, mask)
+    s = _masked(a, mask) - _masked(b, mask)
+    return float(np.mean(d ** 2) - np.mean(s ** 2) / 2)
 
 
 def psnr_floor(floor_mse: float) -> float:

@@ -245,7 +245,9 @@ def _local_std(resid: np.ndarray, sigma: float = 2.5) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- grey maps and resampling
-def _grey_map(rng, disabled: bool):
+def grey_map(rng, disabled: bool = False):
+    """A scanner grey map drawn from ``rng`` (gamma, S-curve, knots or identity, then contrast and offset):
+    ``(map, meta)``; ``disabled``: the identity."""
     if disabled:
         return (lambda v: v), {"kind": "identity"}
     kind = str(rng.choice(["gamma", "s-curve", "knots", "identity"], p=[0.35, 0.25, 0.25, 0.15]))
@@ -320,7 +322,7 @@ def random_pair(seed: int, size: int | tuple[int, int] = 128, probes=None, disab
     med = _draw_medium(rng, off, shape, psf["zoom"], split, source_weights, meta)
     sim = _simulate(rng, srng, off, psf, med, meta)
     x_in, t2, e2, mask = _scanner(rng, off, shape, psf["zoom"], med["sector"], sim, meta)
-    g, gmeta = _grey_map(rng, "greymap" in off)
+    g, gmeta = grey_map(rng, "greymap" in off)
     target = _map_expectation(g, t2, _local_std(x_in - t2))
     bmode, target, echo = (np.where(mask, np.clip(v, 0, 1), 0).astype(np.float32) for v in (g(x_in), target, g(e2)))
     meta["grey_map"] = gmeta

@@ -82,3 +82,34 @@ def test_uncertainty_ceiling_matches_a_known_error_scale():
     assert c["ceiling"]["patch"] > c["ceiling"]["pixel"] + 0.2  # patches average the chance part away
     with pytest.raises(ValueError, match="no other input"):
         scoring.uncertainty_ceiling(err[:2], mask[:2], np.array([0, 1]))
+
+
+def test_paired_draw_error_recovers_the_error_against_the_unseen_expectation():
+    """Two speckle-like draws of one smooth medium: the estimate from the draws alone matches the error
+    against the expectation, for a good and a poor despeckler, and ranks them as the truth does."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:256, :256]
+    truth = 0.5 + 0.2 * np.sin(xx / 19.0) * np.cos(yy / 31.0)
+    mask = np.ones(truth.shape, bool)
+    mask[:, :20] = False
+
+    def draw():  # spatially correlated, heavy noise (std ~0.1, as displayed speckle)
+        n = ndimage.gaussian_filter(rng.standard_normal(truth.shape), (1.0, 2.0))
+        return truth + 0.1 * n / n.std()
+
+    est, true = {"good": [], "poor": []}, {"good": [], "poor": []}
+    for _ in range(6):
+        a, b = draw(), draw()
+        for name, sig in (("good", 6.0), ("poor", 1.5)):
+            out = 0.9 * ndimage.gaussian_filter(a, sig) + 0.03  # a gain and offset the fit removes
+            est[name].append(scoring.paired_draw_error(out, a, b, mask))
+            true[name].append(float(np.mean((scoring.affine_fit(out, truth, mask) - truth)[mask] ** 2)))
+    for name in est:
+        assert np.mean(est[name]) == pytest.approx(np.mean(true[name]), rel=0.15)
+    assert np.mean(est["poor"]) > 2 * np.mean(est["good"])
+    # without B's variance taken off, the raw error against the other draw is dominated by its speckle
+    a, b = draw(), draw()
+    raw = float(np.mean((scoring.affine_fit(ndimage.gaussian_filter(a, 6.0), b, mask) - b)[mask] ** 2))
+    assert raw > 5 * np.mean(true["good"])
