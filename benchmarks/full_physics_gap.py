@@ -48,17 +48,21 @@ def table(rows: dict, model: str) -> None:
             1e3 * each, 10 * np.log10(each / mean[0])), flush=True)
 
 
+def candidates(fn, x: np.ndarray) -> list[np.ndarray]:
+    """The model's output for image ``x``, then BM3D's at every sigma of :data:`SIGMAS`."""
+    from engine.classical import apply_job
+
+    return [fn(x[None])[0][0]] + [apply_job(("bm3d", x, {"sigma": s})) for s in SIGMAS]
+
+
 def own_val(fn, a) -> None:
     """The model against BM3D (tuned on these pairs) on its own validation pairs, exact target."""
-    from engine.classical import apply_job
-    from engine.scoring import affine_fit
+    from engine.scoring import mse_affine
     from simulator.randomized import load_pairs
 
     v = load_pairs(a.own_val, "val")
-    r = []
-    for x, t, m in list(zip(v["bmode"], v["target"], v["mask"]))[:a.val_pairs]:
-        outs = [fn(x[None])[0][0]] + [apply_job(("bm3d", x, {"sigma": s})) for s in SIGMAS]
-        r.append([float(np.mean((affine_fit(o, t, m) - t)[m] ** 2)) for o in outs])
+    r = [[mse_affine(o, t, m) for o in candidates(fn, x)]
+         for x, t, m in list(zip(v["bmode"], v["target"], v["mask"]))[:a.val_pairs]]
     print("squared error (x 1e-3) on %d validation pairs of %s (exact target), model vs BM3D tuned on them:" % (
         len(r), a.own_val.name))
     table({(a.own_val.name, "randomized"): r}, a.model)
@@ -66,19 +70,15 @@ def own_val(fn, a) -> None:
 
 def foreign(fn, model: str) -> None:
     """The model against BM3D on each probe's foreign set: the error against the truth less its residual speckle."""
-    from engine.classical import apply_job
     from engine.generalization import load_foreign
-    from engine.scoring import affine_fit
+    from engine.scoring import mse_affine
     from simulator.foreign import PROBES
 
     rows = {}
     for probe in PROBES:
         fs = load_foreign(probe, inputs=1)
-        r = []
-        for x, t, m, floor in zip(fs.bmode, fs.clean, fs.mask, fs.floor_mse):
-            outs = [fn(x[None])[0][0]] + [apply_job(("bm3d", x, {"sigma": s})) for s in SIGMAS]
-            r.append([float(np.mean((affine_fit(o, t, m) - t)[m] ** 2)) - floor for o in outs])
-        rows[(probe, "foreign")] = r
+        rows[(probe, "foreign")] = [[mse_affine(o, t, m) - floor for o in candidates(fn, x)]
+                                    for x, t, m, floor in zip(fs.bmode, fs.clean, fs.mask, fs.floor_mse)]
     print("true error (x 1e-3) on the foreign sets (residual speckle of the truth taken off), model vs BM3D:")
     table(rows, model)
 
@@ -94,10 +94,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-pool", action="store_true", help="only the --own-val / --foreign comparisons")
     a = ap.parse_args(argv)
     from engine import load_ensemble
-    from engine.classical import apply_job
     from engine.generalization import model_method
     from engine.scoring import paired_draw_error
-    from simulator.fullpairs import SEED, load_pool, phantom_seed, source_phantom
+    from simulator.fullpairs import load_pool, phantom_seed, pool_seed, source_phantom
     from simulator.physics import simulate
     from simulator.probes import PROBE_NAMES, get_probe
 
@@ -108,19 +107,17 @@ def main(argv=None) -> int:
         foreign(fn, a.model)
     if a.skip_pool:
         return 0
-    pool = load_pool(a.pool, a.phantoms)
+    pool, seed = load_pool(a.pool, a.phantoms), pool_seed(a.pool)
     rows: dict = {(p, k): [] for p in PROBE_NAMES for k in ("full", "fast")}
     for i in range(a.phantoms):
         probe = get_probe(str(pool["probe"][i]))
-        ph, _ = source_phantom(probe, pool["draws"].shape[-1], np.random.default_rng(phantom_seed(SEED, i)))
+        ph, _ = source_phantom(probe, pool["draws"].shape[-1], np.random.default_rng(phantom_seed(seed, i)))
         fast = [np.round(simulate(ph, probe, path="fast", seed=10_000 + k).bmode * 255).astype(np.float32) / 255
                 for k in range(2)]
         m = pool["mask"][i]
         for path, (x, y) in (("full", tuple(pool["draws"][i][:2])), ("fast", tuple(fast))):
             x, y = np.where(m, x, 0).astype(np.float32), np.where(m, y, 0).astype(np.float32)
-            model = paired_draw_error(fn(x[None])[0][0], x, y, m)
-            bm3d = [paired_draw_error(apply_job(("bm3d", x, {"sigma": s})), x, y, m) for s in SIGMAS]
-            rows[(probe.name, path)].append([model] + bm3d)
+            rows[(probe.name, path)].append([paired_draw_error(o, x, y, m) for o in candidates(fn, x)])
     print("true error (x 1e-3) on %d pool phantoms, %s vs BM3D tuned per probe and path:" % (a.phantoms, a.model))
     table(rows, a.model)
     return 0

@@ -51,11 +51,15 @@ def affine_fit(out: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None)
     return a * np.asarray(out, np.float64) + b
 
 
+def mse_affine(out: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean squared error inside ``mask`` after the per-image affine fit of ``out`` to ``ref``."""
+    fit = affine_fit(out, ref, mask)
+    return float(np.mean((_masked(fit, mask) - _masked(ref, mask)) ** 2))
+
+
 def psnr_affine(out: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> float:
     """PSNR (data range 1) after the per-image affine fit of ``out`` to ``ref``."""
-    fit = affine_fit(out, ref, mask)
-    mse = float(np.mean((_masked(fit, mask) - _masked(ref, mask)) ** 2))
-    return float(10 * np.log10(1.0 / max(mse, 1e-12)))
+    return float(10 * np.log10(1.0 / max(mse_affine(out, ref, mask), 1e-12)))
 
 
 def paired_draw_error(out: np.ndarray, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -64,10 +68,7 @@ def paired_draw_error(out: np.ndarray, a: np.ndarray, b: np.ndarray, mask: np.nd
     ``mean (a − b)² / 2``, taken off ``out``'s affine-fitted error against ``b``.  Unbiased when ``out``
     depends on ``a`` alone; noisy per image (the variance is about ten times the errors of a good despeckler),
     so compare methods on the same draws and average over images."""
-    fit = affine_fit(out, b, mask)
-    d = _masked(fit, mask) - _masked(b, mask)
-    s = _masked(a, mask) - _masked(b, mask)
-    return float(np.mean(d ** 2) - np.mean(s ** 2) / 2)
+    return mse_affine(out, b, mask) - float(np.mean((_masked(a, mask) - _masked(b, mask)) ** 2)) / 2
 
 
 def psnr_floor(floor_mse: float) -> float:

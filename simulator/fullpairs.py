@@ -56,6 +56,16 @@ def source_phantom(probe, size: int, rng: np.random.Generator, split: str = "tra
     return ph, name
 
 
+def pool_file(out_dir, index: int) -> Path:
+    """Where phantom ``index`` of a pool lies."""
+    return Path(out_dir) / f"{index:06d}.npz"
+
+
+def pool_seed(out_dir) -> int:
+    """The seed a pool was made with (its manifest)."""
+    return int(json.loads((Path(out_dir) / "manifest.json").read_text())["seed"])
+
+
 def make_phantom_pool_item(out_path: str, index: int, seed: int, size: int, draws: int) -> tuple[str, float]:
     """Dask task: simulate ``draws`` full-physics acquisitions of phantom ``index`` and write them atomically."""
     from .datasets import atomic_savez
@@ -95,8 +105,8 @@ def generate(out_dir, n: int, seed: int = SEED, size: int = SIZE, draws: int = D
     man.write_text(json.dumps(params, indent=1))
     for tmp in out.glob("*.tmp"):
         tmp.unlink()
-    jobs = [(str(out / f"{i:06d}.npz"), i, int(seed), int(size), int(draws)) for i in range(int(n))
-            if not (out / f"{i:06d}.npz").exists()]
+    jobs = [(str(pool_file(out, i)), i, int(seed), int(size), int(draws)) for i in range(int(n))
+            if not pool_file(out, i).exists()]
     summary: dict[str, Any] = {"written": 0, "failed": [], "skipped": int(n) - len(jobs)}
     if jobs:
         run_jobs(make_phantom_pool_item, jobs, key=lambda j: f"fullpairs-{j[1]:06d}", workers=workers,
@@ -107,13 +117,14 @@ def generate(out_dir, n: int, seed: int = SEED, size: int = SIZE, draws: int = D
 def load_pool(out_dir, n: int | None = None) -> dict[str, np.ndarray]:
     """The pool's phantoms (the first ``n``: all of them must exist): ``draws`` (N, D, H, W) float32 in [0, 1],
     ``echo``, ``mask``, ``probe``, ``source``."""
-    files = sorted(Path(out_dir).glob("[0-9]*.npz"))
-    if n is not None:
-        missing = [i for i in range(int(n)) if not (Path(out_dir) / f"{i:06d}.npz").exists()]
+    if n is None:
+        files = sorted(Path(out_dir).glob("[0-9]*.npz"))
+    else:
+        files = [pool_file(out_dir, i) for i in range(int(n))]
+        missing = [i for i, f in enumerate(files) if not f.exists()]
         if missing:
             raise ValueError(f"{out_dir} lacks {len(missing)} of the first {n} phantoms (first: {missing[0]}); "
                              f"run python -m simulator.fullpairs --out {out_dir} --n {n}")
-        files = [Path(out_dir) / f"{i:06d}.npz" for i in range(int(n))]
     if not files:
         raise ValueError(f"no full-physics phantoms in {out_dir}")
     cols: dict[str, list] = {"draws": [], "echo": [], "mask": [], "probe": [], "source": []}

@@ -16,7 +16,7 @@ P4 = 3  # phantom index 3 is the P4-2v (the probes are interleaved); the cheapes
 def pool_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("pool")
     for i in (P4, P4 + 4):
-        fullpairs.make_phantom_pool_item(str(d / f"{i:06d}.npz"), i, fullpairs.SEED, 32, 3)
+        fullpairs.make_phantom_pool_item(str(fullpairs.pool_file(d, i)), i, fullpairs.SEED, 32, 3)
     return d
 
 
@@ -38,9 +38,9 @@ def test_pool_holds_independent_full_physics_draws_of_one_medium(pool_dir):
 
 
 def test_item_is_deterministic_and_skips_what_exists(pool_dir, tmp_path):
-    f = tmp_path / f"{P4:06d}.npz"
+    f = fullpairs.pool_file(tmp_path, P4)
     fullpairs.make_phantom_pool_item(str(f), P4, fullpairs.SEED, 32, 3)
-    with np.load(f) as a, np.load(pool_dir / f"{P4:06d}.npz") as b:
+    with np.load(f) as a, np.load(fullpairs.pool_file(pool_dir, P4)) as b:
         assert np.array_equal(a["bmode_u8"], b["bmode_u8"])
     assert fullpairs.make_phantom_pool_item(str(f), P4, fullpairs.SEED, 32, 3)[1] == 0.0
 
@@ -67,6 +67,7 @@ def test_generate_refuses_another_pool_and_one_draw(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"generator": "simulator.fullpairs.generate", "seed": 1}))
     with pytest.raises(ValueError, match="different full-physics pool"):
         fullpairs.generate(tmp_path, 1)
+    assert fullpairs.pool_seed(tmp_path) == 1
     with pytest.raises(ValueError, match="at least 2 draws"):
         fullpairs.generate(tmp_path / "x", 1, draws=1)
     with pytest.raises(ValueError, match="no full-physics phantoms"):
