@@ -18,6 +18,8 @@ From two independent speckle draws A, B of one medium, without its truth:
 
 * :func:`paired_draw_error` — the squared error of an output of draw A against the draws' expectation (the
   speckle-free B-mode), ``mean (fit(out) − B)² − mean (A − B)² / 2`` (B's own speckle variance removed).
+* :func:`ratio_structure` — from K draws: the structure a method removes or adds (the RMS of the ratio image's
+  expectation over the draws) and the speckle it leaves (the outputs' spread across draws).
 
 Without a ground truth (real clips):
 
@@ -26,7 +28,9 @@ Without a ground truth (real clips):
 * :func:`m_index` — Gomez, Ospina & Frery (2017)'s unassisted measure on the ratio image taken in the
   log (display) domain: a first-order residual (its mean and spread against the input's over the flattest
   areas) and a second-order one (GLCM homogeneity against shuffled copies); 0 is ideal, larger means
-  structure was removed or added;
+  structure was removed or added.  On ultrasound's correlated speckle it mostly reads which part of the
+  speckle's spectrum was removed: the speckle-free image scores worse than BM3D, and a filter that takes off
+  only the finest speckle best (``docs/experiments/ratio_structure.md``);
 
 Display values map to intensity with the display dynamic range: I = 10^(DR (d − 1) / 10).
 """
@@ -69,6 +73,34 @@ def paired_draw_error(out: np.ndarray, a: np.ndarray, b: np.ndarray, mask: np.nd
     depends on ``a`` alone; noisy per image (the variance is about ten times the errors of a good despeckler),
     so compare methods on the same draws and average over images."""
     return mse_affine(out, b, mask) - float(np.mean((_masked(a, mask) - _masked(b, mask)) ** 2)) / 2
+
+
+def ratio_structure(draws: np.ndarray, outputs: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """What a despeckler takes from the image besides speckle, measured exactly from K independent speckle
+    draws of one medium (display units): the expectation of the ratio image over the draws.
+
+    With r_k = draw_k − output_k (the ratio image in the log domain) and every output made from its own draw
+    alone, E[r] = truth − E[output] is the structure the method removed (> 0) or added (< 0), whatever the
+    speckle's grain: the speckle averages out of the mean over draws and its remainder, var(r) / K, is taken
+    off.  The mask's mean of E[r] (a uniform grey shift, the tissue shift of the real clips) is removed
+    first.  ``structure`` is the RMS of what is left over ``mask``; ``speckle_left`` the RMS spread of the
+    outputs across draws (the speckle the method leaves, plus its own instability).  Their squares add up to
+    the mean squared error against the speckle-free image, less its uniform part.  No reference image is needed, but several draws are: this is
+    what the no-reference M index (:func:`m_index`) tries to read from one draw, which it cannot on correlated
+    speckle (``docs/experiments/ratio_structure.md``)."""
+    d = np.asarray(draws, np.float64)
+    o = np.asarray(outputs, np.float64)
+    if d.shape != o.shape or d.ndim != 3 or len(d) < 2:
+        raise ValueError("ratio_structure needs K >= 2 draws and one output per draw, of one shape (K, H, W); "
+                         f"got {d.shape} and {o.shape}")
+    m = np.ones(d.shape[1:], bool) if mask is None else np.asarray(mask, bool)
+    r = d - o
+    k = len(r)
+    rbar = r.mean(axis=0)[m]
+    noise = r.var(axis=0, ddof=1)[m] / k
+    s2 = float(np.mean((rbar - rbar.mean()) ** 2) - np.mean(noise))
+    return {"structure": float(np.sqrt(max(s2, 0.0))), "structure_sq": s2,
+            "speckle_left": float(np.sqrt(np.mean(o.var(axis=0, ddof=1)[m]))), "draws": k}
 
 
 def psnr_floor(floor_mse: float) -> float:

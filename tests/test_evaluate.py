@@ -273,6 +273,15 @@ def test_foreign_images_are_despeckled_each_on_its_own(tmp_path):
     entry = res["sets"]["L11-5v"]
     assert entry["n_inputs"] == 6 and len(entry["rows"]["spy"]["psnr"]) == 6
     assert "spy" in entry["uncertainty"]
+    # two draws per image: the structure the spy removes (it flips the image) is measured, per image
+    from engine.generalization import render_markdown
+
+    st = entry["structure"]
+    assert len(st["spy"]["structure"]) == 3 and min(st["spy"]["structure"]) > 2 * max(
+        st["BM3D (tuned on this set)"]["structure"])
+    assert "Structure removed / speckle left" in render_markdown(res)
+    one = evaluate_foreign({"spy": spy}, ["L11-5v"], inputs=1, root=root, log=lambda s: None, bm3d_grid=(0.3,))
+    assert "structure" not in one["sets"]["L11-5v"] and "Structure removed" not in render_markdown(one)
 
 
 def test_clip_measures_read_the_method_output_in_every_roi():
