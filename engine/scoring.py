@@ -85,9 +85,9 @@ def ratio_structure(draws: np.ndarray, outputs: np.ndarray, mask: np.ndarray | N
     off.  The mask's mean of E[r] (a uniform grey shift, the tissue shift of the real clips) is removed
     first.  ``structure`` is the RMS of what is left over ``mask``; ``speckle_left`` the RMS spread of the
     outputs across draws (the speckle the method leaves, plus its own instability).  Their squares add up to
-    the mean squared error against the speckle-free image, less its uniform part.  No reference image is needed, but several draws are: this is
-    what the no-reference M index (:func:`m_index`) tries to read from one draw, which it cannot on correlated
-    speckle (``docs/experiments/ratio_structure.md``)."""
+    the mean squared error against the speckle-free image, less its uniform part.  No reference image is
+    needed, but several draws are: this is what the no-reference M index (:func:`m_index`) tries to read
+    from one draw, which it cannot on correlated speckle (``docs/experiments/ratio_structure.md``)."""
     d = np.asarray(draws, np.float64)
     o = np.asarray(outputs, np.float64)
     if d.shape != o.shape or d.ndim != 3 or len(d) < 2:
