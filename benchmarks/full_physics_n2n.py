@@ -47,8 +47,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import train_shipped as ts
     from capacity_length import foreign_image_psnr
-    from scipy import stats
 
+    from engine.evalstats import paired_diff
     from engine.train import export_members, run_steps, train
     from simulator.foreign import PROBES
     from simulator.fullpairs import load_pool, mixed_dataset, n2n_pairs
@@ -80,11 +80,10 @@ def main(argv=None) -> int:
         per = {name: foreign_image_psnr(model, inputs) for name, model in models.items()}
         ref = "ft-fast" if "ft-fast" in per else "shipped baseline"
         for name, sc in per.items():
-            d = np.concatenate([sc[p] - per[ref][p] for p in PROBES])
-            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+            d = paired_diff(np.concatenate([sc[p] for p in PROBES]), np.concatenate([per[ref][p] for p in PROBES]))
             print("  %-18s %s   vs %s: %+.3f dB (95 %% CI %+.3f … %+.3f, %d images)" % (
-                name, " / ".join("%.2f" % sc[p].mean() for p in PROBES), ref, d.mean(), d.mean() - half,
-                d.mean() + half, len(d)), flush=True)
+                name, " / ".join("%.2f" % sc[p].mean() for p in PROBES), ref, d["diff"], d["lo"], d["hi"], d["n"]),
+                flush=True)
     return 0
 
 

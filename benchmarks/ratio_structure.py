@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _ci(d) -> str:
-    from scipy import stats
+def _ci(a, b) -> str:
+    """a − b over paired images, with its 95 % t interval."""
+    from engine.evalstats import paired_diff
 
-    d = np.asarray(d, float)
-    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return f"{d.mean():+.2f} ({d.mean() - half:+.2f} … {d.mean() + half:+.2f})"
+    d = paired_diff(a, b)
+    return f"{d['diff']:+.2f} ({d['lo']:+.2f} … {d['hi']:+.2f})"
 
 
 def m_index_table(methods: dict, sigmas: dict) -> None:
@@ -79,24 +79,21 @@ def m_index_table(methods: dict, sigmas: dict) -> None:
 def structure_table(methods: dict, sigmas: dict) -> None:
     from scipy import ndimage
 
-    from engine import classical, scoring
-    from engine.generalization import each_image
-    from simulator.foreign import FOREIGN_DIR, PROBES
+    from engine import classical
+    from engine.generalization import each_image, image_structure, load_foreign
+    from simulator.foreign import DEFAULT_DRAWS, PROBES
 
     rows: dict[str, dict[str, list]] = {}
     for probe in PROBES:
         t = time.time()
-        for f in sorted((FOREIGN_DIR / probe).glob("*.npz")):
-            with np.load(f) as z:
-                d = z["draws"].astype(np.float32) / np.float32(255)
-                m = z["mask"]
-            outs = {f"input blurred, {s} px": np.stack([ndimage.gaussian_filter(x, s) for x in d]) for s in (1, 2)}
-            outs["BM3D"] = np.stack([classical.apply_job(("bm3d", x, {"sigma": sigmas[probe]})) for x in d])
-            for name, fn in methods.items():
-                outs[name] = each_image(fn, d)[0]
-            for k, o in outs.items():
-                s = scoring.ratio_structure(d, o, m)
-                rows.setdefault(k, {}).setdefault(probe, []).append((s["structure"] * 255, s["speckle_left"] * 255))
+        fs = load_foreign(probe, inputs=DEFAULT_DRAWS)  # every draw of every image as an input
+        outs = {f"input blurred, {s} px": np.stack([ndimage.gaussian_filter(x, s) for x in fs.bmode]) for s in (1, 2)}
+        outs["BM3D"] = np.stack([classical.apply_job(("bm3d", x, {"sigma": sigmas[probe]})) for x in fs.bmode])
+        for name, fn in methods.items():
+            outs[name] = each_image(fn, fs.bmode)[0]
+        for k, o in outs.items():
+            st = image_structure(o, fs)
+            rows.setdefault(k, {})[probe] = list(zip(st["structure"], st["speckle_left"]))
         print(f"[structure] {probe}: {time.time() - t:.0f} s", flush=True)
     print("\nStructure removed (RMS of the ratio image's mean over 9 draws) / speckle left (RMS spread of the "
           "outputs across draws), grey levels of 255:\n")
@@ -112,13 +109,16 @@ def structure_table(methods: dict, sigmas: dict) -> None:
     print("| --- | --- | --- |")
     for name in methods:
         v = np.array([x for p in PROBES for x in rows[name][p]])
-        print(f"| {name} | {_ci(v[:, 0] - bm[:, 0])} | {_ci(v[:, 1] - bm[:, 1])} |")
+        print(f"| {name} | {_ci(v[:, 0], bm[:, 0])} | {_ci(v[:, 1], bm[:, 1])} |")
 
 
 def clips_table(methods: dict) -> None:
+    from dataclasses import replace
+
     from scipy import ndimage
 
-    from engine import classical, scoring
+    from engine import classical
+    from engine.generalization import clip_measures
     from usclean_gui.realclips import load_real_clips
 
     print("\nReal clips (first 3 frames): M index (GLCM part) / ENL\n")
@@ -126,17 +126,13 @@ def clips_table(methods: dict) -> None:
     print("| clip | " + " | ".join(names) + " |")
     print("| --- | " + " | ".join("---" for _ in names) + " |")
     for clip in load_real_clips():
-        inp = clip.frames[:3]
+        clip = replace(clip, frames=clip.frames[:3])  # the frames the report's M index reads
+        inp = clip.frames
         outs = [np.stack([ndimage.gaussian_filter(f, s) for f in inp]) for s in (0.7, 1.0, 1.5)]
         outs += [np.stack([classical.apply_job(("bm3d", f, {"sigma": s})) for f in inp]) for s in (0.2, 0.43)]
         outs += [np.asarray(fn(inp)[0], np.float32) for fn in methods.values()]
-        wins = scoring.homogeneous_windows(inp[0], clip.tissue, clip.dr_db, size=11, n=8)
-        cells = []
-        for o in outs:
-            mi = [scoring.m_index(i, x, clip.tissue, clip.dr_db, size=9) for i, x in zip(inp, o)]
-            e = np.median([scoring.enl(scoring.to_intensity(x[y:y + 11, c:c + 11], clip.dr_db))
-                           for x in o for y, c in wins])
-            cells.append(f"{np.mean([v['M'] for v in mi]):.1f} ({np.mean([v['delta_h'] for v in mi]):.1f}) / {e:.1f}")
+        rows = [clip_measures(clip, o) for o in outs]
+        cells = [f"{r['m_index']:.1f} ({r['m_glcm']:.1f}) / {r['enl']:.1f}" for r in rows]
         print(f"| {clip.name} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -100,7 +100,7 @@ def _rows(out: np.ndarray, fs: ForeignSet) -> dict:
     return {k: np.asarray(v, float) for k, v in per.items()}
 
 
-def _structure(out: np.ndarray, fs: ForeignSet) -> dict[str, list[float]] | None:
+def image_structure(out: np.ndarray, fs: ForeignSet) -> dict[str, list[float]] | None:
     """Per image, the structure a method removed and the speckle it left (:func:`scoring.ratio_structure`,
     grey levels of 255) from its outputs of the image's input draws; None with one input per image."""
     images = np.unique(fs.image)
@@ -139,13 +139,13 @@ def evaluate_foreign(methods: dict[str, Method], probes: Sequence[str], inputs: 
         entry["rows"]["input"] = _rows(fs.bmode, fs)
         bm3d = np.stack(next(r for r in table if r["sigma"] == sig)["outputs"])
         entry["rows"]["BM3D (tuned on this set)"] = _rows(bm3d, fs)
-        structure = {"BM3D (tuned on this set)": _structure(bm3d, fs)}
+        structure = {"BM3D (tuned on this set)": image_structure(bm3d, fs)}
         log(f"[foreign] {probe}: BM3D sigma {sig} ({time.time() - t:.0f} s)")
         for name, fn in methods.items():
             t = time.time()
             mean, std = each_image(fn, fs.bmode)
             entry["rows"][name] = _rows(mean, fs)
-            structure[name] = _structure(mean, fs)
+            structure[name] = image_structure(mean, fs)
             if std is not None and float(np.max(std)) > 0:
                 err = mean - fs.clean
                 entry["uncertainty"][name] = {

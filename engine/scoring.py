@@ -83,7 +83,8 @@ def ratio_structure(draws: np.ndarray, outputs: np.ndarray, mask: np.ndarray | N
     alone, E[r] = truth − E[output] is the structure the method removed (> 0) or added (< 0), whatever the
     speckle's grain: the speckle averages out of the mean over draws and its remainder, var(r) / K, is taken
     off.  The mask's mean of E[r] (a uniform grey shift, the tissue shift of the real clips) is removed
-    first.  ``structure`` is the RMS of what is left over ``mask``; ``speckle_left`` the RMS spread of the
+    first.  ``structure`` is the RMS of what is left over ``mask`` (``structure_sq`` its square before the
+    clip at 0: unbiased, so average that over images); ``speckle_left`` the RMS spread of the
     outputs across draws (the speckle the method leaves, plus its own instability).  Their squares add up to
     the mean squared error against the speckle-free image, less its uniform part.  No reference image is
     needed, but several draws are: this is what the no-reference M index (:func:`m_index`) tries to read
