@@ -80,10 +80,10 @@ def structure_table(methods: dict, sigmas: dict) -> None:
     from scipy import ndimage
 
     from engine import classical
-    from engine.generalization import each_image, image_structure, load_foreign
+    from engine.generalization import each_image, image_structure, load_foreign, pooled_structure
     from simulator.foreign import DEFAULT_DRAWS, PROBES
 
-    rows: dict[str, dict[str, list]] = {}
+    rows: dict[str, dict[str, dict]] = {}
     for probe in PROBES:
         t = time.time()
         fs = load_foreign(probe, inputs=DEFAULT_DRAWS)  # every draw of every image as an input
@@ -92,24 +92,25 @@ def structure_table(methods: dict, sigmas: dict) -> None:
         for name, fn in methods.items():
             outs[name] = each_image(fn, fs.bmode)[0]
         for k, o in outs.items():
-            st = image_structure(o, fs)
-            rows.setdefault(k, {})[probe] = list(zip(st["structure"], st["speckle_left"]))
+            rows.setdefault(k, {})[probe] = image_structure(o, fs)
         print(f"[structure] {probe}: {time.time() - t:.0f} s", flush=True)
     print("\nStructure removed (RMS of the ratio image's mean over 9 draws) / speckle left (RMS spread of the "
-          "outputs across draws), grey levels of 255:\n")
+          "outputs across draws), grey levels of 255, pooled over the set's pixels as RMS (pooled_structure):\n")
     print("| method | " + " | ".join(PROBES) + " | all |")
     print("| --- | " + " | ".join("---" for _ in PROBES) + " | --- |")
     for k, per in rows.items():
-        cells = [f"{np.mean([v[0] for v in per[p]]):.2f} / {np.mean([v[1] for v in per[p]]):.2f}" for p in PROBES]
-        allv = np.array([v for p in PROBES for v in per[p]])
-        print(f"| {k} | " + " | ".join(cells) + f" | {allv[:, 0].mean():.2f} / {allv[:, 1].mean():.2f} |")
-    bm = np.array([v for p in PROBES for v in rows["BM3D"][p]])
-    print("\nPaired over the 32 images, model − BM3D (95 % t interval), grey levels:\n")
+        cells = ["%.2f / %.2f" % pooled_structure([per[p]]) for p in PROBES]
+        print(f"| {k} | " + " | ".join(cells) + " | %.2f / %.2f |" % pooled_structure([per[p] for p in PROBES]))
+
+    def each(name: str, key: str) -> np.ndarray:
+        return np.array([x for p in PROBES for x in rows[name][p][key]])
+
+    print("\nPaired over the 32 images, model − BM3D (95 % t interval) of the per-image values, grey levels:\n")
     print("| model | structure removed | speckle left |")
     print("| --- | --- | --- |")
     for name in methods:
-        v = np.array([x for p in PROBES for x in rows[name][p]])
-        print(f"| {name} | {_ci(v[:, 0], bm[:, 0])} | {_ci(v[:, 1], bm[:, 1])} |")
+        print(f"| {name} | {_ci(each(name, 'structure'), each('BM3D', 'structure'))} | "
+              f"{_ci(each(name, 'speckle_left'), each('BM3D', 'speckle_left'))} |")
 
 
 def clips_table(methods: dict) -> None:

@@ -102,13 +102,25 @@ def _rows(out: np.ndarray, fs: ForeignSet) -> dict:
 
 def image_structure(out: np.ndarray, fs: ForeignSet) -> dict[str, list[float]] | None:
     """Per image, the structure a method removed and the speckle it left (:func:`scoring.ratio_structure`,
-    grey levels of 255) from its outputs of the image's input draws; None with one input per image."""
+    grey levels of 255) from its outputs of the image's input draws, and ``structure_sq``, the unbiased
+    square that :func:`pooled_structure` averages; None with one input per image."""
     images = np.unique(fs.image)
     if np.sum(fs.image == images[0]) < 2:
         return None
     per = [scoring.ratio_structure(fs.bmode[fs.image == i], out[fs.image == i], fs.mask[fs.image == i][0])
            for i in images]
-    return {"structure": [255 * v["structure"] for v in per], "speckle_left": [255 * v["speckle_left"] for v in per]}
+    return {"structure": [255 * v["structure"] for v in per],
+            "structure_sq": [255 ** 2 * v["structure_sq"] for v in per],
+            "speckle_left": [255 * v["speckle_left"] for v in per]}
+
+
+def pooled_structure(per_image: Sequence[dict]) -> tuple[float, float]:
+    """(structure removed, speckle left) over several images' :func:`image_structure` results, each the RMS
+    over all their pixels: the square root of the mean of the unbiased squares, so that an image whose
+    structure estimate is near 0 does not read high (a mean of per-image RMS values would)."""
+    sq = np.concatenate([np.asarray(p["structure_sq"], float) for p in per_image])
+    sp = np.concatenate([np.asarray(p["speckle_left"], float) for p in per_image])
+    return float(np.sqrt(max(float(sq.mean()), 0.0))), float(np.sqrt(np.mean(sp ** 2)))
 
 
 def each_image(fn: Method, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -260,11 +272,11 @@ def render_markdown(foreign: dict, clips: dict | None = None) -> str:
     if all("structure" in e for e in sets.values()):
         lines += ["", "Structure removed / speckle left, in grey levels of 255 (`engine.scoring.ratio_structure`: the "
                   "RMS of the ratio image's mean over an image's %d input draws, a uniform grey shift taken off, and "
-                  "the RMS spread of the outputs across those draws):" % foreign["inputs_per_image"], "",
+                  "the RMS spread of the outputs across those draws; both pooled over the set's pixels, as RMS):"
+                  % foreign["inputs_per_image"], "",
                   "| method | " + " | ".join(sets) + " |", "| --- | " + " | ".join("---" for _ in sets) + " |"]
         for m in next(iter(sets.values()))["structure"]:
-            cells = [m] + [(f"{np.mean(e['structure'][m]['structure']):.2f} / "
-                            f"{np.mean(e['structure'][m]['speckle_left']):.2f}" if m in e["structure"] else "–")
+            cells = [m] + [("%.2f / %.2f" % pooled_structure([e["structure"][m]]) if m in e["structure"] else "–")
                            for e in sets.values()]
             lines.append("| " + " | ".join(cells) + " |")
     unc = [(p, m, u) for p, e in sets.items() for m, u in e["uncertainty"].items()]

@@ -170,3 +170,34 @@ def test_m_index_rewards_leaving_the_coarse_speckle():
     assert m_fine < m_ideal
     s = scoring.ratio_structure(d, fine_only, mask)
     assert s["structure"] < 0.003 < 0.01 < s["speckle_left"]
+
+
+def test_pooled_structure_splits_the_error_against_the_truth():
+    """Over several images, the pooled structure removed and speckle left are RMS values whose squares add up
+    to the mean squared error against the speckle-free image (its uniform part taken off), and the pooled
+    structure of a fixed blur is the structure that blur takes off."""
+    from scipy import ndimage
+
+    from engine.generalization import pooled_structure
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:128, :128]
+    mask = np.ones((128, 128), bool)
+    blurs, fixed, mse, lost = [], [], [], []
+    for i in range(6):
+        truth = 0.5 + 0.2 * np.sin(xx / (3.0 + i)) * np.cos(yy / 6.0)
+        d = _speckle_draws(rng, truth, 9)
+        outs = np.stack([ndimage.gaussian_filter(x, 1.5) for x in d])
+        e = outs - truth
+        mse.append(np.mean((e - e.mean()) ** 2))
+        b = ndimage.gaussian_filter(truth, 2.0)
+        lost.append(np.mean((truth - b - (truth - b).mean()) ** 2))
+        for out, acc in ((outs, blurs), (np.repeat(b[None], 9, 0), fixed)):
+            r = scoring.ratio_structure(d, out, mask)
+            acc.append({"structure": [r["structure"]], "structure_sq": [r["structure_sq"]],
+                        "speckle_left": [r["speckle_left"]]})
+    structure, speckle = pooled_structure(blurs)
+    assert structure > 0.005 and speckle > 0.01
+    assert structure ** 2 + speckle ** 2 == pytest.approx(float(np.mean(mse)), rel=0.1)
+    assert pooled_structure(fixed)[0] == pytest.approx(float(np.sqrt(np.mean(lost))), rel=0.1)
+    assert pooled_structure(fixed)[1] < 1e-9
