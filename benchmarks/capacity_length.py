@@ -60,6 +60,20 @@ def foreign_psnr(model) -> list[float]:
     return [float(v.mean()) for v in foreign_image_psnr(model).values()]
 
 
+def train_variant(cfg, run: Path, out: Path, name: str, rec: dict) -> str:
+    """Train one variant's member in ``run`` until its ``max_steps`` (resumable) and export it to ``out``
+    once; returns ``out`` as a model folder for :func:`engine.load_ensemble`."""
+    from engine.train import export_members, run_steps, train
+
+    if run_steps(run) < cfg.max_steps:
+        t = time.time()
+        train(cfg, run, log=lambda m: print(m, flush=True) if "checkpoint" in m else None)
+        print("%s: trained in %.1f min" % (name, (time.time() - t) / 60), flush=True)
+    if not (out / "model.json").is_file():
+        export_members([run], out, name, recipe={"card": rec["card"]}, n_eval=16, log=print)
+    return str(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=Path, required=True, help="run folders and exported variants go here")
@@ -69,22 +83,14 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import train_shipped as ts
 
-    from engine.train import export_members, run_steps, train
     from simulator.foreign import PROBES
 
     rec = ts.recipe("baseline")
     cfg0 = ts.member_config(rec, rec["members"][0], ts.build_data(a.data, rec["dataset"], print), a.threads, "cpu")
     models = {"shipped baseline": "baseline"}
     for name in a.only or VARIANTS:
-        run, out = a.runs / name, a.runs / (name + "-model")
         cfg = replace(cfg0, **VARIANTS[name], name="capacity-" + name)
-        if run_steps(run) < cfg.max_steps:
-            t = time.time()
-            train(cfg, run, log=lambda m: print(m, flush=True) if "checkpoint" in m else None)
-            print("%s: trained in %.1f min" % (name, (time.time() - t) / 60), flush=True)
-        if not (out / "model.json").is_file():
-            export_members([run], out, name, recipe={"card": rec["card"]}, n_eval=16, log=print)
-        models[name] = str(out)
+        models[name] = train_variant(cfg, a.runs / name, a.runs / (name + "-model"), name, rec)
     print("foreign sets, affine-fitted PSNR (dB), %s:" % " / ".join(PROBES))
     for name, model in models.items():
         print("  %-18s %s" % (name, " / ".join("%.2f" % v for v in foreign_psnr(model))), flush=True)
