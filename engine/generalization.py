@@ -116,8 +116,9 @@ def image_structure(out: np.ndarray, fs: ForeignSet) -> dict[str, list[float]] |
 
 def pooled_structure(per_image: Sequence[dict]) -> tuple[float, float]:
     """(structure removed, speckle left) over several images' :func:`image_structure` results, each the RMS
-    over all their pixels: the square root of the mean of the unbiased squares, so that an image whose
-    structure estimate is near 0 does not read high (a mean of per-image RMS values would)."""
+    over all their pixels: the square root of the mean of the unbiased squares, so that the two squares add
+    up to the set's mean squared error against the speckle-free image (less each image's uniform part), as they
+    do for one image; a mean of per-image RMS values does not."""
     sq = np.concatenate([np.asarray(p["structure_sq"], float) for p in per_image])
     sp = np.concatenate([np.asarray(p["speckle_left"], float) for p in per_image])
     return float(np.sqrt(max(float(sq.mean()), 0.0))), float(np.sqrt(np.mean(sp ** 2)))
