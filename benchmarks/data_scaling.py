@@ -107,10 +107,10 @@ def main(argv=None) -> int:
     ref = "shipped (3000 pairs)"
     print("\n| pairs | own validation (64) | − shipped | foreign " + " / ".join(PROBES) + " | − shipped, 32 images |")
     print("| --- | --- | --- | --- | --- |")
+    f0 = np.concatenate([foreign[ref][p] for p in PROBES])
     for k in models:
-        fr = np.concatenate([foreign[k][p] for p in PROBES])
-        f0 = np.concatenate([foreign[ref][p] for p in PROBES])
-        d_own, d_for = paired_diff(own[k].tolist(), own[ref].tolist()), paired_diff(fr.tolist(), f0.tolist())
+        d_own = paired_diff(own[k], own[ref])
+        d_for = paired_diff(np.concatenate([foreign[k][p] for p in PROBES]), f0)
         print(f"| {k} | {own[k].mean():.2f} | {d_own['diff']:+.3f} ({d_own['lo']:+.3f} … {d_own['hi']:+.3f}) | "
               + " / ".join(f"{foreign[k][p].mean():.2f}" for p in PROBES)
               + f" | {d_for['diff']:+.3f} ({d_for['lo']:+.3f} … {d_for['hi']:+.3f}) |", flush=True)
