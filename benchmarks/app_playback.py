@@ -40,6 +40,7 @@ def cardiac_cine(folder: Path, frames: int = 90) -> Path:
 def play(win, app, path: Path, seconds: float) -> dict:
     """Open ``path``, wait for the model, play ``seconds`` of wall clock; what each drawn frame held."""
     held = {"ensemble": 0, "preview": 0, "nothing": 0}
+    last_nothing = [None]  # seconds into playback of the last frame drawn without a result
     if not win.open_file(str(path)):
         raise SystemExit("cannot open %s: %s" % (path, win.messages[-1:] or ""))
     t = time.monotonic()
@@ -50,11 +51,13 @@ def play(win, app, path: Path, seconds: float) -> dict:
     def drawn(i: int) -> None:
         kind = win.session.result_kind(i) if win.session is not None else None
         held[kind or "nothing"] += 1
+        if kind is None:
+            last_nothing[0] = time.monotonic() - t0
 
     win.cine.frame_changed.connect(drawn)
     win.cine.loop.setChecked(True)
-    win.cine.play()
     t0 = time.monotonic()
+    win.cine.play()
     while time.monotonic() - t0 < seconds:
         app.processEvents()
         time.sleep(0.001)
@@ -63,7 +66,7 @@ def play(win, app, path: Path, seconds: float) -> dict:
     shown = sum(held.values())
     return dict(held, shown=shown, dropped=win.cine.dropped, fps=win.cine.fps.value(),
                 n=win.cine.n_frames, due=int(seconds * win.cine.fps.value()),
-                made_by=win.model_info.preview, status=win.dropped_label.text())
+                made_by=win.model_info.preview, status=win.dropped_label.text(), last_nothing_s=last_nothing[0])
 
 
 def main(argv=None) -> int:
@@ -98,6 +101,9 @@ def main(argv=None) -> int:
                   " the pane held the ensemble on %d, the preview on %d, nothing yet on %d"
                   % (path.name, r["n"], r["fps"], r["made_by"], r["due"], r["shown"], r["dropped"],
                      r["ensemble"], r["preview"], r["nothing"]))
+            if r["last_nothing_s"] is not None:
+                print("    the last frame drawn without a result: %.1f s into playback (one pass of the clip: %.1f s)"
+                      % (r["last_nothing_s"], r["n"] / r["fps"]))
             print("    status bar: %s" % r["status"])
             win.runner.stop()
             win.close()
