@@ -17,7 +17,7 @@ The calibration (the largest deviation of the RMS error from the prediction over
 prediction, the truth's residual speckle subtracted) is printed on all 9 inputs too, with its spread over
 bootstrap resamplings of the images: how precisely a set of 8 images measures it.
 
-    python benchmarks/uncertainty_ceiling.py [--model multiprobe] [--probe L11-5v ...] [-o FILE.md]
+    python benchmarks/uncertainty_ceiling.py [--model multiprobe] [--probe L11-5v ...] [--root FOLDER] [-o FILE.md]
 """
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="multiprobe")
     ap.add_argument("--probe", action="append", choices=PROBES)
     ap.add_argument("-o", "--output", type=Path, help="also write the table as Markdown here")
+    ap.add_argument("--root", type=Path, help="another foreign set's folder (default: the committed sets)")
     a = ap.parse_args(argv)
     from engine import load_ensemble
     from engine.generalization import load_foreign
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     rows = []
     for probe in a.probe or PROBES:
         t = time.time()
-        fs = load_foreign(probe, inputs=9)
+        fs = load_foreign(probe, inputs=9, root=a.root)
         res = ens.despeckle(fs.bmode, seed=0)
         c = ceiling(res.mean - fs.clean, res.std, fs.mask, fs.image)
         c["calibration"] = calibration_spread(res.std, res.mean - fs.clean, fs.mask, fs.floor_var, fs.image)

@@ -507,8 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=DEFAULT_N, help="images per probe (default %(default)s)")
     ap.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help="draws per image (default %(default)s)")
     ap.add_argument("--workers", type=int, default=1, help="Dask worker processes (default 1)")
+    ap.add_argument("--base-seed", type=int, default=BASE_SEED,
+                    help="seed of every image's scene, acquisition and draws (default %(default)s); another seed "
+                         "makes another set from the same generator, in its own --root")
     a = ap.parse_args(argv)
-    s = generate(a.root, a.probe or PROBES, a.n, a.draws, a.workers)
+    s = generate(a.root, a.probe or PROBES, a.n, a.draws, a.workers, base_seed=a.base_seed)
     print(f"done: {s['written']} written, {s['skipped']} already there, {len(s['failed'])} failed", flush=True)
     for f in s["failed"]:
         print("failed:", f, flush=True)

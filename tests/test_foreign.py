@@ -1,6 +1,7 @@
 """The foreign full-physics sets: acquisition draws, geometry, anatomy, one real (tiny) simulation, the committed
 files."""
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -83,3 +84,15 @@ def test_committed_sets_load():
     from engine.metrics import psnr
     assert all(psnr(b, c, m) < 10 * np.log10(1 / f) - 3
                for b, c, m, f in zip(data["bmode"], data["clean"], data["mask"], data["floor_mse"]))
+
+
+def test_another_base_seed_makes_another_set(tmp_path):
+    a, b = foreign.draw_acquisition("L11-5v", 3), foreign.draw_acquisition("L11-5v", 3, base_seed=foreign.BASE_SEED + 6)
+    assert a != b and a.probe == b.probe
+    assert foreign.draw_acquisition("L11-5v", 3, base_seed=foreign.BASE_SEED + 6) == b  # still deterministic
+    # the CLI carries the seed into the folder's manifest (no image asked for: nothing is simulated) ...
+    assert foreign.main(["--root", str(tmp_path), "--n", "0", "--base-seed", "7"]) == 0
+    assert json.loads((tmp_path / "params.json").read_text())["base_seed"] == 7
+    # ... and a folder never mixes two seeds' images
+    with pytest.raises(ValueError, match="other settings"):
+        foreign.generate(tmp_path, n=0)
