@@ -1,7 +1,7 @@
 """Score models on the foreign full-physics sets and the real clips (the generalization section alone).
 
     python benchmarks/generalization.py -o docs/experiments/generalization_check.md \
-        --model multiprobe --model l11-5v --model /path/to/exported_folder [--inputs 3] [--probe L11-5v]
+        --model multiprobe --model l11-5v --model /path/to/exported_folder [--inputs 3] [--probe L11-5v] [--root DIR]
 
 Each ``--model`` is a shipped name or a model folder; ``NAME:brightness=off`` scores it without the
 brightness correction (engine.brightness), ``NAME:normalize=off`` without the real-frame normalisation
@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", type=Path, required=True)
     ap.add_argument("--model", action="append", required=True)
     ap.add_argument("--probe", action="append")
+    ap.add_argument("--root", type=Path, help="another foreign set's folder (default: the committed sets), e.g. "
+                                              "resources/testsets/foreign_replication")
     ap.add_argument("--inputs", type=int, default=1, help="leave-one-out inputs per foreign image (default 1)")
     ap.add_argument("--no-clips", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the numbers as JSON")
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
 
     pool = filter_pool(a.workers)
     try:
-        res, md = run_generalization(models, a.probe or available(), clips, inputs=a.inputs,
+        res, md = run_generalization(models, a.probe or available(a.root), clips, inputs=a.inputs, root=a.root,
                                      map_fn=pool.map if pool else map, log=lambda s: print(s, flush=True))
     finally:
         if pool:
