@@ -8,9 +8,9 @@ committed sets, with the same inputs per image. BM3D's sigma is tuned on each se
 committed sets. On the replication set it is also run at the sigma the committed set chose, as a user would
 carry it over.
 
-Make the replication set first (about 50 min on 2 cores for 4 images per probe):
+The committed replication set was made with (51 min on 2 cores, 8 images per probe):
 
-    python -m simulator.foreign --root resources/testsets/foreign_replication --n 4 --workers 2 --base-seed 20261207
+    python -m simulator.foreign --root resources/testsets/foreign_replication --n 8 --workers 2 --base-seed 20261207
     python benchmarks/replication.py [--root resources/testsets/foreign_replication] [--inputs 3] [--model NAME ...]
 
 Prints per probe and set: affine-fitted PSNR (dB) against the speckle-free B-mode (the mean over inputs),
@@ -50,7 +50,7 @@ def score_set(fs, models: dict, map_fn, extra_sigma: float | None = None) -> dic
     sigma, table = tune_bm3d(fs, map_fn=map_fn)
     bm3d = psnr(np.stack(next(r for r in table if r["sigma"] == sigma)["outputs"]))
     inp = psnr(fs.bmode)
-    out: dict = {"n_images": int(len(np.unique(fs.image))), "n_inputs": int(len(fs.bmode)), "sigma": sigma,
+    out: dict = {"n_images": int(len(np.unique(fs.image))), "sigma": sigma,
                  "input": float(inp.mean()), "bm3d": float(bm3d.mean()), "bm3d_per_image": per_image(bm3d, fs.image),
                  "models": {}}
     if extra_sigma is not None:

@@ -59,9 +59,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", help="shipped model names (default multiprobe and l11-5v)")
     ap.add_argument("--probe", action="append", choices=PROBES)
     a = ap.parse_args(argv)
-    from engine import classical, load_ensemble
+    from engine import load_ensemble
     from engine.evaluate import filter_pool
-    from engine.generalization import BM3D_GRID, each_image, load_foreign, model_method
+    from engine.generalization import each_image, load_foreign, model_method, tune_bm3d
 
     pool = filter_pool(2)  # before any torch work, so the workers fork without it
     map_fn = pool.map if pool is not None else map
@@ -73,8 +73,8 @@ def main(argv=None) -> int:
             t = time.time()
             fs = load_foreign(probe, inputs=1)
             truths = {"display mean": fs.clean, "intensity mean": intensity_truth(probe)}
-            bm3d = {s: np.stack(list(map_fn(classical.apply_job, [("bm3d", b, {"sigma": s}) for b in fs.bmode])))
-                    for s in BM3D_GRID}
+            # BM3D on the grid once (tune_bm3d's outputs), each sigma then scored against both truths
+            bm3d = {r["sigma"]: np.stack(r["outputs"]) for r in tune_bm3d(fs, map_fn=map_fn)[1]}
             outs = {n: each_image(model_method(e), fs.bmode)[0] for n, e in models.items()}
             res: dict = {"probe": probe, "truths": mean_psnr(truths["display mean"], truths["intensity mean"], fs.mask)}
             for tname, truth in truths.items():
